@@ -1,0 +1,144 @@
+//! Digests and HMAC over SM3 (default) or SHA-256.
+
+use hmac::{KeyInit, Mac};
+use sha2::Digest;
+
+/// A 256-bit hash algorithm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum HashAlg {
+    #[default]
+    Sm3,
+    Sha256,
+}
+
+impl HashAlg {
+    pub fn name(self) -> &'static str {
+        match self {
+            HashAlg::Sm3 => "sm3",
+            HashAlg::Sha256 => "sha256",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<HashAlg> {
+        match s.to_ascii_lowercase().as_str() {
+            "sm3" => Some(HashAlg::Sm3),
+            "sha256" | "sha-256" => Some(HashAlg::Sha256),
+            _ => None,
+        }
+    }
+}
+
+/// The digest of `data`.
+pub fn digest(alg: HashAlg, data: &[u8]) -> [u8; 32] {
+    match alg {
+        HashAlg::Sm3 => sm3::Sm3::digest(data).into(),
+        HashAlg::Sha256 => sha2::Sha256::digest(data).into(),
+    }
+}
+
+/// A streaming hasher over either algorithm.
+#[derive(Clone)]
+pub enum Hasher {
+    Sm3(sm3::Sm3),
+    Sha256(sha2::Sha256),
+}
+
+impl Hasher {
+    pub fn new(alg: HashAlg) -> Self {
+        match alg {
+            HashAlg::Sm3 => Hasher::Sm3(sm3::Sm3::new()),
+            HashAlg::Sha256 => Hasher::Sha256(sha2::Sha256::new()),
+        }
+    }
+
+    pub fn update(&mut self, data: &[u8]) {
+        match self {
+            Hasher::Sm3(h) => h.update(data),
+            Hasher::Sha256(h) => h.update(data),
+        }
+    }
+
+    pub fn finish(self) -> [u8; 32] {
+        match self {
+            Hasher::Sm3(h) => h.finalize().into(),
+            Hasher::Sha256(h) => h.finalize().into(),
+        }
+    }
+}
+
+/// HMAC of `data` under `key`.
+pub fn hmac(alg: HashAlg, key: &[u8], data: &[u8]) -> [u8; 32] {
+    match alg {
+        HashAlg::Sm3 => {
+            let mut m = <hmac::Hmac<sm3::Sm3> as KeyInit>::new_from_slice(key).expect("hmac takes any key length");
+            m.update(data);
+            m.finalize().into_bytes().into()
+        }
+        HashAlg::Sha256 => {
+            let mut m = <hmac::Hmac<sha2::Sha256> as KeyInit>::new_from_slice(key).expect("hmac takes any key length");
+            m.update(data);
+            m.finalize().into_bytes().into()
+        }
+    }
+}
+
+/// Compares two byte strings in time independent of where they differ.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+pub fn to_hex(bytes: &[u8]) -> String {
+    data_encoding::HEXLOWER.encode(bytes)
+}
+
+pub fn from_hex(s: &str) -> Option<Vec<u8>> {
+    data_encoding::HEXLOWER_PERMISSIVE.decode(s.as_bytes()).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sm3_matches_the_standard_test_vector() {
+        // GB/T 32905-2016 example 1: SM3("abc").
+        assert_eq!(
+            to_hex(&digest(HashAlg::Sm3, b"abc")),
+            "66c7f0f462eeedd9d1f2d46bdc10e4e24167c4875cf2f7a2297da02b8f4ba8e0"
+        );
+    }
+
+    #[test]
+    fn sha256_matches_the_known_vector() {
+        assert_eq!(
+            to_hex(&digest(HashAlg::Sha256, b"abc")),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+
+    #[test]
+    fn hmac_sha256_matches_rfc4231_case_2() {
+        let mac = hmac(HashAlg::Sha256, b"Jefe", b"what do ya want for nothing?");
+        assert_eq!(to_hex(&mac), "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
+    }
+
+    #[test]
+    fn hmac_sm3_depends_on_key_and_data() {
+        let a = hmac(HashAlg::Sm3, b"k1", b"data");
+        assert_ne!(a, hmac(HashAlg::Sm3, b"k2", b"data"));
+        assert_ne!(a, hmac(HashAlg::Sm3, b"k1", b"date"));
+        assert_eq!(a, hmac(HashAlg::Sm3, b"k1", b"data"));
+    }
+
+    #[test]
+    fn streaming_hasher_equals_one_shot() {
+        let mut h = Hasher::new(HashAlg::Sm3);
+        h.update(b"ab");
+        h.update(b"c");
+        assert_eq!(h.finish(), digest(HashAlg::Sm3, b"abc"));
+    }
+}
