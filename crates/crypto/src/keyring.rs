@@ -87,9 +87,10 @@ impl KeyRing {
     pub fn parse(text: &str) -> Result<KeyRing, KeyRingError> {
         let mut data = Vec::new();
         let mut index = None;
-        let entries = text.lines().enumerate().flat_map(|(i, l)| {
-            l.split('#').next().unwrap_or("").split(';').map(move |part| (i, part.trim()))
-        });
+        let entries = text
+            .lines()
+            .enumerate()
+            .flat_map(|(i, l)| l.split('#').next().unwrap_or("").split(';').map(move |part| (i, part.trim())));
         for (i, line) in entries {
             if line.is_empty() {
                 continue;
@@ -209,6 +210,13 @@ impl KeyRing {
         crate::hash::to_hex(&hmac(self.index_alg, &self.index_key, &data))
     }
 
+    /// A keyed MAC over bytes (derived from the index key, separated by `context`), used to make
+    /// records whose forgery needs the key file, such as audit records.
+    pub fn mac(&self, context: &str, data: &[u8]) -> [u8; 32] {
+        let sub_key = hmac(self.index_alg, &self.index_key, format!("zhongshu-mac:{context}").as_bytes());
+        hmac(self.index_alg, &sub_key, data)
+    }
+
     /// A key ring for tests, with fixed keys.
     pub fn for_tests() -> KeyRing {
         KeyRing::parse(&format!("index hmac-sm3 {}\nt1 sm4-gcm {}\n", "11".repeat(32), "22".repeat(16)))
@@ -269,7 +277,8 @@ mod tests {
 
     #[test]
     fn rotation_keeps_old_values_readable() {
-        let old = KeyRing::parse(&format!("index hmac-sm3 {}\nold sm4-gcm {}", "11".repeat(32), "33".repeat(16))).unwrap();
+        let old =
+            KeyRing::parse(&format!("index hmac-sm3 {}\nold sm4-gcm {}", "11".repeat(32), "33".repeat(16))).unwrap();
         let sealed = old.seal("c", "v");
         let rotated = KeyRing::parse(&format!(
             "index hmac-sm3 {}\nnew aes-256-gcm {}\nold sm4-gcm {}",
@@ -287,7 +296,10 @@ mod tests {
     fn bad_key_files_name_the_line() {
         let e = KeyRing::parse("index hmac-sm3 zz").unwrap_err();
         assert!(matches!(e, KeyRingError::Parse { line: 1, .. }));
-        assert_eq!(KeyRing::parse(&format!("index hmac-sm3 {}", "11".repeat(32))).unwrap_err(), KeyRingError::NoDataKey);
+        assert_eq!(
+            KeyRing::parse(&format!("index hmac-sm3 {}", "11".repeat(32))).unwrap_err(),
+            KeyRingError::NoDataKey
+        );
         let e = KeyRing::parse(&format!("index hmac-sm3 {}\nk rot13 00", "11".repeat(32))).unwrap_err();
         assert!(e.to_string().contains("line 2"), "{e}");
     }

@@ -24,8 +24,8 @@ impl HashCost {
     pub const TEST: HashCost = HashCost { memory_kib: 256, iterations: 1, parallelism: 1 };
 
     fn argon2(&self) -> Argon2<'static> {
-        let params = Params::new(self.memory_kib, self.iterations, self.parallelism, None)
-            .unwrap_or_else(|_| Params::default());
+        let params =
+            Params::new(self.memory_kib, self.iterations, self.parallelism, None).unwrap_or_else(|_| Params::default());
         Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
     }
 }

@@ -23,10 +23,10 @@ impl PageRequest {
     pub fn new(page: Option<i64>, page_size: Option<i64>) -> Result<Self, Error> {
         let page = page.unwrap_or(1);
         let page_size = page_size.unwrap_or(Self::DEFAULT_PAGE_SIZE as i64);
-        if page < 1 || page > 1_000_000 {
+        if !(1..=1_000_000).contains(&page) {
             return Err(Error::new(ErrorCode::InvalidPage, "page must be between 1 and 1000000"));
         }
-        if page_size < 1 || page_size > Self::MAX_PAGE_SIZE as i64 {
+        if !(1..=Self::MAX_PAGE_SIZE as i64).contains(&page_size) {
             return Err(Error::new(
                 ErrorCode::InvalidPage,
                 format!("page_size must be between 1 and {}", Self::MAX_PAGE_SIZE),
@@ -65,7 +65,12 @@ impl<T> Page<T> {
     }
 
     pub fn map<U>(self, f: impl FnMut(T) -> U) -> Page<U> {
-        Page { items: self.items.into_iter().map(f).collect(), total: self.total, page: self.page, page_size: self.page_size }
+        Page {
+            items: self.items.into_iter().map(f).collect(),
+            total: self.total,
+            page: self.page,
+            page_size: self.page_size,
+        }
     }
 }
 
@@ -98,14 +103,10 @@ pub fn parse_sort(
         Some(rest) => (rest, SortDir::Desc),
         None => (raw.strip_prefix('+').unwrap_or(raw), SortDir::Asc),
     };
-    allowed
-        .iter()
-        .find(|(public, _)| *public == name)
-        .map(|(_, column)| (*column, dir))
-        .ok_or_else(|| {
-            let names: Vec<&str> = allowed.iter().map(|(p, _)| *p).collect();
-            Error::new(ErrorCode::InvalidSort, format!("cannot sort by '{name}'; sortable fields: {}", names.join(", ")))
-        })
+    allowed.iter().find(|(public, _)| *public == name).map(|(_, column)| (*column, dir)).ok_or_else(|| {
+        let names: Vec<&str> = allowed.iter().map(|(p, _)| *p).collect();
+        Error::new(ErrorCode::InvalidSort, format!("cannot sort by '{name}'; sortable fields: {}", names.join(", ")))
+    })
 }
 
 #[cfg(test)]

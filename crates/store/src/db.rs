@@ -37,7 +37,11 @@ pub struct DbOptions {
 
 impl Default for DbOptions {
     fn default() -> Self {
-        DbOptions { max_connections: 16, acquire_timeout: Duration::from_secs(10), busy_timeout: Duration::from_secs(10) }
+        DbOptions {
+            max_connections: 16,
+            acquire_timeout: Duration::from_secs(10),
+            busy_timeout: Duration::from_secs(10),
+        }
     }
 }
 
@@ -71,9 +75,9 @@ impl Db {
         } else {
             return Err(Error::new(ErrorCode::BadRequest, "database url must start with sqlite: or postgres://"));
         };
-        let connect: AnyConnectOptions = url.parse().map_err(|e| {
-            Error::new(ErrorCode::BadRequest, format!("database url is not valid: {e}")).with_source(e)
-        })?;
+        let connect: AnyConnectOptions = url
+            .parse()
+            .map_err(|e| Error::new(ErrorCode::BadRequest, format!("database url is not valid: {e}")).with_source(e))?;
         let db = match backend {
             Backend::Sqlite => {
                 let busy_ms = opts.busy_timeout.as_millis();
@@ -83,16 +87,15 @@ impl Db {
                 );
                 let make = |max: u32| {
                     let pragmas = pragmas.clone();
-                    AnyPoolOptions::new()
-                        .max_connections(max)
-                        .acquire_timeout(opts.acquire_timeout)
-                        .after_connect(move |conn, _| {
+                    AnyPoolOptions::new().max_connections(max).acquire_timeout(opts.acquire_timeout).after_connect(
+                        move |conn, _| {
                             let pragmas = pragmas.clone();
                             Box::pin(async move {
                                 conn.execute(sqlx::raw_sql(sqlx::AssertSqlSafe(pragmas))).await?;
                                 Ok(())
                             })
-                        })
+                        },
+                    )
                 };
                 // Open the writer first so the file and WAL mode exist before readers connect.
                 let write = make(1).connect_with(connect.clone()).await.map_err(db_error)?;

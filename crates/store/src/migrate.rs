@@ -93,9 +93,10 @@ async fn run(backend: Backend, conn: &mut sqlx::AnyConnection, sets: &[&Migratio
                 continue;
             }
             let mut tx = sqlx::Connection::begin(&mut *conn).await.db()?;
-            sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&mut *tx).await.map_err(|e| {
-                Error::internal(format!("migration {}/{} failed: {e}", set.component, m.name))
-            })?;
+            sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| Error::internal(format!("migration {}/{} failed: {e}", set.component, m.name)))?;
             sqlx::query(
                 "INSERT INTO schema_migrations (component, version, name, checksum, applied_at) VALUES ($1, $2, $3, $4, $5)",
             )

@@ -1,0 +1,115 @@
+//! A small builder for dynamic `WHERE` clauses with numbered placeholders, so list endpoints
+//! never splice user input into SQL.
+
+/// A bound value.
+#[derive(Debug, Clone)]
+pub enum Value {
+    Text(String),
+    Int(i64),
+}
+
+impl From<&str> for Value {
+    fn from(s: &str) -> Self {
+        Value::Text(s.to_string())
+    }
+}
+
+impl From<String> for Value {
+    fn from(s: String) -> Self {
+        Value::Text(s)
+    }
+}
+
+impl From<i64> for Value {
+    fn from(i: i64) -> Self {
+        Value::Int(i)
+    }
+}
+
+pub type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>;
+
+/// Conditions joined with AND. Write each condition with `?` for its values, in order.
+#[derive(Debug, Clone, Default)]
+pub struct Where {
+    conds: Vec<String>,
+    binds: Vec<Value>,
+}
+
+impl Where {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a condition such as `"(a = ? OR b = ?)"` with its values.
+    pub fn and(&mut self, sql: &str, values: impl IntoIterator<Item = Value>) -> &mut Self {
+        let mut out = String::with_capacity(sql.len() + 8);
+        let mut values = values.into_iter();
+        for ch in sql.chars() {
+            if ch == '?' {
+                self.binds.push(values.next().expect("one value per placeholder"));
+                out.push_str(&format!("${}", self.binds.len()));
+            } else {
+                out.push(ch);
+            }
+        }
+        self.conds.push(out);
+        self
+    }
+
+    /// Adds a condition with no values (a fixed SQL fragment from the program, never input).
+    pub fn and_sql(&mut self, sql: &str) -> &mut Self {
+        self.conds.push(sql.to_string());
+        self
+    }
+
+    /// `WHERE …` or the empty string.
+    pub fn clause(&self) -> String {
+        if self.conds.is_empty() { String::new() } else { format!("WHERE {}", self.conds.join(" AND ")) }
+    }
+
+    /// The number of values bound so far (the next placeholder is `$len+1`).
+    pub fn len(&self) -> usize {
+        self.binds.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.conds.is_empty()
+    }
+
+    /// Binds every value, in order.
+    pub fn bind<'q>(&self, mut q: AnyQuery<'q>) -> AnyQuery<'q> {
+        for v in &self.binds {
+            q = match v {
+                Value::Text(s) => q.bind(s.clone()),
+                Value::Int(i) => q.bind(*i),
+            };
+        }
+        q
+    }
+}
+
+/// Escapes `%`, `_` and `\` for a `LIKE … ESCAPE '\'` pattern.
+pub fn like_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_placeholders_across_conditions() {
+        let mut w = Where::new();
+        w.and("(a = ? OR b = ?)", ["x".into(), "y".into()]).and("c >= ?", [Value::Int(3)]);
+        assert_eq!(w.clause(), "WHERE (a = $1 OR b = $2) AND c >= $3");
+        assert_eq!(w.len(), 3);
+        assert_eq!(like_escape("50%_a\\"), "50\\%\\_a\\\\");
+    }
+}
