@@ -2,10 +2,11 @@ use serde::Serialize;
 use store::{AnyRow, Row};
 
 /// How a request reached the platform (DJ-AU-5).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Channel {
     /// The web UI or API with a user session.
+    #[default]
     Web,
     /// A connected application with signed requests.
     Api,

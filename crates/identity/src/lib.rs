@@ -1,1 +1,29 @@
-//! placeholder
+//! Identity and graded authorisation (认证服务, 分级授权): the organisation tree, users, roles
+//! with permission codes, grants with data scopes, the three separated administrators
+//! (三员分立), the password policy and lockout, sessions, TOTP two-factor authentication, and
+//! connected applications with signed requests.
+//!
+//! Every list or read in the platform filters by the caller's [`Scope`] for the permission it
+//! needs: [`Caller::scope`] gives it, [`Scope::restrict`] turns it into SQL.
+//!
+//! Architecture invariant: an account holds at most one administrator role (a single column),
+//! and administrator accounts hold no business grants.
+
+pub mod apps;
+pub mod auth;
+pub mod model;
+pub mod orgs;
+pub mod perms;
+pub mod policy;
+pub mod roles;
+pub mod scope;
+pub mod service;
+pub mod users;
+
+pub use model::*;
+pub use perms::Perm;
+pub use policy::SecurityPolicy;
+pub use scope::{Caller, Scope};
+pub use service::{Actor, Identity, IdentityOptions};
+
+pub static MIGRATIONS: store::MigrationSet = store::migrations!("identity": 1 => "0001_identity");

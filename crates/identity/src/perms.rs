@@ -1,0 +1,125 @@
+//! The permission catalogue and the built-in roles. Capability crates add their permissions by
+//! listing them here, so the catalogue stays one table.
+
+/// A permission code, e.g. `user.manage`.
+pub type Perm = &'static str;
+
+pub const PORTAL_USE: Perm = "portal.use";
+pub const ORG_READ: Perm = "org.read";
+pub const ORG_MANAGE: Perm = "org.manage";
+pub const USER_READ: Perm = "user.read";
+pub const USER_MANAGE: Perm = "user.manage";
+pub const ROLE_READ: Perm = "role.read";
+pub const ROLE_MANAGE: Perm = "role.manage";
+pub const GRANT_MANAGE: Perm = "grant.manage";
+pub const POLICY_READ: Perm = "policy.read";
+pub const POLICY_MANAGE: Perm = "policy.manage";
+pub const APP_READ: Perm = "app.read";
+pub const APP_MANAGE: Perm = "app.manage";
+pub const AUDIT_READ: Perm = "audit.read";
+pub const AUDIT_EXPORT: Perm = "audit.export";
+pub const AUDIT_VERIFY: Perm = "audit.verify";
+pub const CONFIG_READ: Perm = "config.read";
+pub const PI_UNMASK: Perm = "pi.unmask";
+
+/// One permission with its Chinese name for the UI.
+#[derive(Debug, Clone, Copy, serde::Serialize, utoipa::ToSchema)]
+pub struct PermInfo {
+    pub code: &'static str,
+    pub name: &'static str,
+    pub module: &'static str,
+}
+
+/// Every permission the platform knows.
+pub const CATALOGUE: &[PermInfo] = &[
+    PermInfo { code: PORTAL_USE, name: "使用门户", module: "门户" },
+    PermInfo { code: ORG_READ, name: "查看组织机构", module: "组织机构" },
+    PermInfo { code: ORG_MANAGE, name: "管理组织机构", module: "组织机构" },
+    PermInfo { code: USER_READ, name: "查看用户", module: "用户" },
+    PermInfo { code: USER_MANAGE, name: "管理用户", module: "用户" },
+    PermInfo { code: ROLE_READ, name: "查看角色", module: "角色权限" },
+    PermInfo { code: ROLE_MANAGE, name: "管理角色与权限", module: "角色权限" },
+    PermInfo { code: GRANT_MANAGE, name: "分级授权", module: "角色权限" },
+    PermInfo { code: POLICY_READ, name: "查看安全策略", module: "安全策略" },
+    PermInfo { code: POLICY_MANAGE, name: "配置安全策略", module: "安全策略" },
+    PermInfo { code: APP_READ, name: "查看接入应用", module: "接入应用" },
+    PermInfo { code: APP_MANAGE, name: "管理接入应用", module: "接入应用" },
+    PermInfo { code: AUDIT_READ, name: "查询审计日志", module: "安全审计" },
+    PermInfo { code: AUDIT_EXPORT, name: "导出审计日志", module: "安全审计" },
+    PermInfo { code: AUDIT_VERIFY, name: "校验审计日志完整性", module: "安全审计" },
+    PermInfo { code: CONFIG_READ, name: "查看系统配置", module: "系统" },
+    PermInfo { code: PI_UNMASK, name: "查看完整个人信息", module: "数据安全" },
+];
+
+pub fn is_known(code: &str) -> bool {
+    CATALOGUE.iter().any(|p| p.code == code)
+}
+
+/// The three administrators and what each may do (三员分立).
+pub const SYSADMIN_PERMS: &[Perm] = &[PORTAL_USE, ORG_READ, ORG_MANAGE, USER_READ, USER_MANAGE, ROLE_READ, CONFIG_READ];
+pub const SECADMIN_PERMS: &[Perm] = &[
+    PORTAL_USE,
+    ORG_READ,
+    USER_READ,
+    ROLE_READ,
+    ROLE_MANAGE,
+    GRANT_MANAGE,
+    POLICY_READ,
+    POLICY_MANAGE,
+    APP_READ,
+    APP_MANAGE,
+];
+pub const AUDITOR_PERMS: &[Perm] = &[PORTAL_USE, AUDIT_READ, AUDIT_EXPORT, AUDIT_VERIFY];
+
+/// A built-in role created by the first migration run.
+pub struct BuiltinRole {
+    pub code: &'static str,
+    pub name: &'static str,
+    pub description: &'static str,
+    pub admin_role: Option<&'static str>,
+    pub perms: &'static [Perm],
+    pub mfa_required: bool,
+}
+
+pub const BUILTIN_ROLES: &[BuiltinRole] = &[
+    BuiltinRole {
+        code: "sysadmin",
+        name: "系统管理员",
+        description: "管理用户、组织机构和系统配置；不能查看审计日志，不能修改安全策略",
+        admin_role: Some("sysadmin"),
+        perms: SYSADMIN_PERMS,
+        mfa_required: true,
+    },
+    BuiltinRole {
+        code: "secadmin",
+        name: "安全管理员",
+        description: "管理角色、权限、授权、安全策略和接入应用；不能管理业务数据，不能查看审计日志",
+        admin_role: Some("secadmin"),
+        perms: SECADMIN_PERMS,
+        mfa_required: true,
+    },
+    BuiltinRole {
+        code: "auditor",
+        name: "审计管理员",
+        description: "查询、导出和校验审计日志；不能管理用户和策略",
+        admin_role: Some("auditor"),
+        perms: AUDITOR_PERMS,
+        mfa_required: true,
+    },
+    BuiltinRole {
+        code: "org_admin",
+        name: "组织管理员",
+        description: "在授权范围内管理下级组织的用户并分级授权",
+        admin_role: None,
+        perms: &[PORTAL_USE, ORG_READ, USER_READ, USER_MANAGE, ROLE_READ, GRANT_MANAGE],
+        mfa_required: false,
+    },
+    BuiltinRole {
+        code: "staff",
+        name: "工作人员",
+        description: "使用门户，查看本范围的组织机构和同事",
+        admin_role: None,
+        perms: &[PORTAL_USE, ORG_READ, USER_READ],
+        mfa_required: false,
+    },
+];
