@@ -530,3 +530,64 @@ impl Identity {
         })
     }
 }
+
+impl Identity {
+    /// Sets a known password (the demo and the command line on the server only; never exposed
+    /// over the API, where administrators cannot choose passwords).
+    pub async fn seed_password(
+        &self,
+        actor: &Actor,
+        user_id: &str,
+        new_password: &str,
+        must_change: bool,
+    ) -> Result<()> {
+        let hash = password::hash(self.inner.opts.hash_cost, new_password);
+        let now = self.now();
+        let mut tx = self.db().begin().await?;
+        sqlx::query(
+            "UPDATE users SET password_hash = $1, must_change_password = $2, password_changed_at = $3 WHERE id = $4",
+        )
+        .bind(&hash)
+        .bind(must_change as i64)
+        .bind(now)
+        .bind(user_id)
+        .execute(&mut *tx)
+        .await
+        .db()?;
+        sqlx::query("INSERT INTO password_history (user_id, password_hash, changed_at) VALUES ($1, $2, $3)")
+            .bind(user_id)
+            .bind(&hash)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .db()?;
+        self.audit(&mut tx, actor.entry(now, "user.seed_password").object("user", user_id)).await?;
+        tx.commit().await.db()
+    }
+
+    /// Enables TOTP with a fresh secret and returns it (the demo only).
+    pub async fn seed_totp(&self, actor: &Actor, user_id: &str) -> Result<String> {
+        let secret = crypto::otp::new_secret();
+        let now = self.now();
+        let mut tx = self.db().begin().await?;
+        sqlx::query("UPDATE users SET totp_secret_enc = $1, totp_enabled = 1 WHERE id = $2")
+            .bind(self.keys().seal("users.totp", &secret))
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await
+            .db()?;
+        self.audit(&mut tx, actor.entry(now, "auth.totp_enable").object("user", user_id)).await?;
+        tx.commit().await.db()?;
+        Ok(secret)
+    }
+
+    /// Finds an org id by code.
+    pub async fn org_id_by_code(&self, code: &str) -> Result<Option<String>> {
+        let row = sqlx::query("SELECT id FROM orgs WHERE code = $1")
+            .bind(code)
+            .fetch_optional(self.db().reader())
+            .await
+            .db()?;
+        Ok(row.map(|r| r.get(0)))
+    }
+}

@@ -1,1 +1,198 @@
-fn main() {}
+//! `zhongshu`: serve the platform, run the demo city, and administer an installation.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use zhongshu::cli;
+use zhongshu::config::{Config, DEFAULT_TOML, Overrides};
+
+#[derive(Parser)]
+#[command(name = "zhongshu", version, about = "中枢 — an open platform for smart-city governance")]
+struct Cli {
+    /// Configuration file (TOML); see `zhongshu config default`.
+    #[arg(long, global = true, env = "ZHONGSHU_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args, Clone, Default)]
+struct Place {
+    /// Data directory (embedded database, key file).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Database URL (postgres://…); default: SQLite in the data directory.
+    #[arg(long)]
+    database_url: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the platform.
+    Serve {
+        #[command(flatten)]
+        place: Place,
+        /// Address to listen on (127.0.0.1:0 picks a free port).
+        #[arg(long)]
+        listen: Option<String>,
+    },
+    /// Create a fresh data directory with the demo city (济南市) and serve it.
+    Demo {
+        /// Data directory for the demo (default: ./demo-data); an earlier demo there is replaced.
+        #[arg(long, default_value = "demo-data")]
+        data_dir: PathBuf,
+        #[arg(long)]
+        listen: Option<String>,
+    },
+    /// Apply pending database migrations and exit.
+    Migrate {
+        #[command(flatten)]
+        place: Place,
+    },
+    /// Manage user accounts on the server.
+    User {
+        #[command(flatten)]
+        place: Place,
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+    /// Audit log tools.
+    Audit {
+        #[command(flatten)]
+        place: Place,
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+    /// Copy the embedded database to FILE while the server runs (SQLite; use pg_dump for PostgreSQL).
+    Backup {
+        file: PathBuf,
+        #[command(flatten)]
+        place: Place,
+    },
+    /// Replace the embedded database with a backup (stop the server first).
+    Restore {
+        file: PathBuf,
+        #[command(flatten)]
+        place: Place,
+    },
+    /// Configuration tools.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Create a user; prints a one-time password that must be changed at first login.
+    Create {
+        #[arg(long)]
+        username: String,
+        /// Display name.
+        #[arg(long)]
+        name: String,
+        /// Code of the user's organisation.
+        #[arg(long)]
+        org: String,
+        /// Role code to grant (e.g. staff, org_admin, sysadmin, secadmin, auditor).
+        #[arg(long)]
+        role: Option<String>,
+        /// Data scope of the role: all, org_and_below, own_org, self.
+        #[arg(long, default_value = "org_and_below")]
+        scope: String,
+    },
+    /// Give a user a new one-time password.
+    ResetPassword { username: String },
+    /// Lift a lockout.
+    Unlock { username: String },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Walk the audit chain; exits 1 and names the first bad record if it was tampered with.
+    Verify {
+        /// Checkpoints exported earlier (JSON from `zhongshu audit checkpoints`).
+        #[arg(long)]
+        checkpoints: Option<PathBuf>,
+    },
+    /// Print the checkpoints as JSON, to keep outside the database.
+    Checkpoints,
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Print the documented default configuration.
+    Default,
+}
+
+fn load(config: Option<&PathBuf>, place: &Place, listen: Option<String>) -> anyhow::Result<Config> {
+    Config::load(
+        config.map(PathBuf::as_path),
+        &Overrides { listen, data_dir: place.data_dir.clone(), database_url: place.database_url.clone() },
+    )
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Command::Config { command: ConfigCommand::Default } = cli.command {
+        print!("{DEFAULT_TOML}");
+        return ExitCode::SUCCESS;
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let cfg_path = cli.config.as_ref();
+    match cli.command {
+        Command::Serve { place, listen } => {
+            let cfg = load(cfg_path, &place, listen)?;
+            cli::init_logging(&cfg);
+            cli::serve(cfg).await?;
+        }
+        Command::Demo { data_dir, listen } => {
+            let place = Place { data_dir: Some(data_dir), database_url: Some(String::new()) };
+            let cfg = load(cfg_path, &place, listen)?;
+            cli::init_logging(&cfg);
+            cli::demo(cfg).await?;
+        }
+        Command::Migrate { place } => {
+            let cfg = load(cfg_path, &place, None)?;
+            cli::migrate(&cfg).await?;
+        }
+        Command::User { place, command } => {
+            let cfg = load(cfg_path, &place, None)?;
+            match command {
+                UserCommand::Create { username, name, org, role, scope } => {
+                    cli::user_create(&cfg, &username, &name, &org, role.as_deref(), &scope).await?
+                }
+                UserCommand::ResetPassword { username } => cli::user_reset_password(&cfg, &username).await?,
+                UserCommand::Unlock { username } => cli::user_unlock(&cfg, &username).await?,
+            }
+        }
+        Command::Audit { place, command } => {
+            let cfg = load(cfg_path, &place, None)?;
+            match command {
+                AuditCommand::Verify { checkpoints } => return cli::audit_verify(&cfg, checkpoints.as_deref()).await,
+                AuditCommand::Checkpoints => cli::audit_checkpoints(&cfg).await?,
+            }
+        }
+        Command::Backup { file, place } => cli::backup(&load(cfg_path, &place, None)?, &file).await?,
+        Command::Restore { file, place } => cli::restore(&load(cfg_path, &place, None)?, &file).await?,
+        Command::Config { .. } => unreachable!("handled before the runtime starts"),
+    }
+    Ok(ExitCode::SUCCESS)
+}

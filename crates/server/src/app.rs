@@ -1,0 +1,325 @@
+//! Wiring: open the platform from a configuration, build the router, serve.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use apikit::state::HttpOptions;
+use apikit::{ApiError, AppState};
+use audit::{AuditLog, AuditOptions, Sealer, SealerHandle};
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use crypto::{CipherAlg, HashAlg, KeyRing};
+use identity::orgs::NewOrg;
+use identity::roles::GrantInput;
+use identity::users::NewUser;
+use identity::{Actor, Identity, IdentityOptions, OrgKind};
+use kernel::{Clock, ErrorCode};
+use store::{Db, DbOptions};
+use tower_http::catch_panic::CatchPanicLayer;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_swagger_ui::SwaggerUi;
+
+use crate::config::Config;
+
+/// Every component's migrations, in dependency order.
+pub fn migration_sets() -> Vec<&'static store::MigrationSet> {
+    vec![&audit::MIGRATIONS, &identity::MIGRATIONS]
+}
+
+/// Options that tests change.
+#[derive(Clone)]
+pub struct OpenOptions {
+    pub clock: Arc<dyn Clock>,
+    /// Cheaper password hashing for tests.
+    pub fast_hashing: bool,
+}
+
+impl Default for OpenOptions {
+    fn default() -> Self {
+        OpenOptions { clock: Arc::new(kernel::SystemClock), fast_hashing: false }
+    }
+}
+
+/// Loads the key ring from `ZHONGSHU_KEYS`, the key file, or creates a key file.
+pub fn load_keys(cfg: &Config) -> anyhow::Result<KeyRing> {
+    if let Ok(text) = std::env::var("ZHONGSHU_KEYS")
+        && !text.trim().is_empty()
+    {
+        return KeyRing::parse(&text).context("ZHONGSHU_KEYS is not a valid key ring");
+    }
+    let path = cfg.key_file();
+    if !path.exists() {
+        let alg = if cfg.security.key_cipher == "aes-256-gcm" { CipherAlg::Aes256Gcm } else { CipherAlg::Sm4Gcm };
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        }
+        write_private(&path, &KeyRing::generate_file(alg))?;
+        tracing::warn!(path = %path.display(), "generated a new key file; back it up — encrypted fields cannot be read without it");
+    }
+    let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read key file {}", path.display()))?;
+    KeyRing::parse(&text).with_context(|| format!("key file {} is not valid", path.display()))
+}
+
+fn write_private(path: &std::path::Path, text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts.open(path).with_context(|| format!("cannot create {}", path.display()))?;
+    f.write_all(text.as_bytes())?;
+    Ok(())
+}
+
+/// Opens the database (migrating it) and builds the services.
+pub async fn open(cfg: &Config, opts: OpenOptions) -> anyhow::Result<AppState> {
+    if cfg.storage.database_url.is_empty() {
+        std::fs::create_dir_all(&cfg.storage.data_dir)
+            .with_context(|| format!("cannot create data dir {}", cfg.storage.data_dir.display()))?;
+    }
+    let keys = Arc::new(load_keys(cfg)?);
+    let db_opts = DbOptions { max_connections: cfg.storage.max_connections, ..DbOptions::default() };
+    let db = Db::connect(&cfg.database_url(), &db_opts)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot open the database: {e}"))?;
+    store::migrate(&db, &migration_sets()).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    let audit = AuditLog::new(&keys);
+    let audit_opts = AuditOptions {
+        algorithm: HashAlg::parse(&cfg.security.audit_hash).unwrap_or_default(),
+        checkpoint_every: cfg.security.audit_checkpoint_every,
+        ..AuditOptions::default()
+    };
+    let hash_cost = if opts.fast_hashing {
+        crypto::password::HashCost::TEST
+    } else {
+        crypto::password::HashCost {
+            memory_kib: cfg.security.password_hash_memory_kib,
+            iterations: cfg.security.password_hash_iterations,
+            parallelism: 1,
+        }
+    };
+    let id_opts = IdentityOptions {
+        hash_cost,
+        default_policy: cfg.security.policy.clone(),
+        totp_issuer: cfg.security.totp_issuer.clone(),
+    };
+    let identity = Identity::new(db.clone(), keys.clone(), audit.clone(), opts.clock.clone(), id_opts)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot start identity: {e}"))?;
+    let sealer = Sealer::new(db.clone(), audit.clone(), audit_opts.clone(), opts.clock.clone());
+    Ok(AppState {
+        db,
+        identity,
+        audit,
+        audit_opts,
+        sealer,
+        clock: opts.clock,
+        limiter: Arc::default(),
+        metrics: Arc::default(),
+        http: HttpOptions {
+            secure_cookies: cfg.server.secure_cookies,
+            body_limit: cfg.server.body_limit_bytes,
+            trust_forwarded_for: cfg.server.trust_forwarded_for,
+        },
+    })
+}
+
+/// Initial credentials created on a fresh install, printed once.
+pub struct InitialAccount {
+    pub username: String,
+    pub role: &'static str,
+    pub password: String,
+}
+
+/// On an empty database: the root org and the three administrators with one-time passwords
+/// (changed, and two-factor set up, at first login). Nothing happens on a populated database.
+pub async fn bootstrap(state: &AppState, cfg: &Config) -> anyhow::Result<Vec<InitialAccount>> {
+    let id = &state.identity;
+    if !id.is_empty().await.map_err(|e| anyhow::anyhow!("{e}"))? {
+        return Ok(vec![]);
+    }
+    let actor = Actor::system();
+    let kind = OrgKind::parse(&cfg.platform.root_org_kind).unwrap_or(OrgKind::City);
+    let root = id
+        .create_org_as_system(
+            &actor,
+            NewOrg {
+                parent_id: None,
+                kind,
+                code: cfg.platform.root_org_code.clone(),
+                name: cfg.platform.root_org_name.clone(),
+                sort: 0,
+            },
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot create the root organisation: {e}"))?;
+    let system = identity::users::system_caller();
+    let mut out = Vec::new();
+    for (username, name, role) in [
+        ("sysadmin", "系统管理员", "sysadmin"),
+        ("secadmin", "安全管理员", "secadmin"),
+        ("auditor", "审计管理员", "auditor"),
+    ] {
+        let created = id
+            .create_user(
+                &system,
+                &actor,
+                NewUser {
+                    username: username.into(),
+                    display_name: name.into(),
+                    primary_org_id: root.id.0.clone(),
+                    org_ids: vec![],
+                    mobile: None,
+                    email: None,
+                },
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot create {username}: {e}"))?;
+        id.grant(
+            &system,
+            &actor,
+            created.user.id.as_str(),
+            GrantInput { role: role.into(), scope: identity::DataScope::All, anchor_org_id: None, org_ids: vec![] },
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot make {username} an administrator: {e}"))?;
+        out.push(InitialAccount { username: username.into(), role, password: created.initial_password });
+    }
+    Ok(out)
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "中枢 Zhongshu API",
+        description = "The platform API. Errors answer {code, message, request_id}; \
+        lists take page and page_size (at most 200). State-changing requests with a session cookie must \
+        send X-CSRF-Token; connected applications sign requests instead (see docs/api.md)."
+    ),
+    components(schemas(apikit::ErrorBody))
+)]
+struct ApiDoc;
+
+/// The whole HTTP application. `main` and the tests serve the same router.
+pub fn router(state: AppState) -> Router {
+    let (api, openapi) =
+        OpenApiRouter::with_openapi(ApiDoc::openapi()).nest("/api/v1", apikit::routes::router()).split_for_parts();
+    let limit = state.http.body_limit;
+    Router::new()
+        .merge(api)
+        .merge(SwaggerUi::new("/api/docs").url("/api/openapi.json", openapi))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .fallback(crate::web::serve)
+        .method_not_allowed_fallback(|| async {
+            ApiError(kernel::Error::new(ErrorCode::MethodNotAllowed, "this route does not take that HTTP method"))
+        })
+        .layer(axum::middleware::from_fn_with_state(state.clone(), apikit::middleware::signed_requests))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), apikit::middleware::request_context))
+        .layer(axum::middleware::map_response(security_headers))
+        .layer(DefaultBodyLimit::max(limit))
+        .layer(CatchPanicLayer::custom(|_| {
+            ApiError(kernel::Error::new(ErrorCode::Internal, "internal error")).into_response()
+        }))
+        .with_state(state)
+}
+
+async fn security_headers(mut resp: Response) -> Response {
+    let h = resp.headers_mut();
+    h.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+    h.insert("x-frame-options", HeaderValue::from_static("DENY"));
+    h.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
+    resp
+}
+
+async fn readyz(State(state): State<AppState>) -> Response {
+    match state.db.ping().await {
+        Ok(()) => {
+            (StatusCode::OK, axum::Json(serde_json::json!({"status": "ready", "database": state.db.backend().name()})))
+                .into_response()
+        }
+        Err(e) => ApiError(e).into_response(),
+    }
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    let s = state.db.pool_stats();
+    let body = state.metrics.render(&[
+        ("zhongshu_db_read_pool_connections", "Open connections of the read pool.", s.read_size as f64),
+        ("zhongshu_db_read_pool_idle", "Idle connections of the read pool.", s.read_idle as f64),
+        ("zhongshu_db_write_pool_connections", "Open connections of the write pool.", s.write_size as f64),
+        ("zhongshu_db_write_pool_idle", "Idle connections of the write pool.", s.write_idle as f64),
+    ]);
+    let mut resp = body.into_response();
+    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"));
+    resp
+}
+
+/// Background work owned by a running server.
+pub struct Background {
+    sealer: SealerHandle,
+    pruner: tokio::task::JoinHandle<()>,
+}
+
+impl Background {
+    pub fn start(state: &AppState) -> Background {
+        let sealer = state.sealer.clone().spawn(Duration::from_millis(500));
+        let identity = state.identity.clone();
+        let pruner = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(300));
+            loop {
+                tick.tick().await;
+                if let Err(e) = identity.prune_nonces().await {
+                    tracing::warn!(error = %e, "pruning request nonces failed");
+                }
+            }
+        });
+        Background { sealer, pruner }
+    }
+
+    /// Seals the remaining audit records and stops.
+    pub async fn shutdown(self) {
+        self.pruner.abort();
+        self.sealer.shutdown().await;
+    }
+}
+
+/// Binds `listen` and serves until `shutdown` resolves.
+pub async fn serve(
+    state: AppState,
+    listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let bg = Background::start(&state);
+    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
+    axum::serve(listener, app).with_graceful_shutdown(shutdown).await.context("server failed")?;
+    bg.shutdown().await;
+    Ok(())
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            s.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    tracing::info!("shutting down");
+}

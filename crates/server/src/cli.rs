@@ -1,0 +1,273 @@
+//! The commands behind the command line.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::{Context, anyhow, bail};
+use identity::roles::GrantInput;
+use identity::users::NewUser;
+use identity::{Actor, DataScope};
+
+use crate::app::{self, OpenOptions};
+use crate::config::Config;
+
+/// Sets up `tracing` from the configuration.
+pub fn init_logging(cfg: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_new(&cfg.log.level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = if cfg.log.format == "json" { builder.json().try_init() } else { builder.try_init() };
+}
+
+async fn bind(cfg: &Config) -> anyhow::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(&cfg.server.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", cfg.server.listen))
+}
+
+/// `zhongshu serve`.
+pub async fn serve(cfg: Config) -> anyhow::Result<()> {
+    let state = app::open(&cfg, OpenOptions::default()).await?;
+    let initial = app::bootstrap(&state, &cfg).await?;
+    if !initial.is_empty() {
+        println!("首次启动：已创建三员管理账号（一次性口令，首次登录须修改口令并绑定动态口令）");
+        println!("First start: the three administrator accounts were created with one-time passwords:");
+        for a in &initial {
+            println!("  {:<10} {:<9} {}", a.username, a.role, a.password);
+        }
+    }
+    let listener = bind(&cfg).await?;
+    let addr = listener.local_addr()?;
+    println!("Zhongshu listening on http://{addr}  (API docs: http://{addr}/api/docs/)");
+    app::serve(state, listener, app::shutdown_signal()).await
+}
+
+/// `zhongshu demo`: a fresh data dir with the demo city, then serve.
+pub async fn demo(cfg: Config) -> anyhow::Result<()> {
+    let dir = &cfg.storage.data_dir;
+    let marker = dir.join(".zhongshu-demo");
+    if dir.exists() {
+        let empty = std::fs::read_dir(dir)?.next().is_none();
+        if !empty && !marker.exists() {
+            bail!("{} exists and is not a demo data directory; choose another --data-dir", dir.display());
+        }
+        std::fs::remove_dir_all(dir).with_context(|| format!("cannot clear {}", dir.display()))?;
+    }
+    std::fs::create_dir_all(dir)?;
+    std::fs::write(&marker, "created by `zhongshu demo`; replaced by the next demo run\n")?;
+    let state = app::open(&cfg, OpenOptions::default()).await?;
+    let accounts = crate::demo::seed(&state).await?;
+    state.sealer.seal_all().await.map_err(|e| anyhow!("{e}"))?;
+    let listener = bind(&cfg).await?;
+    let addr = listener.local_addr()?;
+    println!();
+    println!("中枢演示城市：济南市（山东省 › 济南市 › 4 个区 › 12 个街道 › 社区 › 网格）");
+    println!("Demo accounts — password for all: {}", crate::demo::DEMO_PASSWORD);
+    println!("  {:<14} {:<8} {:<10} {:<22} TOTP secret", "username", "name", "role", "organisation");
+    for a in &accounts {
+        println!(
+            "  {:<14} {:<8} {:<10} {:<22} {}",
+            a.username,
+            a.name,
+            a.role,
+            a.org,
+            a.totp_secret.as_deref().unwrap_or("-")
+        );
+    }
+    println!("The three administrators need a one-time code: add the TOTP secret to an authenticator app.");
+    println!();
+    println!("Zhongshu listening on http://{addr}  (API docs: http://{addr}/api/docs/)");
+    app::serve(state, listener, app::shutdown_signal()).await
+}
+
+/// `zhongshu migrate`.
+pub async fn migrate(cfg: &Config) -> anyhow::Result<()> {
+    let state = app::open(cfg, OpenOptions::default()).await?;
+    println!("database is up to date ({})", state.db.backend().name());
+    Ok(())
+}
+
+async fn user_id(state: &apikit::AppState, username: &str) -> anyhow::Result<String> {
+    state
+        .identity
+        .user_id_by_username(username)
+        .await
+        .map_err(|e| anyhow!("{e}"))?
+        .ok_or_else(|| anyhow!("no user named {username}"))
+}
+
+/// `zhongshu user create`.
+pub async fn user_create(
+    cfg: &Config,
+    username: &str,
+    name: &str,
+    org: &str,
+    role: Option<&str>,
+    scope: &str,
+) -> anyhow::Result<()> {
+    let state = app::open(cfg, OpenOptions::default()).await?;
+    let id = &state.identity;
+    let org_id = id
+        .org_id_by_code(org)
+        .await
+        .map_err(|e| anyhow!("{e}"))?
+        .ok_or_else(|| anyhow!("no organisation with code {org}"))?;
+    let system = identity::users::system_caller();
+    let actor = Actor::cli();
+    let created = id
+        .create_user(
+            &system,
+            &actor,
+            NewUser {
+                username: username.into(),
+                display_name: name.into(),
+                primary_org_id: org_id,
+                org_ids: vec![],
+                mobile: None,
+                email: None,
+            },
+        )
+        .await
+        .map_err(|e| anyhow!("{e}"))?;
+    if let Some(role) = role {
+        let scope =
+            DataScope::parse(scope).ok_or_else(|| anyhow!("scope must be all, org_and_below, own_org or self"))?;
+        id.grant(
+            &system,
+            &actor,
+            created.user.id.as_str(),
+            GrantInput { role: role.into(), scope, anchor_org_id: None, org_ids: vec![] },
+        )
+        .await
+        .map_err(|e| anyhow!("{e}"))?;
+    }
+    state.sealer.seal_all().await.map_err(|e| anyhow!("{e}"))?;
+    println!("created {username}; one-time password (change at first login): {}", created.initial_password);
+    Ok(())
+}
+
+/// `zhongshu user reset-password`.
+pub async fn user_reset_password(cfg: &Config, username: &str) -> anyhow::Result<()> {
+    let state = app::open(cfg, OpenOptions::default()).await?;
+    let uid = user_id(&state, username).await?;
+    let pw = state
+        .identity
+        .reset_password(&identity::users::system_caller(), &Actor::cli(), &uid)
+        .await
+        .map_err(|e| anyhow!("{e}"))?;
+    state.sealer.seal_all().await.map_err(|e| anyhow!("{e}"))?;
+    println!("new one-time password for {username} (change at next login): {pw}");
+    Ok(())
+}
+
+/// `zhongshu user unlock`.
+pub async fn user_unlock(cfg: &Config, username: &str) -> anyhow::Result<()> {
+    let state = app::open(cfg, OpenOptions::default()).await?;
+    let uid = user_id(&state, username).await?;
+    state
+        .identity
+        .unlock_user(&identity::users::system_caller(), &Actor::cli(), &uid)
+        .await
+        .map_err(|e| anyhow!("{e}"))?;
+    state.sealer.seal_all().await.map_err(|e| anyhow!("{e}"))?;
+    println!("unlocked {username}");
+    Ok(())
+}
+
+/// `zhongshu audit verify`.
+pub async fn audit_verify(cfg: &Config, checkpoints: Option<&Path>) -> anyhow::Result<ExitCode> {
+    let state = app::open(cfg, OpenOptions::default()).await?;
+    let external: Vec<audit::Checkpoint> = match checkpoints {
+        Some(p) => {
+            serde_json::from_str(&std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))?)
+                .with_context(|| format!("{} is not a checkpoint export", p.display()))?
+        }
+        None => vec![],
+    };
+    let r = audit::verify(&state.db, &state.audit, &state.audit_opts, state.clock.as_ref(), &external)
+        .await
+        .map_err(|e| anyhow!("{e}"))?;
+    println!(
+        "checked {} records ({}), {} checkpoints, {} not yet sealed, in {} ms; head seq {} hash {}",
+        r.records_checked, r.algorithm, r.checkpoints_checked, r.unsealed, r.elapsed_ms, r.head_seq, r.head_hash
+    );
+    match r.problem {
+        None => {
+            println!("audit chain intact");
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(p) => {
+            println!("TAMPERING DETECTED ({:?}): {}", p.kind, p.message);
+            Ok(ExitCode::from(1))
+        }
+    }
+}
+
+/// `zhongshu audit checkpoints`.
+pub async fn audit_checkpoints(cfg: &Config) -> anyhow::Result<()> {
+    let state = app::open(cfg, OpenOptions::default()).await?;
+    let cps = audit::checkpoints(&state.db).await.map_err(|e| anyhow!("{e}"))?;
+    println!("{}", serde_json::to_string_pretty(&cps)?);
+    Ok(())
+}
+
+fn require_sqlite(cfg: &Config, what: &str) -> anyhow::Result<()> {
+    if !cfg.storage.database_url.is_empty() && !cfg.storage.database_url.starts_with("sqlite:") {
+        bail!(
+            "{what} works on the embedded SQLite database; for PostgreSQL use pg_dump / pg_restore (docs/operations.md)"
+        );
+    }
+    Ok(())
+}
+
+/// `zhongshu backup FILE`: an online, consistent copy (`VACUUM INTO`).
+pub async fn backup(cfg: &Config, file: &Path) -> anyhow::Result<()> {
+    require_sqlite(cfg, "backup")?;
+    if file.exists() {
+        bail!("{} already exists", file.display());
+    }
+    if !cfg.sqlite_path().exists() {
+        bail!("no database at {}", cfg.sqlite_path().display());
+    }
+    let db = store::Db::connect(&cfg.database_url(), &store::DbOptions::default()).await.map_err(|e| anyhow!("{e}"))?;
+    let target = file.to_str().ok_or_else(|| anyhow!("the backup path must be UTF-8"))?.replace('\'', "''");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("VACUUM INTO '{target}'")))
+        .execute(db.writer())
+        .await
+        .context("backup failed")?;
+    let entry = Actor::cli()
+        .entry(kernel::Clock::now_ms(&kernel::SystemClock), "system.backup")
+        .detail(serde_json::json!({"file": file.display().to_string()}));
+    let keys = app::load_keys(cfg)?;
+    audit::AuditLog::new(&keys).append_now(&db, &entry).await.map_err(|e| anyhow!("{e}"))?;
+    println!("backed up to {}", file.display());
+    Ok(())
+}
+
+/// `zhongshu restore FILE`: the server must be stopped.
+pub async fn restore(cfg: &Config, file: &Path) -> anyhow::Result<()> {
+    require_sqlite(cfg, "restore")?;
+    let url = format!("sqlite://{}?mode=ro", file.display());
+    let probe = store::Db::connect(&url, &store::DbOptions::default())
+        .await
+        .map_err(|e| anyhow!("cannot open {}: {e}", file.display()))?;
+    let ok = sqlx::query("SELECT COUNT(*) FROM schema_migrations").fetch_one(probe.reader()).await.is_ok();
+    probe.close().await;
+    if !ok {
+        bail!("{} is not a Zhongshu backup", file.display());
+    }
+    let target = cfg.sqlite_path();
+    std::fs::create_dir_all(&cfg.storage.data_dir)?;
+    for suffix in ["-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", target.display()));
+    }
+    std::fs::copy(file, &target).with_context(|| format!("cannot write {}", target.display()))?;
+    let state = app::open(cfg, OpenOptions::default()).await?;
+    let entry = Actor::cli()
+        .entry(state.clock.now_ms(), "system.restore")
+        .detail(serde_json::json!({"file": file.display().to_string()}));
+    state.audit.append_now(&state.db, &entry).await.map_err(|e| anyhow!("{e}"))?;
+    state.sealer.seal_all().await.map_err(|e| anyhow!("{e}"))?;
+    println!("restored {} from {}", target.display(), file.display());
+    Ok(())
+}
