@@ -1,0 +1,287 @@
+//! Login, lockout, sessions, two-factor authentication, forced password changes.
+
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+use store::testing::test_backends;
+
+use crate::helpers::{PASSWORD, TestApp, assert_error};
+
+#[tokio::test]
+async fn five_failed_logins_lock_the_account_and_the_lock_is_audited() {
+    for b in test_backends() {
+        let app = TestApp::start(b).await;
+        let c = app.client();
+        for _ in 0..4 {
+            let (s, body) = c
+                .json(
+                    Method::POST,
+                    "/api/v1/auth/login",
+                    Some(json!({"username": "gridworker", "password": "Wrong@2026"})),
+                )
+                .await;
+            assert_error(s, &body, 401, "invalid_credentials");
+        }
+        let (s, body) = c
+            .json(Method::POST, "/api/v1/auth/login", Some(json!({"username": "gridworker", "password": "Wrong@2026"})))
+            .await;
+        assert_error(s, &body, 403, "account_locked");
+        // The right password is refused while locked.
+        let (s, body) = c
+            .json(Method::POST, "/api/v1/auth/login", Some(json!({"username": "gridworker", "password": PASSWORD})))
+            .await;
+        assert_error(s, &body, 403, "account_locked");
+        let locks = audit::search(
+            &app.state.db,
+            &audit::AuditFilter { action: Some("auth.lock".into()), ..Default::default() },
+            Default::default(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(locks.total, 1, "{b:?}: the lockout is audited");
+        assert_eq!(locks.items[0].entry.actor_name.as_deref(), Some("gridworker"));
+        let fails = audit::search(
+            &app.state.db,
+            &audit::AuditFilter {
+                action: Some("auth.login".into()),
+                result: Some("failure".into()),
+                ..Default::default()
+            },
+            Default::default(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(fails.total, 5);
+        // After the lock time the account opens again.
+        app.clock.advance_secs(31 * 60);
+        let (s, _) = c
+            .json(Method::POST, "/api/v1/auth/login", Some(json!({"username": "gridworker", "password": PASSWORD})))
+            .await;
+        assert_eq!(s, StatusCode::OK, "{b:?}");
+    }
+}
+
+#[tokio::test]
+async fn failures_outside_the_window_do_not_add_up() {
+    for b in test_backends() {
+        let app = TestApp::start(b).await;
+        let c = app.client();
+        for _ in 0..4 {
+            c.post("/api/v1/auth/login", json!({"username": "leader", "password": "nope"})).await;
+        }
+        app.clock.advance_secs(16 * 60);
+        let (s, body) =
+            c.json(Method::POST, "/api/v1/auth/login", Some(json!({"username": "leader", "password": "nope"}))).await;
+        assert_error(s, &body, 401, "invalid_credentials");
+    }
+}
+
+#[tokio::test]
+async fn unknown_users_get_the_same_answer_as_wrong_passwords() {
+    for b in test_backends() {
+        let app = TestApp::start(b).await;
+        let (s, body) = app
+            .client()
+            .json(Method::POST, "/api/v1/auth/login", Some(json!({"username": "nobody", "password": PASSWORD})))
+            .await;
+        assert_error(s, &body, 401, "invalid_credentials");
+    }
+}
+
+#[tokio::test]
+async fn sessions_end_when_idle_and_at_their_absolute_lifetime() {
+    for b in test_backends() {
+        let app = TestApp::start(b).await;
+        let s = app.login("leader").await;
+        assert_eq!(s.get("/api/v1/me").await.status(), StatusCode::OK);
+        app.clock.advance_secs(29 * 60);
+        assert_eq!(s.get("/api/v1/me").await.status(), StatusCode::OK, "{b:?}: 29 idle minutes are fine");
+        app.clock.advance_secs(30 * 60 + 1);
+        let (st, body) = s.json(Method::GET, "/api/v1/me", None).await;
+        assert_error(st, &body, 401, "session_expired");
+        assert!(body["message"].as_str().unwrap().contains("idle"));
+        // Activity does not extend a session past 12 hours.
+        let s = app.login("leader").await;
+        for _ in 0..24 {
+            app.clock.advance_secs(29 * 60);
+            assert_eq!(s.get("/api/v1/me").await.status(), StatusCode::OK);
+        }
+        app.clock.advance_secs(29 * 60);
+        let (st, body) = s.json(Method::GET, "/api/v1/me", None).await;
+        assert_error(st, &body, 401, "session_expired");
+        assert!(body["message"].as_str().unwrap().contains("lifetime"), "{body}");
+    }
+}
+
+#[tokio::test]
+async fn logout_revokes_the_session() {
+    for b in test_backends() {
+        let app = TestApp::start(b).await;
+        let s = app.login("dispatcher").await;
+        assert_eq!(s.post("/api/v1/auth/logout", json!({})).await.status(), StatusCode::NO_CONTENT);
+        let (st, body) = s.json(Method::GET, "/api/v1/me", None).await;
+        assert_eq!(st, StatusCode::UNAUTHORIZED, "{body}");
+    }
+}
+
+#[tokio::test]
+async fn administrators_need_the_second_factor_and_codes_work_once() {
+    for b in test_backends() {
+        let app = TestApp::start(b).await;
+        let mut s = app.client();
+        let (_, body) = s
+            .json(Method::POST, "/api/v1/auth/login", Some(json!({"username": "auditor", "password": PASSWORD})))
+            .await;
+        assert_eq!(body["stage"], "mfa", "{b:?}");
+        s.csrf = body["csrf_token"].as_str().unwrap().into();
+        let (st, body) = s.json(Method::GET, "/api/v1/audit/records", None).await;
+        assert_error(st, &body, 403, "mfa_required");
+        let (st, body) = s.json(Method::POST, "/api/v1/auth/mfa", Some(json!({"code": "000000"}))).await;
+        assert_error(st, &body, 401, "invalid_totp");
+        let code = app.totp_code("auditor");
+        let (st, body) = s.json(Method::POST, "/api/v1/auth/mfa", Some(json!({"code": code}))).await;
+        assert_eq!((st, body["stage"].as_str()), (StatusCode::OK, Some("active")));
+        assert_eq!(s.get("/api/v1/audit/records").await.status(), StatusCode::OK);
+        // The same code in a second login is refused (one use per code).
+        let mut s2 = app.client();
+        let (_, body) = s2
+            .json(Method::POST, "/api/v1/auth/login", Some(json!({"username": "auditor", "password": PASSWORD})))
+            .await;
+        s2.csrf = body["csrf_token"].as_str().unwrap().into();
+        let (st, body) = s2.json(Method::POST, "/api/v1/auth/mfa", Some(json!({"code": code}))).await;
+        assert_error(st, &body, 401, "invalid_totp");
+    }
+}
+
+#[tokio::test]
+async fn a_new_user_must_change_the_initial_password_and_may_not_reuse_it() {
+    for b in test_backends() {
+        let app = TestApp::start(b).await;
+        let admin = app.login("lixia_admin").await;
+        let street = app.org_id("370102002").await;
+        let (st, created) = admin
+            .json(
+                Method::POST,
+                "/api/v1/users",
+                Some(json!({"username": "qianfo_staff", "display_name": "钱佛", "primary_org_id": street})),
+            )
+            .await;
+        assert_eq!(st, StatusCode::CREATED, "{created}");
+        let initial = created["initial_password"].as_str().unwrap().to_string();
+        let mut s = app.client();
+        let (_, body) = s
+            .json(Method::POST, "/api/v1/auth/login", Some(json!({"username": "qianfo_staff", "password": initial})))
+            .await;
+        assert_eq!(body["stage"], "change_password", "{b:?}");
+        s.csrf = body["csrf_token"].as_str().unwrap().into();
+        let (st, body) = s.json(Method::GET, "/api/v1/me", None).await;
+        assert_error(st, &body, 403, "password_change_required");
+        let change = |new: &str| json!({"current_password": initial, "new_password": new});
+        let (st, body) = s.json(Method::POST, "/api/v1/auth/password", Some(change("short"))).await;
+        assert_error(st, &body, 422, "weak_password");
+        let (st, body) = s.json(Method::POST, "/api/v1/auth/password", Some(change(&initial))).await;
+        assert_error(st, &body, 422, "password_reused");
+        let (st, body) = s.json(Method::POST, "/api/v1/auth/password", Some(change("Qianfo#Shan8"))).await;
+        assert_eq!((st, body["stage"].as_str()), (StatusCode::OK, Some("active")), "{body}");
+        assert_eq!(s.get("/api/v1/me").await.status(), StatusCode::OK);
+    }
+}
+
+#[tokio::test]
+async fn passwords_expire_after_the_maximum_age() {
+    for b in test_backends() {
+        let app = TestApp::start(b).await;
+        app.clock.advance_secs(91 * 86_400);
+        let c = app.client();
+        let (_, body) =
+            c.json(Method::POST, "/api/v1/auth/login", Some(json!({"username": "leader", "password": PASSWORD}))).await;
+        assert_eq!(body["stage"], "change_password", "{b:?}: {body}");
+    }
+}
+
+#[tokio::test]
+async fn a_new_administrator_must_enrol_two_factor_authentication() {
+    for b in test_backends() {
+        let app = TestApp::start(b).await;
+        // The security administrator makes a new account an auditor.
+        let sys = app.login("sysadmin").await;
+        let dsj = app.org_id("370100-dsj").await;
+        let (_, created) = sys
+            .json(
+                Method::POST,
+                "/api/v1/users",
+                Some(json!({"username": "auditor2", "display_name": "审计员二", "primary_org_id": dsj})),
+            )
+            .await;
+        let uid = created["user"]["id"].as_str().unwrap().to_string();
+        let sec = app.login("secadmin").await;
+        let (st, body) = sec
+            .json(
+                Method::POST,
+                &format!("/api/v1/users/{uid}/grants"),
+                Some(json!({"role": "auditor", "scope": "all"})),
+            )
+            .await;
+        assert_eq!(st, StatusCode::CREATED, "{body}");
+        let mut s = app.client();
+        let initial = created["initial_password"].as_str().unwrap();
+        let (_, body) = s
+            .json(Method::POST, "/api/v1/auth/login", Some(json!({"username": "auditor2", "password": initial})))
+            .await;
+        s.csrf = body["csrf_token"].as_str().unwrap().into();
+        assert_eq!(body["stage"], "change_password");
+        let (_, body) = s
+            .json(
+                Method::POST,
+                "/api/v1/auth/password",
+                Some(json!({"current_password": initial, "new_password": "Shenji#2026a"})),
+            )
+            .await;
+        assert_eq!(body["stage"], "enroll_mfa", "{b:?}: {body}");
+        let (st, setup) = s.json(Method::POST, "/api/v1/auth/totp/setup", Some(json!({}))).await;
+        assert_eq!(st, StatusCode::OK, "{setup}");
+        assert!(setup["otpauth_uri"].as_str().unwrap().starts_with("otpauth://totp/"));
+        app.clock.advance_secs(30);
+        let code =
+            crypto::otp::code_at(setup["secret"].as_str().unwrap(), kernel::Clock::now_ms(&app.clock) / 1000).unwrap();
+        let (st, body) = s.json(Method::POST, "/api/v1/auth/totp/enable", Some(json!({"code": code}))).await;
+        assert_eq!((st, body["stage"].as_str()), (StatusCode::OK, Some("active")), "{body}");
+        let codes = body["recovery_codes"].as_array().unwrap();
+        assert_eq!(codes.len(), 10);
+        assert_eq!(s.get("/api/v1/audit/records").await.status(), StatusCode::OK);
+        // A recovery code works once as a second factor.
+        let mut s2 = app.client();
+        let (_, body) = s2
+            .json(Method::POST, "/api/v1/auth/login", Some(json!({"username": "auditor2", "password": "Shenji#2026a"})))
+            .await;
+        s2.csrf = body["csrf_token"].as_str().unwrap().into();
+        let rc = codes[0].as_str().unwrap();
+        assert_eq!(s2.post("/api/v1/auth/mfa", json!({"code": rc})).await.status(), StatusCode::OK);
+        let mut s3 = app.client();
+        let (_, body) = s3
+            .json(Method::POST, "/api/v1/auth/login", Some(json!({"username": "auditor2", "password": "Shenji#2026a"})))
+            .await;
+        s3.csrf = body["csrf_token"].as_str().unwrap().into();
+        assert_eq!(s3.post("/api/v1/auth/mfa", json!({"code": rc})).await.status(), StatusCode::UNAUTHORIZED);
+    }
+}
+
+#[tokio::test]
+async fn login_is_rate_limited_per_source_address() {
+    for b in test_backends() {
+        let app = TestApp::start(b).await;
+        let c = app.client();
+        let mut limited = None;
+        for _ in 0..40 {
+            let r = c.post("/api/v1/auth/login", json!({"username": "nobody", "password": "x"})).await;
+            if r.status() == StatusCode::TOO_MANY_REQUESTS {
+                limited = Some(r);
+                break;
+            }
+        }
+        let r = limited.expect("the 31st login attempt in a minute is refused");
+        let retry: u64 = r.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+        assert!((1..=60).contains(&retry));
+        let body: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(body["code"], "rate_limited");
+    }
+}

@@ -1,0 +1,8 @@
+//! The platform through its HTTP API, on every configured backend: the real router on port 0,
+//! the demo city as data, a fake clock for timeouts.
+
+mod audit_trail;
+mod helpers;
+mod identity_flows;
+mod permissions;
+mod robustness;

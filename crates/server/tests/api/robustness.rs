@@ -1,0 +1,121 @@
+//! Bad input gets a clear 4xx and leaves nothing half-written.
+
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+use store::testing::test_backends;
+
+use crate::helpers::{TestApp, assert_error};
+
+#[tokio::test]
+async fn malformed_requests_get_clear_errors_never_500() {
+    for b in test_backends() {
+        let app = TestApp::start(b).await;
+        let s = app.login("sysadmin").await;
+        let raw = |body: Vec<u8>, ctype: &'static str| {
+            let req = s
+                .http
+                .post(format!("{}/api/v1/users", s.base))
+                .header("x-csrf-token", &s.csrf)
+                .header("content-type", ctype)
+                .body(body);
+            async move {
+                let r = req.send().await.unwrap();
+                let st = r.status();
+                (st, r.json::<serde_json::Value>().await.unwrap_or_default())
+            }
+        };
+        let (st, body) = raw(b"{not json".to_vec(), "application/json").await;
+        assert_error(st, &body, 400, "invalid_json");
+        let (st, body) = raw(b"{\"username\": 5}".to_vec(), "application/json").await;
+        assert_error(st, &body, 400, "invalid_json");
+        let (st, body) = raw(vec![b'"', 0xff, 0xfe, b'"'], "application/json").await;
+        assert_error(st, &body, 400, "invalid_json");
+        let (st, body) = raw(b"username=x".to_vec(), "application/x-www-form-urlencoded").await;
+        assert_error(st, &body, 415, "unsupported_media_type");
+        let (st, body) = raw(vec![b' '; 3 * 1024 * 1024], "application/json").await;
+        assert_error(st, &body, 413, "payload_too_large");
+        let org = app.org_id("370102").await;
+        let unknown_field = json!({"username": "x1x", "display_name": "某", "primary_org_id": org, "is_admin": true});
+        let (st, body) = s.json(Method::POST, "/api/v1/users", Some(unknown_field)).await;
+        assert_error(st, &body, 400, "invalid_json");
+        let (st, body) =
+            s.json(Method::POST, "/api/v1/orgs", Some(json!({"kind": "galaxy", "code": "g", "name": "银河"}))).await;
+        assert_error(st, &body, 400, "invalid_json");
+        let sneaky = json!({"username": "robert'); DROP TABLE users;--", "display_name": "x", "primary_org_id": org});
+        let (st, body) = s.json(Method::POST, "/api/v1/users", Some(sneaky)).await;
+        assert_error(st, &body, 422, "validation_failed");
+        let (st, body) = s.json(Method::GET, "/api/v1/users?q=%27%20OR%201%3D1--&page_size=500", None).await;
+        assert_error(st, &body, 400, "invalid_page");
+        let (st, body) = s.json(Method::GET, "/api/v1/users?q=%27%20OR%201%3D1--", None).await;
+        assert_eq!((st, body["total"].as_i64()), (StatusCode::OK, Some(0)));
+        let (st, body) = s.json(Method::GET, "/api/v1/users?page=abc", None).await;
+        assert_error(st, &body, 400, "invalid_query");
+        let (st, body) = s.json(Method::GET, "/api/v1/users/not-an-id", None).await;
+        assert_error(st, &body, 404, "not_found");
+        let (st, body) = s.json(Method::GET, "/api/v1/nowhere", None).await;
+        assert_error(st, &body, 404, "route_not_found");
+        let (st, body) = s.json(Method::DELETE, "/api/v1/users", None).await;
+        assert_error(st, &body, 405, "method_not_allowed");
+        let long_name = "长".repeat(300);
+        let (st, body) = s
+            .json(
+                Method::POST,
+                "/api/v1/orgs",
+                Some(json!({"parent_id": org, "kind": "street", "code": "x-1", "name": long_name})),
+            )
+            .await;
+        assert_error(st, &body, 422, "validation_failed");
+        let bad_policy = json!({"lockout_threshold": 0});
+        let sec = app.login("secadmin").await;
+        let (st, body) = sec.json(Method::PUT, "/api/v1/security-policy", Some(bad_policy)).await;
+        assert_error(st, &body, 422, "validation_failed");
+    }
+}
+
+#[tokio::test]
+async fn a_failed_change_leaves_nothing_behind() {
+    for b in test_backends() {
+        let app = TestApp::start(b).await;
+        let s = app.login("lixia_admin").await;
+        let street = app.org_id("370102003").await;
+        let sibling = app.org_id("370103").await;
+        // The second org is out of scope: the whole creation fails, no user row remains.
+        let (st, body) = s
+            .json(Method::POST, "/api/v1/users", Some(json!({"username": "half_done", "display_name": "半成品", "primary_org_id": street, "org_ids": [sibling]})))
+            .await;
+        assert_error(st, &body, 403, "out_of_scope");
+        assert!(app.state.identity.user_id_by_username("half_done").await.unwrap().is_none(), "{b:?}");
+        // A duplicate username is a conflict, not a 500.
+        let dup = json!({"username": "GridWorker", "display_name": "重名", "primary_org_id": street});
+        let (st, body) = s.json(Method::POST, "/api/v1/users", Some(dup)).await;
+        assert_error(st, &body, 409, "already_exists");
+    }
+}
+
+#[tokio::test]
+async fn health_readiness_metrics_and_api_docs_are_served() {
+    for b in test_backends() {
+        let app = TestApp::start(b).await;
+        let c = app.client();
+        assert_eq!(c.get("/healthz").await.text().await.unwrap(), "ok");
+        let ready: serde_json::Value = c.get("/readyz").await.json().await.unwrap();
+        assert_eq!(ready["status"], "ready");
+        assert_eq!(ready["database"], b.name());
+        c.get("/api/v1/me").await;
+        let metrics = c.get("/metrics").await.text().await.unwrap();
+        assert!(
+            metrics.contains("zhongshu_http_requests_total{method=\"GET\",route=\"/api/v1/me\",status=\"401\"} 1"),
+            "{metrics}"
+        );
+        assert!(metrics.contains("zhongshu_db_read_pool_connections"));
+        let docs = c.get("/api/docs/").await;
+        assert_eq!(docs.status(), StatusCode::OK);
+        assert!(docs.text().await.unwrap().contains("swagger"), "the docs page is served from the binary");
+        let doc: serde_json::Value = c.get("/api/openapi.json").await.json().await.unwrap();
+        assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+        assert!(doc["paths"]["/api/v1/users"]["post"].is_object());
+        let r = c.get("/api/v1/me").await;
+        assert!(r.headers().contains_key("x-request-id"));
+        assert_eq!(r.headers()["x-content-type-options"], "nosniff");
+    }
+}
