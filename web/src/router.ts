@@ -1,0 +1,44 @@
+import { createRouter, createWebHistory } from 'vue-router'
+import { ApiError, setUnauthenticatedHandler } from './api/client'
+import { loadMe, session } from './session'
+
+export const router = createRouter({
+  history: createWebHistory(),
+  routes: [
+    { path: '/login', component: () => import('./views/LoginView.vue'), meta: { public: true } },
+    {
+      path: '/',
+      component: () => import('./views/ShellLayout.vue'),
+      children: [
+        { path: '', component: () => import('./views/PortalHome.vue'), meta: { title: '门户首页' } },
+        { path: 'profile', component: () => import('./views/ProfileView.vue'), meta: { title: '个人中心' } },
+        { path: 'admin/orgs', component: () => import('./views/OrgsView.vue'), meta: { title: '组织机构' } },
+        { path: 'admin/users', component: () => import('./views/UsersView.vue'), meta: { title: '用户管理' } },
+        { path: 'admin/roles', component: () => import('./views/RolesView.vue'), meta: { title: '角色权限' } },
+        { path: 'admin/policy', component: () => import('./views/PolicyView.vue'), meta: { title: '安全策略' } },
+        { path: 'admin/apps', component: () => import('./views/AppsView.vue'), meta: { title: '接入应用' } },
+        { path: 'admin/audit', component: () => import('./views/AuditView.vue'), meta: { title: '安全审计' } },
+      ],
+    },
+    { path: '/:rest(.*)*', redirect: '/' },
+  ],
+})
+
+router.beforeEach(async (to) => {
+  if (to.meta.public) return true
+  if (session.me) return true
+  try {
+    await loadMe()
+    return true
+  } catch (e) {
+    if (e instanceof ApiError) return { path: '/login', query: { redirect: to.fullPath } }
+    throw e
+  }
+})
+
+setUnauthenticatedHandler(() => {
+  session.me = null
+  if (router.currentRoute.value.path !== '/login') {
+    router.push({ path: '/login', query: { redirect: router.currentRoute.value.fullPath, expired: '1' } })
+  }
+})
