@@ -1,0 +1,94 @@
+// Browser tests of the portal in headless Chromium: login, forced password change, creating a
+// user in a sub-organisation, the new user seeing only their scope, the auditor finding it.
+import assert from 'node:assert/strict'
+import { after, before, test } from 'node:test'
+import { PASSWORD, SHOTS, launch, login, logout, startDemo } from './harness.mjs'
+
+let demo, browser
+
+before(async () => {
+  demo = await startDemo()
+  browser = await launch()
+})
+
+after(async () => {
+  await browser?.close()
+  await demo?.stop()
+})
+
+test('the login page shows errors in Chinese for a wrong password', async () => {
+  const page = await browser.newPage()
+  await login(page, demo.url, 'leader', 'Wrong@2026')
+  await page.waitForSelector('.el-message--error')
+  assert.match(await page.textContent('.el-message--error'), /用户名或口令错误/)
+  await page.screenshot({ path: `${SHOTS}login-error.png` })
+  await page.close()
+})
+
+test('a district admin creates a user in a street, who must change the password and sees only the street', async () => {
+  const page = await browser.newPage({ viewport: { width: 1440, height: 900 } })
+  await login(page, demo.url, 'lixia_admin', PASSWORD)
+  await page.waitForSelector('[data-test=module-users]')
+  await page.screenshot({ path: `${SHOTS}portal-lixia-admin.png` })
+
+  // Create 韩梅 in 解放路街道 (picked in the org tree, which prefills the form).
+  await page.click('[data-test=module-users]')
+  await page.waitForSelector('[data-test=users-table] .el-table__row')
+  await page.click('[data-test="org-370102001"]')
+  await page.waitForSelector('.el-tag:has-text("解放路街道")')
+  await page.click('[data-test=new-user]')
+  await page.fill('input[name=new-username]', 'jiefang_clerk')
+  await page.fill('input[name=new-display-name]', '韩梅')
+  await page.click('[data-test=create-user]')
+  await page.waitForSelector('[data-test=initial-password]')
+  const initial = (await page.textContent('[data-test=initial-password]')).trim()
+  assert.match(initial, /^Zs/)
+  await page.screenshot({ path: `${SHOTS}user-created.png` })
+  await page.getByRole('button', { name: '我已记下' }).click()
+
+  // Grant 工作人员 (staff) with scope 仅本级 (own_org) — the dialog's defaults.
+  const row = page.locator('[data-test=users-table] .el-table__row', { hasText: 'jiefang_clerk' })
+  await row.getByRole('button', { name: '授权' }).click()
+  await page.click('[data-test=add-grant]')
+  await page.waitForSelector('.el-dialog .el-table__row:has-text("工作人员")')
+  await page.keyboard.press('Escape')
+  await logout(page)
+
+  // The new user logs in with the one-time password and must change it.
+  await login(page, demo.url, 'jiefang_clerk', initial)
+  await page.waitForSelector('input[name=new_password]')
+  await page.screenshot({ path: `${SHOTS}forced-password-change.png` })
+  await page.fill('input[name=new_password]', 'Hanmei#2026')
+  await page.fill('input[name=confirm_password]', 'Hanmei#2026')
+  await page.click('[data-test=change-password]')
+  await page.waitForSelector('[data-test=who]')
+  assert.match(await page.textContent('[data-test=who]'), /韩梅 · 解放路街道/)
+
+  // Only users of 解放路街道 are visible.
+  await page.click('[data-test=module-users]')
+  await page.waitForSelector('[data-test=users-table] .el-table__row')
+  const names = await page.locator('[data-test=users-table] .el-table__row td:first-child').allTextContents()
+  assert.deepEqual(names.map((n) => n.trim()).sort(), ['jiefang_admin', 'jiefang_clerk'])
+  await page.screenshot({ path: `${SHOTS}new-user-scope.png` })
+  await logout(page)
+  await page.close()
+})
+
+test('the auditor finds the user creation in the audit log and the chain verifies', async () => {
+  const page = await browser.newPage({ viewport: { width: 1440, height: 900 } })
+  await login(page, demo.url, 'auditor', PASSWORD, demo.totp.auditor)
+  await page.waitForSelector('[data-test=module-audit]')
+  await page.click('[data-test=module-audit]')
+  await page.fill('input[data-test=filter-action], [data-test=filter-action] input', 'user.create')
+  await page.fill('input[data-test=filter-actor], [data-test=filter-actor] input', 'lixia_admin')
+  await page.click('[data-test=search]')
+  const row = page.locator('[data-test=audit-table] .el-table__row', { hasText: 'user.create' })
+  await row.first().waitFor()
+  assert.equal(await row.count(), 1)
+  assert.match(await row.first().textContent(), /lixia_admin/)
+  await page.click('[data-test=verify-chain]')
+  await page.waitForSelector('[data-test=verify-result]')
+  assert.match(await page.textContent('[data-test=verify-result]'), /完整/)
+  await page.screenshot({ path: `${SHOTS}audit-search-verify.png` })
+  await page.close()
+})
