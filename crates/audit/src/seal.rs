@@ -100,19 +100,49 @@ impl Sealer {
     pub async fn seal_once(&self) -> Result<usize> {
         let mut state = self.state.lock().await;
         let mut tx = self.db.begin().await?;
+        // Every path ends the transaction explicitly: a dropped one only queues its rollback,
+        // and its advisory lock would block other sealing rounds until the pooled connection
+        // is next used.
+        match self.seal_batch(&mut tx, state.low).await {
+            Ok(Some((n, max_id, now))) => {
+                tx.commit().await.db()?;
+                state.recent.push_back((now, max_id));
+                while let Some(&(at, id)) = state.recent.front() {
+                    if at >= now - self.opts.seal_grace_ms {
+                        break;
+                    }
+                    state.low = state.low.max(id);
+                    state.recent.pop_front();
+                }
+                Ok(n)
+            }
+            Ok(None) => {
+                tx.rollback().await.db()?;
+                Ok(0)
+            }
+            Err(e) => {
+                let _ = tx.rollback().await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Links pending records after `low` into the chain. Returns (count, highest record id,
+    /// time), or `None` when there was nothing to do or another node is sealing.
+    async fn seal_batch(&self, tx: &mut store::Tx, low: i64) -> Result<Option<(usize, i64, i64)>> {
         if self.db.backend() == Backend::Postgres {
             let got: bool = sqlx::query("SELECT pg_try_advisory_xact_lock($1)")
                 .bind(SEALER_LOCK)
-                .fetch_one(&mut *tx)
+                .fetch_one(&mut **tx)
                 .await
                 .db()?
                 .get(0);
             if !got {
-                return Ok(0);
+                return Ok(None);
             }
         }
         let head = sqlx::query("SELECT seq, hash FROM audit_chain ORDER BY seq DESC LIMIT 1")
-            .fetch_optional(&mut *tx)
+            .fetch_optional(&mut **tx)
             .await
             .db()?;
         let (mut seq, mut prev) = match head {
@@ -124,9 +154,9 @@ impl Sealer {
              WHERE r.id > $1 AND NOT EXISTS (SELECT 1 FROM audit_chain c WHERE c.record_id = r.id)
              ORDER BY r.id LIMIT $2"
         );
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(state.low).bind(BATCH).fetch_all(&mut *tx).await.db()?;
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(low).bind(BATCH).fetch_all(&mut **tx).await.db()?;
         if rows.is_empty() {
-            return Ok(0);
+            return Ok(None);
         }
         let now = self.clock.now_ms();
         let alg = self.opts.algorithm;
@@ -160,7 +190,7 @@ impl Sealer {
             for (seq, id, prev, hash) in chunk {
                 q = q.bind(*seq).bind(*id).bind(prev.as_str()).bind(hash.as_str()).bind(now);
             }
-            q.execute(&mut *tx).await.db()?;
+            q.execute(&mut **tx).await.db()?;
         }
         for (seq, hash) in checkpoints {
             sqlx::query(
@@ -170,19 +200,10 @@ impl Sealer {
             .bind(hash)
             .bind(alg.name())
             .bind(now)
-            .execute(&mut *tx)
+            .execute(&mut **tx)
             .await
             .db()?;
         }
-        tx.commit().await.db()?;
-        state.recent.push_back((now, max_id));
-        while let Some(&(at, id)) = state.recent.front() {
-            if at >= now - self.opts.seal_grace_ms {
-                break;
-            }
-            state.low = state.low.max(id);
-            state.recent.pop_front();
-        }
-        Ok(rows.len())
+        Ok(Some((rows.len(), max_id, now)))
     }
 }
