@@ -7,6 +7,7 @@ use anyhow::{Context, anyhow, bail};
 use identity::roles::GrantInput;
 use identity::users::NewUser;
 use identity::{Actor, DataScope};
+use sqlx::Connection;
 
 use crate::app::{self, OpenOptions};
 use crate::config::Config;
@@ -247,12 +248,15 @@ pub async fn backup(cfg: &Config, file: &Path) -> anyhow::Result<()> {
 /// `zhongshu restore FILE`: the server must be stopped.
 pub async fn restore(cfg: &Config, file: &Path) -> anyhow::Result<()> {
     require_sqlite(cfg, "restore")?;
+    if !file.is_file() {
+        bail!("{} does not exist", file.display());
+    }
+    store::install_drivers();
     let url = format!("sqlite://{}?mode=ro", file.display());
-    let probe = store::Db::connect(&url, &store::DbOptions::default())
-        .await
-        .map_err(|e| anyhow!("cannot open {}: {e}", file.display()))?;
-    let ok = sqlx::query("SELECT COUNT(*) FROM schema_migrations").fetch_one(probe.reader()).await.is_ok();
-    probe.close().await;
+    let ok = match sqlx::AnyConnection::connect(&url).await {
+        Ok(mut conn) => sqlx::query("SELECT COUNT(*) FROM schema_migrations").fetch_one(&mut conn).await.is_ok(),
+        Err(_) => false,
+    };
     if !ok {
         bail!("{} is not a Zhongshu backup", file.display());
     }

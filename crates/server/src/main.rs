@@ -13,17 +13,19 @@ struct Cli {
     /// Configuration file (TOML); see `zhongshu config default`.
     #[arg(long, global = true, env = "ZHONGSHU_CONFIG")]
     config: Option<PathBuf>,
+    #[command(flatten)]
+    place: Place,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Args, Clone, Default)]
 struct Place {
-    /// Data directory (embedded database, key file).
-    #[arg(long)]
+    /// Data directory (embedded database, key file); for `demo` default ./demo-data.
+    #[arg(long, global = true)]
     data_dir: Option<PathBuf>,
     /// Database URL (postgres://…); default: SQLite in the data directory.
-    #[arg(long)]
+    #[arg(long, global = true)]
     database_url: Option<String>,
 }
 
@@ -31,51 +33,32 @@ struct Place {
 enum Command {
     /// Serve the platform.
     Serve {
-        #[command(flatten)]
-        place: Place,
         /// Address to listen on (127.0.0.1:0 picks a free port).
         #[arg(long)]
         listen: Option<String>,
     },
     /// Create a fresh data directory with the demo city (济南市) and serve it.
     Demo {
-        /// Data directory for the demo (default: ./demo-data); an earlier demo there is replaced.
-        #[arg(long, default_value = "demo-data")]
-        data_dir: PathBuf,
+        /// Address to listen on (127.0.0.1:0 picks a free port).
         #[arg(long)]
         listen: Option<String>,
     },
     /// Apply pending database migrations and exit.
-    Migrate {
-        #[command(flatten)]
-        place: Place,
-    },
+    Migrate,
     /// Manage user accounts on the server.
     User {
-        #[command(flatten)]
-        place: Place,
         #[command(subcommand)]
         command: UserCommand,
     },
     /// Audit log tools.
     Audit {
-        #[command(flatten)]
-        place: Place,
         #[command(subcommand)]
         command: AuditCommand,
     },
     /// Copy the embedded database to FILE while the server runs (SQLite; use pg_dump for PostgreSQL).
-    Backup {
-        file: PathBuf,
-        #[command(flatten)]
-        place: Place,
-    },
+    Backup { file: PathBuf },
     /// Replace the embedded database with a backup (stop the server first).
-    Restore {
-        file: PathBuf,
-        #[command(flatten)]
-        place: Place,
-    },
+    Restore { file: PathBuf },
     /// Configuration tools.
     Config {
         #[command(subcommand)]
@@ -157,23 +140,26 @@ fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let cfg_path = cli.config.as_ref();
+    let place = cli.place;
     match cli.command {
-        Command::Serve { place, listen } => {
+        Command::Serve { listen } => {
             let cfg = load(cfg_path, &place, listen)?;
             cli::init_logging(&cfg);
             cli::serve(cfg).await?;
         }
-        Command::Demo { data_dir, listen } => {
+        Command::Demo { listen } => {
+            // The demo always uses embedded SQLite in its own directory, which it replaces.
+            let data_dir = place.data_dir.unwrap_or_else(|| PathBuf::from("demo-data"));
             let place = Place { data_dir: Some(data_dir), database_url: Some(String::new()) };
             let cfg = load(cfg_path, &place, listen)?;
             cli::init_logging(&cfg);
             cli::demo(cfg).await?;
         }
-        Command::Migrate { place } => {
+        Command::Migrate => {
             let cfg = load(cfg_path, &place, None)?;
             cli::migrate(&cfg).await?;
         }
-        Command::User { place, command } => {
+        Command::User { command } => {
             let cfg = load(cfg_path, &place, None)?;
             match command {
                 UserCommand::Create { username, name, org, role, scope } => {
@@ -183,15 +169,15 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 UserCommand::Unlock { username } => cli::user_unlock(&cfg, &username).await?,
             }
         }
-        Command::Audit { place, command } => {
+        Command::Audit { command } => {
             let cfg = load(cfg_path, &place, None)?;
             match command {
                 AuditCommand::Verify { checkpoints } => return cli::audit_verify(&cfg, checkpoints.as_deref()).await,
                 AuditCommand::Checkpoints => cli::audit_checkpoints(&cfg).await?,
             }
         }
-        Command::Backup { file, place } => cli::backup(&load(cfg_path, &place, None)?, &file).await?,
-        Command::Restore { file, place } => cli::restore(&load(cfg_path, &place, None)?, &file).await?,
+        Command::Backup { file } => cli::backup(&load(cfg_path, &place, None)?, &file).await?,
+        Command::Restore { file } => cli::restore(&load(cfg_path, &place, None)?, &file).await?,
         Command::Config { .. } => unreachable!("handled before the runtime starts"),
     }
     Ok(ExitCode::SUCCESS)

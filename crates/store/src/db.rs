@@ -64,10 +64,15 @@ pub struct PoolStats {
 
 static DRIVERS: Once = Once::new();
 
+/// Registers the SQLite and PostgreSQL drivers for `Any` connections (idempotent).
+pub fn install_drivers() {
+    DRIVERS.call_once(sqlx::any::install_default_drivers);
+}
+
 impl Db {
     /// Connects to `sqlite://path` or `postgres://…`.
     pub async fn connect(url: &str, opts: &DbOptions) -> Result<Db, Error> {
-        DRIVERS.call_once(sqlx::any::install_default_drivers);
+        install_drivers();
         let backend = if url.starts_with("sqlite:") {
             Backend::Sqlite
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {

@@ -1,0 +1,166 @@
+//! Killing the server at any moment loses no acknowledged change and never breaks the audit chain.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+use crate::helpers::PASSWORD;
+
+const BIN: &str = env!("CARGO_BIN_EXE_zhongshu");
+
+/// Starts the binary and waits for its "listening on" line.
+async fn start(args: &[&str], dir: &std::path::Path) -> (Child, String) {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .arg("--data-dir")
+        .arg(dir)
+        .args(["--listen", "127.0.0.1:0"])
+        .env("ZHONGSHU_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start zhongshu");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let base = tokio::time::timeout(Duration::from_secs(60), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if let Some(rest) = line.split("listening on ").nth(1) {
+                return rest.split_whitespace().next().unwrap().to_string();
+            }
+        }
+        panic!("zhongshu exited before listening")
+    })
+    .await
+    .expect("zhongshu listens within a minute");
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    (child, base)
+}
+
+async fn login(base: &str, username: &str) -> (reqwest::Client, String) {
+    let http = reqwest::Client::builder().cookie_store(true).build().unwrap();
+    let r: Value = http
+        .post(format!("{base}/api/v1/auth/login"))
+        .json(&json!({"username": username, "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    (http, r["csrf_token"].as_str().unwrap().to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_server_keeps_every_acknowledged_change_and_an_intact_audit_chain() {
+    let dir = store::testing::TempDir::new();
+    let data = dir.0.join("city");
+    let (mut server, base) = start(&["demo"], &data).await;
+    let (http, csrf) = login(&base, "lixia_admin").await;
+    let street: Value = http.get(format!("{base}/api/v1/orgs")).send().await.unwrap().json().await.unwrap();
+    let street_id = street.as_array().unwrap().iter().find(|o| o["code"] == "370102005").unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    // Four writers create users until the server dies under them.
+    let mut writers = Vec::new();
+    for w in 0..4 {
+        let (http, csrf, base, street_id) = (http.clone(), csrf.clone(), base.clone(), street_id.clone());
+        writers.push(tokio::spawn(async move {
+            let mut acknowledged = Vec::new();
+            for i in 0..10_000 {
+                let username = format!("crash_{w}_{i}");
+                let r = http
+                    .post(format!("{base}/api/v1/users"))
+                    .header("x-csrf-token", &csrf)
+                    .json(&json!({"username": username, "display_name": "压测", "primary_org_id": street_id}))
+                    .timeout(Duration::from_secs(10))
+                    .send()
+                    .await;
+                match r {
+                    Ok(r) if r.status() == StatusCode::CREATED => acknowledged.push(username),
+                    _ => break,
+                }
+            }
+            acknowledged
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    server.start_kill().unwrap();
+    server.wait().await.unwrap();
+    let mut acknowledged = Vec::new();
+    for w in writers {
+        acknowledged.extend(w.await.unwrap());
+    }
+    assert!(acknowledged.len() >= 10, "some writes were acknowledged before the kill ({})", acknowledged.len());
+
+    // Restart on the same data (serve, not demo, which would start afresh).
+    let (mut server, base) = start(&["serve"], &data).await;
+    let (http, _) = login(&base, "lixia_admin").await;
+    let page: Value = http
+        .get(format!("{base}/api/v1/users?q=crash_&page_size=200&org_id={street_id}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let present = page["total"].as_u64().unwrap() as usize;
+    assert!(present >= acknowledged.len(), "acknowledged {} users, found {present}", acknowledged.len());
+    for name in acknowledged.iter().step_by(7) {
+        let r: Value = http.get(format!("{base}/api/v1/users?q={name}")).send().await.unwrap().json().await.unwrap();
+        let found = r["items"].as_array().unwrap().iter().any(|u| u["username"] == name.as_str());
+        assert!(found, "{name} was acknowledged and must survive");
+    }
+    server.start_kill().unwrap();
+    server.wait().await.unwrap();
+
+    // The chain verifies, every record written before the kill included.
+    let out = std::process::Command::new(BIN).args(["audit", "verify", "--data-dir"]).arg(&data).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "audit verify failed: {text} {}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("audit chain intact"), "{text}");
+}
+
+fn cli(args: &[&str], dir: &std::path::Path) -> (bool, String) {
+    let out = std::process::Command::new(BIN)
+        .args(args)
+        .arg("--data-dir")
+        .arg(dir)
+        .env("ZHONGSHU_LOG", "warn")
+        .output()
+        .unwrap();
+    (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backup_and_restore_round_trip_through_the_command_line() {
+    let dir = store::testing::TempDir::new();
+    let data = dir.0.join("city");
+    let (mut server, _) = start(&["demo"], &data).await;
+    let backup = dir.0.join("backup.db");
+    // An online backup while the server runs.
+    let (ok, out) = cli(&["backup", backup.to_str().unwrap()], &data);
+    assert!(ok, "{out}");
+    server.start_kill().unwrap();
+    server.wait().await.unwrap();
+    let (ok, out) = cli(
+        &["user", "create", "--username", "after_backup", "--name", "备份后", "--org", "370102", "--role", "staff"],
+        &data,
+    );
+    assert!(ok && out.contains("one-time password"), "{out}");
+    let (ok, out) = cli(&["user", "reset-password", "after_backup"], &data);
+    assert!(ok, "{out}");
+    let (ok, out) = cli(&["restore", backup.to_str().unwrap()], &data);
+    assert!(ok, "{out}");
+    let (ok, out) = cli(&["user", "unlock", "after_backup"], &data);
+    assert!(!ok && out.contains("no user named after_backup"), "the restore brought back the earlier state: {out}");
+    let (ok, out) = cli(&["audit", "verify"], &data);
+    assert!(ok && out.contains("audit chain intact"), "{out}");
+    let (ok, out) = cli(&["restore", data.join("keys.txt").to_str().unwrap()], &data);
+    assert!(!ok, "a file that is not a backup is refused: {out}");
+}
