@@ -58,13 +58,28 @@ async fn session_of(parts: &Parts, state: &AppState) -> Result<Session, ApiError
         .filter(|t| !t.is_empty())
         .ok_or_else(|| err(ErrorCode::Unauthenticated, "log in first"))?;
     let session = state.identity.authenticate(token).await?;
+    check_csrf(parts, &session)?;
+    Ok(session)
+}
+
+/// Like [`session_of`] for active sessions, through the identity service's short-lived cache.
+async fn active_session_of(parts: &Parts, state: &AppState) -> Result<(Session, Caller), ApiError> {
+    let token = cookie(parts, SESSION_COOKIE)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| err(ErrorCode::Unauthenticated, "log in first"))?;
+    let (session, caller) = state.identity.authenticate_active(token).await?;
+    check_csrf(parts, &session)?;
+    Ok((session, caller))
+}
+
+fn check_csrf(parts: &Parts, session: &Session) -> Result<(), ApiError> {
     if !is_safe(&parts.method) {
         let sent = parts.headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok()).unwrap_or("");
         if !crypto::hash::constant_time_eq(sent.as_bytes(), session.csrf_token.as_bytes()) {
             return Err(err(ErrorCode::CsrfFailed, "the X-CSRF-Token header is missing or wrong; reload the page"));
         }
     }
-    Ok(session)
+    Ok(())
 }
 
 impl FromRequestParts<AppState> for Auth {
@@ -85,16 +100,12 @@ impl FromRequestParts<AppState> for Auth {
             });
             return Ok(Auth { caller, session: None });
         }
-        let session = session_of(parts, state).await?;
-        if let Some(e) = session.stage.blocking_error() {
-            return Err(ApiError(e));
-        }
+        let (session, caller) = active_session_of(parts, state).await?;
         let rate = state.identity.policy().api_rate_per_minute;
         state
             .limiter
             .check(&format!("user:{}", session.user_id), rate, now)
             .map_err(|s| ApiError(kernel::Error::rate_limited(s)))?;
-        let caller = state.identity.load_caller(&session.user_id, Some(session.id.clone())).await?;
         context::set_caller(CallerInfo {
             id: caller.id.clone(),
             username: caller.username.clone(),

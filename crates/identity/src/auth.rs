@@ -300,6 +300,22 @@ impl Identity {
         Ok(NewSession { token, csrf_token, stage, user_id: u.id, expires_at })
     }
 
+    /// The active session and its caller for a cookie token, from the short-lived cache when
+    /// possible (see `cache.rs`). Sessions in a login step are never cached.
+    pub async fn authenticate_active(&self, token: &str) -> Result<(Session, crate::Caller)> {
+        let now = self.now();
+        if let Some(hit) = self.inner.sessions.get(&session_id(token), now) {
+            return Ok(hit);
+        }
+        let session = self.authenticate(token).await?;
+        if let Some(e) = session.stage.blocking_error() {
+            return Err(e);
+        }
+        let caller = self.load_caller(&session.user_id, Some(session.id.clone())).await?;
+        self.inner.sessions.put(session.clone(), caller.clone(), now);
+        Ok((session, caller))
+    }
+
     /// Finds the live session for a cookie token, enforcing idle and absolute timeouts.
     pub async fn authenticate(&self, token: &str) -> Result<Session> {
         let id = session_id(token);
@@ -578,7 +594,9 @@ impl Identity {
             .await
             .db()?;
         self.audit(&mut tx, actor.entry(now, "auth.logout").object("user", &session.user_id)).await?;
-        tx.commit().await.db()
+        tx.commit().await.db()?;
+        self.inner.sessions.evict(&session.id);
+        Ok(())
     }
 
     /// Ends every session of a user (but `except`).
@@ -589,6 +607,7 @@ impl Identity {
         except: Option<&str>,
         now: i64,
     ) -> Result<()> {
+        self.inner.sessions.clear();
         sqlx::query("UPDATE sessions SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL AND id <> $3")
             .bind(now)
             .bind(user_id)

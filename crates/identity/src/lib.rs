@@ -11,6 +11,7 @@
 
 pub mod apps;
 pub mod auth;
+mod cache;
 pub mod model;
 pub mod orgs;
 pub mod perms;

@@ -88,6 +88,7 @@ pub(crate) struct Inner {
     pub clock: Arc<dyn Clock>,
     pub opts: IdentityOptions,
     pub policy: RwLock<SecurityPolicy>,
+    pub sessions: crate::cache::SessionCache,
 }
 
 const POLICY_KEY: &str = "security_policy";
@@ -102,7 +103,8 @@ impl Identity {
         opts: IdentityOptions,
     ) -> Result<Identity> {
         let policy = RwLock::new(opts.default_policy.clone());
-        let me = Identity { inner: Arc::new(Inner { db, keys, audit, clock, opts, policy }) };
+        let me =
+            Identity { inner: Arc::new(Inner { db, keys, audit, clock, opts, policy, sessions: Default::default() }) };
         me.ensure_builtin_roles().await?;
         me.reload_policy().await?;
         Ok(me)
@@ -170,6 +172,7 @@ impl Identity {
         self.inner.audit.append(&mut tx, &entry).await?;
         tx.commit().await.db()?;
         *self.inner.policy.write().expect("policy lock") = policy.clone();
+        self.inner.sessions.clear();
         Ok(policy)
     }
 
@@ -178,7 +181,10 @@ impl Identity {
         self.inner.audit.append_now(self.db(), &entry).await
     }
 
+    /// Audits a change inside its transaction. Every identity change passes here, so this is
+    /// also where cached sessions and callers are dropped.
     pub(crate) async fn audit(&self, tx: &mut Tx, entry: AuditEntry) -> Result<()> {
+        self.inner.sessions.clear();
         self.inner.audit.append(tx, &entry).await
     }
 

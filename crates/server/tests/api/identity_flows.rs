@@ -113,13 +113,29 @@ async fn sessions_end_when_idle_and_at_their_absolute_lifetime() {
 }
 
 #[tokio::test]
-async fn logout_revokes_the_session() {
+async fn logout_and_disabling_end_sessions_at_once() {
     for b in test_backends() {
         let app = TestApp::start(b).await;
         let s = app.login("dispatcher").await;
+        // Used once, so the session sits in the server's short-lived cache.
+        assert_eq!(s.get("/api/v1/me").await.status(), StatusCode::OK);
         assert_eq!(s.post("/api/v1/auth/logout", json!({})).await.status(), StatusCode::NO_CONTENT);
         let (st, body) = s.json(Method::GET, "/api/v1/me", None).await;
         assert_eq!(st, StatusCode::UNAUTHORIZED, "{body}");
+        // Disabling an account ends its live sessions at once.
+        let worker = app.login("gridworker").await;
+        assert_eq!(worker.get("/api/v1/me").await.status(), StatusCode::OK);
+        let admin = app.login("lixia_admin").await;
+        let id = app.user_id("gridworker").await;
+        let (st, body) =
+            admin.json(Method::PATCH, &format!("/api/v1/users/{id}"), Some(json!({"status": "disabled"}))).await;
+        assert_eq!(st, StatusCode::OK, "{body}");
+        assert_eq!(worker.get("/api/v1/me").await.status(), StatusCode::UNAUTHORIZED, "{b:?}");
+        let (st, body) = app
+            .client()
+            .json(Method::POST, "/api/v1/auth/login", Some(json!({"username": "gridworker", "password": PASSWORD})))
+            .await;
+        assert_error(st, &body, 403, "account_disabled");
     }
 }
 
