@@ -30,17 +30,32 @@ fn entry(i: usize) -> AuditEntry {
     }
 }
 
-async fn audit_bench(backend: Backend, n: usize) {
+/// How records are written in a benchmark run.
+#[derive(Clone, Copy)]
+enum Writes {
+    /// One INSERT per record (what a request's transaction does), 1,000 per commit.
+    Single,
+    /// `append_many`: multi-row INSERTs (bulk writers), 1,000 per commit.
+    Many,
+}
+
+async fn audit_bench(backend: Backend, n: usize, writes: Writes) {
     let t = TestDb::new(backend, &[&audit::MIGRATIONS]).await;
     let log = AuditLog::new(&KeyRing::for_tests());
     let opts = AuditOptions::default();
     let sealer = Sealer::new(t.db.clone(), log.clone(), opts.clone(), Arc::new(kernel::SystemClock));
+    let entries: Vec<AuditEntry> = (0..n).map(entry).collect();
 
     let started = Instant::now();
-    for chunk in (0..n).collect::<Vec<_>>().chunks(BATCH) {
+    for chunk in entries.chunks(BATCH) {
         let mut tx = t.db.begin().await.unwrap();
-        for i in chunk {
-            log.append(&mut tx, &entry(*i)).await.unwrap();
+        match writes {
+            Writes::Single => {
+                for e in chunk {
+                    log.append(&mut tx, e).await.unwrap();
+                }
+            }
+            Writes::Many => log.append_many(&mut tx, chunk).await.unwrap(),
         }
         tx.commit().await.unwrap();
     }
@@ -54,13 +69,16 @@ async fn audit_bench(backend: Backend, n: usize) {
     let verify = started.elapsed();
     assert!(report.ok && report.records_checked == n as i64, "{report:?}");
     let rate = |d: std::time::Duration| n as f64 / d.as_secs_f64();
-    let both = append + seal;
+    let label = match writes {
+        Writes::Single => "one INSERT per record",
+        Writes::Many => "multi-row INSERTs",
+    };
     println!(
-        "audit[{}] n={n}: append {:.0}/s (batches of {BATCH}), seal {:.0}/s, append+seal {:.0}/s (target >= 20000), verify {:.0}/s (target >= 300000)",
+        "audit[{}] n={n} {label}, {BATCH}/commit: append {:.0}/s, seal {:.0}/s, append+seal {:.0}/s (target >= 20000); verify {:.0}/s (target >= 300000)",
         backend.name(),
         rate(append),
         rate(seal),
-        rate(both),
+        rate(append + seal),
         rate(verify)
     );
 }
@@ -72,7 +90,8 @@ async fn main() {
         Some("audit") => {
             let n = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(200_000);
             for b in store::testing::test_backends() {
-                audit_bench(b, n).await;
+                audit_bench(b, n, Writes::Single).await;
+                audit_bench(b, n, Writes::Many).await;
             }
         }
         _ => eprintln!("usage: zs-bench audit [N]"),

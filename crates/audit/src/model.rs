@@ -163,11 +163,13 @@ pub struct AuditRecord {
     #[serde(flatten)]
     pub entry: AuditEntry,
     #[serde(skip)]
+    pub digest: String,
+    #[serde(skip)]
     pub mac: String,
 }
 
 pub(crate) const RECORD_COLUMNS: &str = "r.id, r.at, r.actor_id, r.actor_name, r.actor_org, r.source_ip, r.request_id, \
-     r.channel, r.action, r.object_type, r.object_id, r.result, r.reason, r.detail, r.mac";
+     r.channel, r.action, r.object_type, r.object_id, r.result, r.reason, r.detail, r.digest, r.mac";
 
 impl AuditRecord {
     /// Reads [`RECORD_COLUMNS`] starting at column `base`.
@@ -191,18 +193,28 @@ impl AuditRecord {
                 reason: s(12),
                 detail: s(13),
             },
-            mac: row.get(base + 14),
+            digest: row.get(base + 14),
+            mac: row.get(base + 15),
         }
     }
 }
 
-/// The chain hash of a record at `seq` following `prev_hash`.
-pub(crate) fn chain_hash(alg: crypto::HashAlg, prev_hash: &str, seq: i64, record: &AuditRecord) -> String {
+/// The chain hash of the record `record_id` at `seq` following `prev_hash`: it links the record's
+/// digest (its content) and MAC, so neither can change without breaking the chain.
+pub(crate) fn chain_hash(
+    alg: crypto::HashAlg,
+    prev_hash: &str,
+    seq: i64,
+    record_id: i64,
+    digest: &str,
+    mac: &str,
+) -> String {
     let mut h = crypto::hash::Hasher::new(alg);
     h.update(prev_hash.as_bytes());
     h.update(&seq.to_be_bytes());
-    h.update(&record.entry.canonical_bytes(Some(record.id)));
-    h.update(record.mac.as_bytes());
+    h.update(&record_id.to_be_bytes());
+    h.update(digest.as_bytes());
+    h.update(mac.as_bytes());
     crypto::hash::to_hex(&h.finish())
 }
 

@@ -153,8 +153,8 @@ async fn verify_names_an_inserted_record() {
         f.sealer.seal_all().await.unwrap();
         exec(
             &f.t.db,
-            "INSERT INTO audit_records (at, actor_name, channel, action, result, mac)
-             VALUES (1763700000000, 'intruder', 'web', 'user.create', 'success', 'deadbeef')",
+            "INSERT INTO audit_records (at, actor_name, channel, action, result, digest, mac)
+             VALUES (1763700000000, 'intruder', 'web', 'user.create', 'success', 'cafe', 'deadbeef')",
         )
         .await;
         let p = verify(&f).await.problem.expect("problem found");

@@ -92,12 +92,10 @@ pub async fn open(cfg: &Config, opts: OpenOptions) -> anyhow::Result<AppState> {
         .await
         .map_err(|e| anyhow::anyhow!("cannot open the database: {e}"))?;
     store::migrate(&db, &migration_sets()).await.map_err(|e| anyhow::anyhow!("{e}"))?;
-    let audit = AuditLog::new(&keys);
-    let audit_opts = AuditOptions {
-        algorithm: HashAlg::parse(&cfg.security.audit_hash).unwrap_or_default(),
-        checkpoint_every: cfg.security.audit_checkpoint_every,
-        ..AuditOptions::default()
-    };
+    let algorithm = HashAlg::parse(&cfg.security.audit_hash).unwrap_or_default();
+    let audit = AuditLog::new(&keys).with_algorithm(algorithm);
+    let audit_opts =
+        AuditOptions { algorithm, checkpoint_every: cfg.security.audit_checkpoint_every, ..AuditOptions::default() };
     let hash_cost = if opts.fast_hashing {
         crypto::password::HashCost::TEST
     } else {

@@ -240,7 +240,8 @@ pub async fn backup(cfg: &Config, file: &Path) -> anyhow::Result<()> {
         .entry(kernel::Clock::now_ms(&kernel::SystemClock), "system.backup")
         .detail(serde_json::json!({"file": file.display().to_string()}));
     let keys = app::load_keys(cfg)?;
-    audit::AuditLog::new(&keys).append_now(&db, &entry).await.map_err(|e| anyhow!("{e}"))?;
+    let algorithm = crypto::HashAlg::parse(&cfg.security.audit_hash).unwrap_or_default();
+    audit::AuditLog::new(&keys).with_algorithm(algorithm).append_now(&db, &entry).await.map_err(|e| anyhow!("{e}"))?;
     println!("backed up to {}", file.display());
     Ok(())
 }

@@ -13,6 +13,8 @@ CREATE TABLE audit_records (
     result TEXT NOT NULL,
     reason TEXT,
     detail TEXT,
+    -- H(canonical content), computed when written; the MAC is over it, the chain links it.
+    digest TEXT NOT NULL,
     mac TEXT NOT NULL
 );
 CREATE INDEX audit_records_at ON audit_records (at);
