@@ -88,3 +88,156 @@ async fn tampering_in_the_database_is_named_by_the_verifier() {
         assert_eq!(report["problem"]["record_id"], 12);
     }
 }
+
+/// The audit records of one request, by its request id.
+async fn records_of(app: &TestApp, request_id: &str) -> Vec<audit::AuditRecord> {
+    let filter = audit::AuditFilter { request_id: Some(request_id.to_string()), ..Default::default() };
+    audit::search(&app.state.db, &filter, kernel::PageRequest::new(None, Some(200)).unwrap()).await.unwrap().items
+}
+
+#[tokio::test]
+async fn every_successful_state_change_writes_its_audit_record() {
+    for b in test_backends() {
+        let app = TestApp::start(b).await;
+        let sys = app.login("sysadmin").await;
+        let sec = app.login("secadmin").await;
+        let street = app.org_id("370102005").await;
+        let mut seen = Vec::new();
+        let mut call = async |s: &crate::helpers::Session,
+                              m: Method,
+                              path: String,
+                              body: Option<serde_json::Value>,
+                              action: &str| {
+            let (st, rid, resp) = s.traced(m, &path, body).await;
+            assert!(st.is_success(), "{b:?} {path}: {st} {resp}");
+            let recs = records_of(&app, &rid).await;
+            assert!(
+                recs.iter().any(|r| r.entry.action == action && r.entry.result == audit::AuditResult::Success),
+                "{b:?}: {path} left no '{action}' record: {recs:?}"
+            );
+            seen.push(action.to_string());
+            resp
+        };
+        let org = call(
+            &sys,
+            Method::POST,
+            "/api/v1/orgs".into(),
+            Some(json!({"parent_id": street, "kind": "community", "code": "370102005099", "name": "明湖东社区"})),
+            "org.create",
+        )
+        .await;
+        let org_id = org["id"].as_str().unwrap().to_string();
+        call(
+            &sys,
+            Method::PATCH,
+            format!("/api/v1/orgs/{org_id}"),
+            Some(json!({"name": "明湖东路社区"})),
+            "org.update",
+        )
+        .await;
+        let user = call(
+            &sys,
+            Method::POST,
+            "/api/v1/users".into(),
+            Some(json!({"username": "minghu", "display_name": "明湖", "primary_org_id": street})),
+            "user.create",
+        )
+        .await;
+        let uid = user["user"]["id"].as_str().unwrap().to_string();
+        call(
+            &sys,
+            Method::PATCH,
+            format!("/api/v1/users/{uid}"),
+            Some(json!({"mobile": "13964011111"})),
+            "user.update",
+        )
+        .await;
+        call(&sys, Method::POST, format!("/api/v1/users/{uid}/reset-password"), None, "user.reset_password").await;
+        call(&sys, Method::POST, format!("/api/v1/users/{uid}/unlock"), None, "user.unlock").await;
+        call(&sys, Method::DELETE, format!("/api/v1/orgs/{org_id}"), None, "org.delete").await;
+        let role = call(
+            &sec,
+            Method::POST,
+            "/api/v1/roles".into(),
+            Some(json!({"code": "inspector", "name": "巡查员", "permissions": ["portal.use", "org.read"]})),
+            "role.create",
+        )
+        .await;
+        let role_id = role["id"].as_str().unwrap().to_string();
+        call(
+            &sec,
+            Method::PUT,
+            format!("/api/v1/roles/{role_id}"),
+            Some(json!({"code": "inspector", "name": "巡查员", "permissions": ["portal.use"]})),
+            "role.update",
+        )
+        .await;
+        let grant = call(
+            &sec,
+            Method::POST,
+            format!("/api/v1/users/{uid}/grants"),
+            Some(json!({"role": "inspector", "scope": "own_org"})),
+            "grant.create",
+        )
+        .await;
+        let grant_id = grant["id"].as_str().unwrap().to_string();
+        call(&sec, Method::DELETE, format!("/api/v1/users/{uid}/grants/{grant_id}"), None, "grant.revoke").await;
+        call(
+            &sec,
+            Method::PUT,
+            "/api/v1/security-policy".into(),
+            Some(json!({"password_min_length": 10})),
+            "policy.update",
+        )
+        .await;
+        let created = call(
+            &sec,
+            Method::POST,
+            "/api/v1/apps".into(),
+            Some(json!({"name": "综治平台", "scopes": ["org.read"], "org_id": street})),
+            "app.create",
+        )
+        .await;
+        let app_id = created["app"]["id"].as_str().unwrap().to_string();
+        call(
+            &sec,
+            Method::PUT,
+            format!("/api/v1/apps/{app_id}/enabled"),
+            Some(json!({"enabled": false})),
+            "app.disable",
+        )
+        .await;
+        assert_eq!(seen.len(), 14);
+    }
+}
+
+#[tokio::test]
+async fn every_failed_state_change_is_audited_with_its_request_id() {
+    for b in test_backends() {
+        let app = TestApp::start(b).await;
+        let s = app.login("sysadmin").await;
+        let doc: serde_json::Value = s.get("/api/openapi.json").await.json().await.unwrap();
+        let mut checked = 0;
+        for (path, ops) in doc["paths"].as_object().unwrap() {
+            if path.starts_with("/api/v1/auth/") {
+                continue; // the login steps audit themselves
+            }
+            let concrete = path
+                .replace("{id}", "01a1fee8-fd7b-706c-8646-c70b34f740d4")
+                .replace("{grant_id}", "01a1fee8-fd7b-706c-8646-c70b34f740d5");
+            for method in ops.as_object().unwrap().keys().filter(|m| *m != "get") {
+                let (st, rid, body) =
+                    s.traced(method.to_uppercase().parse().unwrap(), &concrete, Some(json!({"bogus": true}))).await;
+                assert!(st.is_client_error(), "{method} {path} should fail here: {st} {body}");
+                let recs = records_of(&app, &rid).await;
+                assert_eq!(recs.len(), 1, "{b:?}: {method} {path} ({st}) wrote {recs:?}");
+                let r = &recs[0].entry;
+                assert_ne!(r.result, audit::AuditResult::Success);
+                assert_eq!(r.actor_name.as_deref(), Some("sysadmin"));
+                assert_eq!(r.reason.as_deref(), body["code"].as_str(), "{method} {path}");
+                checked += 1;
+            }
+        }
+        assert!(checked >= 15, "{checked} operations checked");
+    }
+}

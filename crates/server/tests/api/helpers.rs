@@ -20,7 +20,7 @@ pub struct TestApp {
     pub clock: FakeClock,
     /// TOTP secrets of the demo administrators.
     pub totp: HashMap<String, String>,
-    _db: TestDb,
+    pub db: TestDb,
     _dir: store::testing::TempDir,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
 }
@@ -57,7 +57,7 @@ impl TestApp {
             })
             .await;
         });
-        TestApp { base, state, clock, totp, _db: db, _dir: dir, stop: Some(stop) }
+        TestApp { base, state, clock, totp, db, _dir: dir, stop: Some(stop) }
     }
 
     /// A browser-like client with its own cookie jar.
@@ -122,6 +122,15 @@ impl Session {
 
     pub async fn post(&self, path: &str, body: Value) -> Response {
         self.send(Method::POST, path, Some(body)).await
+    }
+
+    /// Sends a request and answers (status, request id, body).
+    pub async fn traced(&self, method: Method, path: &str, body: Option<Value>) -> (StatusCode, String, Value) {
+        let r = self.send(method, path, body).await;
+        let status = r.status();
+        let request_id = r.headers()["x-request-id"].to_str().unwrap().to_string();
+        let text = r.text().await.unwrap();
+        (status, request_id, serde_json::from_str(&text).unwrap_or(Value::String(text)))
     }
 
     pub async fn json(&self, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {

@@ -119,3 +119,48 @@ async fn health_readiness_metrics_and_api_docs_are_served() {
         assert_eq!(r.headers()["x-content-type-options"], "nosniff");
     }
 }
+
+#[tokio::test]
+async fn personal_data_is_encrypted_at_rest() {
+    for b in test_backends() {
+        let app = TestApp::start(b).await;
+        let s = app.login("lixia_admin").await;
+        let street = app.org_id("370102003").await;
+        let (st, body) = s
+            .json(Method::POST, "/api/v1/users", Some(json!({"username": "baotu", "display_name": "趵突", "primary_org_id": street, "mobile": "13964019876"})))
+            .await;
+        assert_eq!(st, StatusCode::CREATED, "{body}");
+        assert_eq!(body["user"]["mobile"], "139****9876", "masked in the answer");
+        app.state.sealer.seal_all().await.unwrap();
+        let dump = match b {
+            store::Backend::Sqlite => {
+                let path = app.db.url.trim_start_matches("sqlite://").split('?').next().unwrap().to_string();
+                let mut bytes = std::fs::read(&path).unwrap();
+                bytes.extend(std::fs::read(format!("{path}-wal")).unwrap_or_default());
+                String::from_utf8_lossy(&bytes).into_owned()
+            }
+            store::Backend::Postgres => {
+                let mut text = String::new();
+                for table in ["users", "audit_records", "sessions", "password_history"] {
+                    let sql = format!("SELECT COALESCE(string_agg(row_to_json(t)::text, ''), '') FROM {table} t");
+                    let row = sqlx::query(sqlx::AssertSqlSafe(sql)).fetch_one(app.state.db.reader()).await.unwrap();
+                    text.push_str(&store::Row::get::<String, _>(&row, 0));
+                }
+                text
+            }
+        };
+        assert!(dump.contains("baotu"), "{b:?}: the dump holds the user");
+        assert!(!dump.contains("13964019876"), "{b:?}: the mobile number is stored in plain text");
+        // Exact lookups still work through the blind index.
+        let idx = app.state.identity.keys().blind_index("users.mobile", "13964019876");
+        let n: i64 = store::Row::get(
+            &sqlx::query("SELECT COUNT(*) FROM users WHERE mobile_idx = $1")
+                .bind(idx)
+                .fetch_one(app.state.db.reader())
+                .await
+                .unwrap(),
+            0,
+        );
+        assert_eq!(n, 1);
+    }
+}
