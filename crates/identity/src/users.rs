@@ -54,6 +54,9 @@ pub struct UserFilter {
     /// Matches username or display name.
     pub q: Option<String>,
     pub status: Option<String>,
+    /// `username` (default), `display_name`, `created_at` or `last_login_at`; `-` before the
+    /// field sorts descending.
+    pub sort: Option<String>,
 }
 
 pub(crate) fn check_username(u: &str) -> Result<String> {
@@ -218,9 +221,20 @@ impl Identity {
             .db()?
             .get(0);
         let n = w.len();
+        let (column, dir) = kernel::paging::parse_sort(
+            filter.sort.as_deref(),
+            &[
+                ("username", "u.username_key"),
+                ("display_name", "u.display_name"),
+                ("created_at", "u.created_at"),
+                ("last_login_at", "u.last_login_at"),
+            ],
+            ("u.username_key", kernel::SortDir::Asc),
+        )?;
         let sql = format!(
-            "SELECT {USER_COLUMNS} {from} {} ORDER BY u.username_key LIMIT ${} OFFSET ${}",
+            "SELECT {USER_COLUMNS} {from} {} ORDER BY {column} {}, u.id LIMIT ${} OFFSET ${}",
             w.clause(),
+            dir.sql(),
             n + 1,
             n + 2
         );

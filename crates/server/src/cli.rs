@@ -64,14 +64,14 @@ pub async fn demo(cfg: Config) -> anyhow::Result<()> {
     println!();
     println!("中枢演示城市：济南市（山东省 › 济南市 › 4 个区 › 12 个街道 › 社区 › 网格）");
     println!("Demo accounts — password for all: {}", crate::demo::DEMO_PASSWORD);
-    println!("  {:<14} {:<8} {:<10} {:<22} TOTP secret", "username", "name", "role", "organisation");
+    println!("  {}{}{}{}TOTP secret", pad("username", 15), pad("name", 9), pad("role", 11), pad("organisation", 28));
     for a in &accounts {
         println!(
-            "  {:<14} {:<8} {:<10} {:<22} {}",
-            a.username,
-            a.name,
-            a.role,
-            a.org,
+            "  {}{}{}{}{}",
+            pad(a.username, 15),
+            pad(a.name, 9),
+            pad(a.role, 11),
+            pad(&a.org, 28),
             a.totp_secret.as_deref().unwrap_or("-")
         );
     }
@@ -79,6 +79,12 @@ pub async fn demo(cfg: Config) -> anyhow::Result<()> {
     println!();
     println!("Zhongshu listening on http://{addr}  (API docs: http://{addr}/api/docs/)");
     app::serve(state, listener, app::shutdown_signal()).await
+}
+
+/// Pads `s` to `width` terminal columns (CJK characters take two).
+fn pad(s: &str, width: usize) -> String {
+    let cols: usize = s.chars().map(|c| if c > '\u{2e7f}' { 2 } else { 1 }).sum();
+    format!("{s}{}", " ".repeat(width.saturating_sub(cols).max(1)))
 }
 
 /// `zhongshu migrate`.

@@ -48,6 +48,13 @@ async fn malformed_requests_get_clear_errors_never_500() {
         assert_error(st, &body, 400, "invalid_page");
         let (st, body) = s.json(Method::GET, "/api/v1/users?q=%27%20OR%201%3D1--", None).await;
         assert_eq!((st, body["total"].as_i64()), (StatusCode::OK, Some(0)));
+        let (st, body) = s.json(Method::GET, "/api/v1/users?sort=password_hash", None).await;
+        assert_error(st, &body, 400, "invalid_sort");
+        let (st, body) = s.json(Method::GET, "/api/v1/users?sort=-username&page_size=3", None).await;
+        assert_eq!(st, StatusCode::OK);
+        let names: Vec<&str> =
+            body["items"].as_array().unwrap().iter().map(|u| u["username"].as_str().unwrap()).collect();
+        assert_eq!(names, ["sysadmin", "secadmin", "lixia_admin"], "descending by username");
         let (st, body) = s.json(Method::GET, "/api/v1/users?page=abc", None).await;
         assert_error(st, &body, 400, "invalid_query");
         let (st, body) = s.json(Method::GET, "/api/v1/users/not-an-id", None).await;
