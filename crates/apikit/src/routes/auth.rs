@@ -32,8 +32,15 @@ pub struct SessionView {
     pub expires_at: i64,
 }
 
-fn session_cookie(state: &AppState, token: &str, max_age_secs: i64) -> HeaderValue {
-    let secure = if state.http.secure_cookies { "; Secure" } else { "" };
+/// Whether the client reached us over HTTPS: configured, or said by a trusted proxy.
+fn over_tls(state: &AppState, headers: &HeaderMap) -> bool {
+    let forwarded_https =
+        headers.get("x-forwarded-proto").and_then(|v| v.to_str().ok()).is_some_and(|v| v.eq_ignore_ascii_case("https"));
+    state.http.secure_cookies || (state.http.trust_forwarded_for && forwarded_https)
+}
+
+fn session_cookie(secure: bool, token: &str, max_age_secs: i64) -> HeaderValue {
+    let secure = if secure { "; Secure" } else { "" };
     HeaderValue::from_str(&format!(
         "{SESSION_COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age_secs}{secure}"
     ))
@@ -44,7 +51,11 @@ fn session_cookie(state: &AppState, token: &str, max_age_secs: i64) -> HeaderVal
 /// `active` names the next step (second factor, password change, two-factor enrolment).
 #[utoipa::path(post, path = "/auth/login", tag = "认证", request_body = LoginRequest,
     responses((status = 200, body = SessionView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 429, body = ErrorBody)))]
-pub async fn login(State(state): State<AppState>, Json(req): Json<LoginRequest>) -> ApiResult<Response> {
+pub async fn login(
+    State(state): State<AppState>,
+    req_headers: HeaderMap,
+    Json(req): Json<LoginRequest>,
+) -> ApiResult<Response> {
     if req.username.len() > 64 || req.password.len() > 256 {
         return Err(ApiError(kernel::Error::new(ErrorCode::InvalidCredentials, "username or password is wrong")));
     }
@@ -58,7 +69,7 @@ pub async fn login(State(state): State<AppState>, Json(req): Json<LoginRequest>)
     let s = state.identity.login(&req.username, &req.password, &context::actor()).await?;
     let max_age = (s.expires_at - now) / 1000;
     let mut headers = HeaderMap::new();
-    headers.insert(header::SET_COOKIE, session_cookie(&state, &s.token, max_age));
+    headers.insert(header::SET_COOKIE, session_cookie(over_tls(&state, &req_headers), &s.token, max_age));
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok((headers, axum::Json(SessionView { stage: s.stage, csrf_token: s.csrf_token, expires_at: s.expires_at }))
         .into_response())
@@ -148,10 +159,10 @@ pub async fn totp_enable(
 
 /// Ends the session.
 #[utoipa::path(post, path = "/auth/logout", tag = "认证", responses((status = 204)))]
-pub async fn logout(State(state): State<AppState>, auth: SessionAuth) -> ApiResult<Response> {
+pub async fn logout(State(state): State<AppState>, req_headers: HeaderMap, auth: SessionAuth) -> ApiResult<Response> {
     state.identity.logout(&auth.session, &auth.actor()).await?;
     let mut resp = StatusCode::NO_CONTENT.into_response();
-    resp.headers_mut().insert(header::SET_COOKIE, session_cookie(&state, "", 0));
+    resp.headers_mut().insert(header::SET_COOKIE, session_cookie(over_tls(&state, &req_headers), "", 0));
     Ok(resp)
 }
 

@@ -38,7 +38,23 @@ pub async fn list_users(
     Query(filter): Query<UserFilter>,
     Query(page): Query<PageParams>,
 ) -> ApiResult<axum::Json<UserPage>> {
-    Ok(axum::Json(state.identity.list_users(&auth.caller, &filter, page.request()?).await?.into()))
+    let page = state.identity.list_users(&auth.caller, &filter, page.request()?).await?;
+    let ids: Vec<&str> = page.items.iter().map(|u| u.id.as_str()).collect();
+    audit_unmasked_read(&state, &auth, &ids).await?;
+    Ok(axum::Json(page.into()))
+}
+
+/// Reads of personal data in full (callers holding `pi.unmask`) are audited, naming the users.
+async fn audit_unmasked_read(state: &AppState, auth: &Auth, user_ids: &[&str]) -> ApiResult<()> {
+    if user_ids.is_empty() || !auth.caller.has(identity::perms::PI_UNMASK) {
+        return Ok(());
+    }
+    let entry = auth
+        .actor()
+        .entry(state.clock.now_ms(), "pi.read_unmasked")
+        .detail(serde_json::json!({"object_type": "user", "ids": user_ids}));
+    state.audit.append_now(&state.db, &entry).await?;
+    Ok(())
 }
 
 /// Creates a user in orgs within the caller's `user.manage` scope. Answers the one-time
@@ -62,7 +78,9 @@ pub async fn get_user(
     auth: Auth,
     Path(id): Path<String>,
 ) -> ApiResult<axum::Json<User>> {
-    Ok(axum::Json(state.identity.get_user(&auth.caller, &id).await?))
+    let user = state.identity.get_user(&auth.caller, &id).await?;
+    audit_unmasked_read(&state, &auth, &[user.id.as_str()]).await?;
+    Ok(axum::Json(user))
 }
 
 /// Changes a user's details or status (disabling ends their sessions).

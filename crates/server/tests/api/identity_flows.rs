@@ -301,3 +301,18 @@ async fn login_is_rate_limited_per_source_address() {
         assert_eq!(body["code"], "rate_limited");
     }
 }
+
+#[tokio::test]
+async fn the_session_cookie_is_http_only_and_same_site_strict() {
+    for b in test_backends() {
+        let app = TestApp::start(b).await;
+        let r = app.client().post("/api/v1/auth/login", json!({"username": "leader", "password": PASSWORD})).await;
+        let cookie = r.headers()["set-cookie"].to_str().unwrap().to_string();
+        assert!(cookie.starts_with("zs_session="), "{cookie}");
+        for attr in ["HttpOnly", "SameSite=Strict", "Path=/", "Max-Age=43200"] {
+            assert!(cookie.contains(attr), "{b:?}: {cookie} lacks {attr}");
+        }
+        assert!(!cookie.contains("Secure"), "plain HTTP without a trusted proxy: not Secure");
+        assert_eq!(r.headers()["cache-control"], "no-store");
+    }
+}

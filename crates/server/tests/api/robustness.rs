@@ -171,3 +171,38 @@ async fn personal_data_is_encrypted_at_rest() {
         assert_eq!(n, 1);
     }
 }
+
+#[tokio::test]
+async fn reading_personal_data_in_full_is_audited() {
+    for b in test_backends() {
+        let app = TestApp::start(b).await;
+        let sec = app.login("secadmin").await;
+        let (st, body) = sec
+            .json(Method::POST, "/api/v1/roles", Some(json!({"code": "verifier", "name": "核查员", "permissions": ["portal.use", "user.read", "pi.unmask"]})))
+            .await;
+        assert_eq!(st, StatusCode::CREATED, "{body}");
+        let leader = app.user_id("leader").await;
+        let (st, body) = sec
+            .json(
+                Method::POST,
+                &format!("/api/v1/users/{leader}/grants"),
+                Some(json!({"role": "verifier", "scope": "all"})),
+            )
+            .await;
+        assert_eq!(st, StatusCode::CREATED, "{body}");
+        let s = app.login("leader").await;
+        let (st, rid, page) = s.traced(Method::GET, "/api/v1/users?q=gridworker", None).await;
+        assert_eq!(st, StatusCode::OK);
+        let mobile = page["items"][0]["mobile"].as_str().unwrap();
+        assert!(!mobile.contains('*') && mobile.len() == 11, "{b:?}: full value for pi.unmask: {mobile}");
+        let filter = audit::AuditFilter { request_id: Some(rid), ..Default::default() };
+        let recs = audit::search(&app.state.db, &filter, Default::default()).await.unwrap();
+        assert_eq!(recs.total, 1, "{b:?}");
+        assert_eq!(recs.items[0].entry.action, "pi.read_unmasked");
+        assert!(recs.items[0].entry.detail.as_deref().unwrap().contains(&app.user_id("gridworker").await));
+        assert!(
+            !recs.items[0].entry.detail.as_deref().unwrap().contains(mobile),
+            "the audit names users, not their data"
+        );
+    }
+}
