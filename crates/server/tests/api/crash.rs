@@ -164,3 +164,60 @@ async fn backup_and_restore_round_trip_through_the_command_line() {
     let (ok, out) = cli(&["restore", data.join("keys.txt").to_str().unwrap()], &data);
     assert!(!ok, "a file that is not a backup is refused: {out}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fresh_install_creates_the_three_administrators_with_one_time_passwords() {
+    let dir = store::testing::TempDir::new();
+    let data = dir.0.join("fresh");
+    let mut child = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(&data)
+        .env("ZHONGSHU_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut passwords = std::collections::HashMap::new();
+    let mut base = String::new();
+    while let Some(line) = lines.next_line().await.unwrap() {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        if let [user @ ("sysadmin" | "secadmin" | "auditor"), _, pw] = words[..] {
+            passwords.insert(user.to_string(), pw.to_string());
+        }
+        if let Some(rest) = line.split("listening on ").nth(1) {
+            base = rest.split_whitespace().next().unwrap().to_string();
+            break;
+        }
+    }
+    assert_eq!(passwords.len(), 3, "{passwords:?}");
+    assert!(data.join("keys.txt").exists(), "a key file was generated");
+    let http = reqwest::Client::builder().cookie_store(true).build().unwrap();
+    for (user, pw) in &passwords {
+        let r: Value = http
+            .post(format!("{base}/api/v1/auth/login"))
+            .json(&json!({"username": user, "password": pw}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(r["stage"], "change_password", "{user}: one-time password first, then two-factor enrolment");
+    }
+    // No well-known default password works.
+    for pw in ["admin", "Admin@123", "sysadmin", PASSWORD] {
+        let r = http
+            .post(format!("{base}/api/v1/auth/login"))
+            .json(&json!({"username": "sysadmin", "password": pw}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    }
+    child.start_kill().unwrap();
+    // A second start does not create anything again.
+    let (mut again, _) = start(&["serve"], &data).await;
+    again.start_kill().unwrap();
+}

@@ -316,3 +316,29 @@ async fn the_session_cookie_is_http_only_and_same_site_strict() {
         assert_eq!(r.headers()["cache-control"], "no-store");
     }
 }
+
+#[tokio::test]
+async fn a_role_marked_for_two_factor_makes_its_holders_enrol() {
+    for b in test_backends() {
+        let app = TestApp::start(b).await;
+        let sec = app.login("secadmin").await;
+        let (st, body) = sec
+            .json(Method::POST, "/api/v1/roles", Some(json!({"code": "duty_officer", "name": "值班长", "permissions": ["portal.use"], "mfa_required": true})))
+            .await;
+        assert_eq!(st, StatusCode::CREATED, "{body}");
+        let uid = app.user_id("dispatcher").await;
+        let (st, _) = sec
+            .json(
+                Method::POST,
+                &format!("/api/v1/users/{uid}/grants"),
+                Some(json!({"role": "duty_officer", "scope": "own_org"})),
+            )
+            .await;
+        assert_eq!(st, StatusCode::CREATED);
+        let c = app.client();
+        let (_, body) = c
+            .json(Method::POST, "/api/v1/auth/login", Some(json!({"username": "dispatcher", "password": PASSWORD})))
+            .await;
+        assert_eq!(body["stage"], "enroll_mfa", "{b:?}: {body}");
+    }
+}
