@@ -1,7 +1,7 @@
 // Who is logged in: the answer of /me, shared by every page.
 import { reactive } from 'vue'
 import { get, post, setCsrf } from './api/client'
-import type { Me } from './api/types'
+import type { Me, Module } from './api/types'
 
 export const session = reactive<{ me: Me | null }>({ me: null })
 
@@ -24,4 +24,15 @@ export async function logout() {
     session.me = null
     setCsrf('')
   }
+}
+
+/** The user's portal modules, grouped as the menu and the home page show them. */
+export function moduleGroups(): { name: string; modules: Module[] }[] {
+  const out: { name: string; modules: Module[] }[] = []
+  for (const m of session.me?.modules ?? []) {
+    let g = out.find((x) => x.name === m.group)
+    if (!g) out.push((g = { name: m.group, modules: [] }))
+    g.modules.push(m)
+  }
+  return out
 }

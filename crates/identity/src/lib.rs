@@ -27,4 +27,4 @@ pub use policy::SecurityPolicy;
 pub use scope::{Caller, Scope};
 pub use service::{Actor, Identity, IdentityOptions};
 
-pub static MIGRATIONS: store::MigrationSet = store::migrations!("identity": 1 => "0001_identity");
+pub static MIGRATIONS: store::MigrationSet = store::migrations!("identity": 1 => portable "0001_identity");

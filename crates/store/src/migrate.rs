@@ -23,18 +23,27 @@ pub struct MigrationSet {
     pub migrations: &'static [Migration],
 }
 
-/// Declares a component's migrations from `migrations/{sqlite,postgres}/NNNN_name.sql`.
+/// Declares a component's migrations. `N => "name"` reads
+/// `migrations/{sqlite,postgres}/name.sql`; `N => portable "name"` reads one
+/// `migrations/portable/name.sql` written in the SQL both backends share.
 #[macro_export]
 macro_rules! migrations {
-    ($component:literal: $( $version:literal => $name:literal ),* $(,)?) => {
+    ($component:literal: $( $version:literal => $($kind:ident)? $name:literal ),* $(,)?) => {
         $crate::MigrationSet {
             component: $component,
-            migrations: &[ $( $crate::Migration {
-                version: $version,
-                name: $name,
-                sqlite: include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/sqlite/", $name, ".sql")),
-                postgres: include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/postgres/", $name, ".sql")),
-            }, )* ],
+            migrations: &[ $( $crate::migrations!(@one $version, $($kind)? $name), )* ],
+        }
+    };
+    (@one $version:literal, portable $name:literal) => {{
+        const SQL: &str = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/portable/", $name, ".sql"));
+        $crate::Migration { version: $version, name: $name, sqlite: SQL, postgres: SQL }
+    }};
+    (@one $version:literal, $name:literal) => {
+        $crate::Migration {
+            version: $version,
+            name: $name,
+            sqlite: include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/sqlite/", $name, ".sql")),
+            postgres: include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/postgres/", $name, ".sql")),
         }
     };
 }
