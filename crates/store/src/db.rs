@@ -86,9 +86,12 @@ impl Db {
         let db = match backend {
             Backend::Sqlite => {
                 let busy_ms = opts.busy_timeout.as_millis();
+                // 16 MiB page cache per connection and memory-mapped reads: bulk reads (audit
+                // verification, exports) are bound by page access.
                 let pragmas = format!(
                     "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; \
-                     PRAGMA busy_timeout = {busy_ms};"
+                     PRAGMA busy_timeout = {busy_ms}; PRAGMA cache_size = -16384; PRAGMA mmap_size = 268435456; \
+                     PRAGMA temp_store = MEMORY;"
                 );
                 let make = |max: u32| {
                     let pragmas = pragmas.clone();
