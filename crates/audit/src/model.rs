@@ -87,16 +87,16 @@ pub struct AuditEntry {
 }
 
 impl AuditEntry {
-    /// A system entry (no actor) at `at`.
-    pub fn system(at: i64, action: &str) -> AuditEntry {
+    /// A successful entry for `action` at `at` on `channel`, with nothing else filled in.
+    pub fn new(at: i64, action: &str, channel: Channel) -> AuditEntry {
         AuditEntry {
             at,
             actor_id: None,
-            actor_name: Some("system".into()),
+            actor_name: None,
             actor_org: None,
             source_ip: None,
             request_id: None,
-            channel: Channel::System,
+            channel,
             action: action.into(),
             object_type: None,
             object_id: None,

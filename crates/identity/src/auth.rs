@@ -498,20 +498,26 @@ impl Identity {
         Ok(stage)
     }
 
-    /// Starts TOTP enrolment: a new secret, stored encrypted but not yet enabled.
-    pub async fn totp_begin(&self, session: &Session, actor: &Actor) -> Result<TotpSetup> {
+    /// For enrolment: the session must be enrolling or active, and TOTP not set up yet.
+    /// Answers the username and the pending (encrypted) secret, if one was started.
+    async fn enrolment_state(&self, session: &Session) -> Result<(String, Option<String>)> {
         if !matches!(session.stage, Stage::EnrollMfa | Stage::Active) {
             return Err(session.stage.blocking_error().unwrap_or_else(|| Error::conflict("not now")));
         }
-        let row = sqlx::query("SELECT username, totp_enabled FROM users WHERE id = $1")
+        let row = sqlx::query("SELECT username, totp_secret_enc, totp_enabled FROM users WHERE id = $1")
             .bind(&session.user_id)
             .fetch_one(self.db().reader())
             .await
             .db()?;
-        if row.get::<i64, _>(1) != 0 {
+        if row.get::<i64, _>(2) != 0 {
             return Err(Error::conflict("two-factor authentication is already set up"));
         }
-        let username: String = row.get(0);
+        Ok((row.get(0), row.get(1)))
+    }
+
+    /// Starts TOTP enrolment: a new secret, stored encrypted but not yet enabled.
+    pub async fn totp_begin(&self, session: &Session, actor: &Actor) -> Result<TotpSetup> {
+        let (username, _) = self.enrolment_state(session).await?;
         let secret = otp::new_secret();
         let now = self.now();
         let mut tx = self.db().begin().await?;
@@ -529,19 +535,8 @@ impl Identity {
 
     /// Confirms enrolment with a first code; returns ten one-time recovery codes.
     pub async fn totp_enable(&self, session: &Session, code: &str, actor: &Actor) -> Result<(Vec<String>, Stage)> {
-        if !matches!(session.stage, Stage::EnrollMfa | Stage::Active) {
-            return Err(session.stage.blocking_error().unwrap_or_else(|| Error::conflict("not now")));
-        }
-        let row = sqlx::query("SELECT totp_secret_enc, totp_enabled FROM users WHERE id = $1")
-            .bind(&session.user_id)
-            .fetch_one(self.db().reader())
-            .await
-            .db()?;
-        if row.get::<i64, _>(1) != 0 {
-            return Err(Error::conflict("two-factor authentication is already set up"));
-        }
-        let secret = row
-            .get::<Option<String>, _>(0)
+        let (_, pending) = self.enrolment_state(session).await?;
+        let secret = pending
             .and_then(|enc| self.keys().open("users.totp", &enc).ok())
             .ok_or_else(|| Error::conflict("start the set-up first"))?;
         let now = self.now();

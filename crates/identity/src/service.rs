@@ -2,7 +2,7 @@
 
 use std::sync::{Arc, RwLock};
 
-use audit::{AuditEntry, AuditLog, AuditResult, Channel};
+use audit::{AuditEntry, AuditLog, Channel};
 
 use crypto::KeyRing;
 use crypto::password::HashCost;
@@ -58,19 +58,12 @@ impl Actor {
     /// An audit entry for `action` by this actor at `at`.
     pub fn entry(&self, at: i64, action: &str) -> AuditEntry {
         AuditEntry {
-            at,
             actor_id: self.user_id.clone(),
             actor_name: self.username.clone(),
             actor_org: self.org_id.clone(),
             source_ip: self.source_ip.clone(),
             request_id: self.request_id.clone(),
-            channel: self.channel,
-            action: action.into(),
-            object_type: None,
-            object_id: None,
-            result: AuditResult::Success,
-            reason: None,
-            detail: None,
+            ..AuditEntry::new(at, action, self.channel)
         }
     }
 }

@@ -14,6 +14,12 @@ const BIN: &str = env!("CARGO_BIN_EXE_zhongshu");
 
 /// Starts the binary and waits for its "listening on" line.
 async fn start(args: &[&str], dir: &std::path::Path) -> (Child, String) {
+    let (child, base, _) = start_capturing(args, dir).await;
+    (child, base)
+}
+
+/// Like [`start`], also answering the lines printed before "listening on".
+async fn start_capturing(args: &[&str], dir: &std::path::Path) -> (Child, String, Vec<String>) {
     let mut child = Command::new(BIN)
         .args(args)
         .arg("--data-dir")
@@ -26,18 +32,20 @@ async fn start(args: &[&str], dir: &std::path::Path) -> (Child, String) {
         .spawn()
         .expect("start zhongshu");
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut before = Vec::new();
     let base = tokio::time::timeout(Duration::from_secs(60), async {
         while let Some(line) = lines.next_line().await.unwrap() {
             if let Some(rest) = line.split("listening on ").nth(1) {
                 return rest.split_whitespace().next().unwrap().to_string();
             }
+            before.push(line);
         }
         panic!("zhongshu exited before listening")
     })
     .await
     .expect("zhongshu listens within a minute");
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    (child, base)
+    (child, base, before)
 }
 
 async fn login(base: &str, username: &str) -> (reqwest::Client, String) {
@@ -169,26 +177,12 @@ async fn backup_and_restore_round_trip_through_the_command_line() {
 async fn a_fresh_install_creates_the_three_administrators_with_one_time_passwords() {
     let dir = store::testing::TempDir::new();
     let data = dir.0.join("fresh");
-    let mut child = Command::new(BIN)
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(&data)
-        .env("ZHONGSHU_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let (mut child, base, printed) = start_capturing(&["serve"], &data).await;
     let mut passwords = std::collections::HashMap::new();
-    let mut base = String::new();
-    while let Some(line) = lines.next_line().await.unwrap() {
+    for line in &printed {
         let words: Vec<&str> = line.split_whitespace().collect();
         if let [user @ ("sysadmin" | "secadmin" | "auditor"), _, pw] = words[..] {
             passwords.insert(user.to_string(), pw.to_string());
-        }
-        if let Some(rest) = line.split("listening on ").nth(1) {
-            base = rest.split_whitespace().next().unwrap().to_string();
-            break;
         }
     }
     assert_eq!(passwords.len(), 3, "{passwords:?}");
