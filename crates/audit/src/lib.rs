@@ -52,7 +52,7 @@ impl Default for AuditOptions {
 /// The audit log's write side: cheap to clone.
 #[derive(Clone)]
 pub struct AuditLog {
-    mac_key: Arc<[u8; 32]>,
+    mac: Arc<crypto::hash::KeyedMac>,
     algorithm: HashAlg,
 }
 
@@ -68,7 +68,8 @@ pub(crate) struct RecordCheck {
 impl AuditLog {
     /// The MAC key is derived from the key ring once; digests use SM3.
     pub fn new(keys: &KeyRing) -> Self {
-        AuditLog { mac_key: Arc::new(keys.mac("audit", b"record-mac-key")), algorithm: HashAlg::Sm3 }
+        let key = keys.mac("audit", b"record-mac-key");
+        AuditLog { mac: Arc::new(crypto::hash::KeyedMac::new(HashAlg::Sm3, &key)), algorithm: HashAlg::Sm3 }
     }
 
     /// Uses `algorithm` for record digests and the chain (SM3 by default).
@@ -86,7 +87,7 @@ impl AuditLog {
     }
 
     fn mac_hex(&self, digest_hex: &str) -> String {
-        crypto::hash::to_hex(&crypto::hmac(HashAlg::Sm3, &self.mac_key[..], digest_hex.as_bytes()))
+        crypto::hash::to_hex(&self.mac.mac(digest_hex.as_bytes()))
     }
 
     pub(crate) fn mac_ok(&self, digest_hex: &str, mac_hex: &str) -> bool {

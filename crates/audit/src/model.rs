@@ -199,6 +199,38 @@ impl AuditRecord {
     }
 }
 
+impl AuditRecord {
+    /// Reads [`RECORD_COLUMNS`] starting at column `base` of a native SQLite row.
+    pub(crate) fn from_sqlite_row(
+        row: &rusqlite::Row<'_>,
+        base: usize,
+        seq: Option<i64>,
+    ) -> rusqlite::Result<AuditRecord> {
+        let s = |i: usize| row.get::<_, Option<String>>(base + i);
+        Ok(AuditRecord {
+            id: row.get(base)?,
+            seq,
+            entry: AuditEntry {
+                at: row.get(base + 1)?,
+                actor_id: s(2)?,
+                actor_name: s(3)?,
+                actor_org: s(4)?,
+                source_ip: s(5)?,
+                request_id: s(6)?,
+                channel: Channel::parse(&row.get::<_, String>(base + 7)?),
+                action: row.get(base + 8)?,
+                object_type: s(9)?,
+                object_id: s(10)?,
+                result: AuditResult::parse(&row.get::<_, String>(base + 11)?).unwrap_or(AuditResult::Failure),
+                reason: s(12)?,
+                detail: s(13)?,
+            },
+            digest: row.get(base + 14)?,
+            mac: row.get(base + 15)?,
+        })
+    }
+}
+
 /// The chain hash of the record `record_id` at `seq` following `prev_hash`: it links the record's
 /// digest (its content) and MAC, so neither can change without breaking the chain.
 pub(crate) fn chain_hash(

@@ -51,6 +51,8 @@ pub struct Db {
     read: AnyPool,
     write: AnyPool,
     backend: Backend,
+    /// The database file, for SQLite.
+    sqlite_path: Option<std::path::PathBuf>,
 }
 
 /// Pool figures for `/metrics`.
@@ -108,7 +110,10 @@ impl Db {
                 // Open the writer first so the file and WAL mode exist before readers connect.
                 let write = make(1).connect_with(connect.clone()).await.map_err(db_error)?;
                 let read = make(opts.max_connections).connect_with(connect).await.map_err(db_error)?;
-                Db { read, write, backend }
+                let path = url.trim_start_matches("sqlite://").trim_start_matches("sqlite:");
+                let path = path.split('?').next().unwrap_or(path);
+                let sqlite_path = (!path.is_empty() && path != ":memory:").then(|| std::path::PathBuf::from(path));
+                Db { read, write, backend, sqlite_path }
             }
             Backend::Postgres => {
                 let pool = AnyPoolOptions::new()
@@ -117,7 +122,7 @@ impl Db {
                     .connect_with(connect)
                     .await
                     .map_err(db_error)?;
-                Db { read: pool.clone(), write: pool, backend }
+                Db { read: pool.clone(), write: pool, backend, sqlite_path: None }
             }
         };
         Ok(db)
@@ -125,6 +130,11 @@ impl Db {
 
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// The SQLite database file, for native bulk readers (None on PostgreSQL).
+    pub fn sqlite_path(&self) -> Option<&std::path::Path> {
+        self.sqlite_path.as_deref()
     }
 
     /// The pool for reads. On SQLite it never sees uncommitted writes of the write pool.
