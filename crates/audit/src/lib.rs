@@ -94,14 +94,18 @@ impl AuditLog {
         crypto::hash::constant_time_eq(self.mac_hex(digest_hex).as_bytes(), mac_hex.as_bytes())
     }
 
-    pub(crate) fn check(&self, record: &AuditRecord) -> RecordCheck {
+    /// Checks a stored record against its digest and MAC, reusing `buf` for the encoding.
+    pub(crate) fn check_with(&self, record: &AuditRecord, buf: &mut Vec<u8>) -> RecordCheck {
+        record.entry.canonical_into(None, buf);
+        let digest = crypto::digest(self.algorithm, buf);
         RecordCheck {
-            content_ok: crypto::hash::constant_time_eq(
-                self.digest_hex(&record.entry).as_bytes(),
-                record.digest.as_bytes(),
-            ),
-            mac_ok: self.mac_ok(&record.digest, &record.mac),
+            content_ok: crypto::hash::hex_eq(&digest, &record.digest),
+            mac_ok: crypto::hash::hex_eq(&self.mac.mac(record.digest.as_bytes()), &record.mac),
         }
+    }
+
+    pub(crate) fn check(&self, record: &AuditRecord) -> RecordCheck {
+        self.check_with(record, &mut Vec::with_capacity(256))
     }
 
     /// Appends `entry` inside the caller's transaction: it commits or rolls back with the change.

@@ -127,6 +127,13 @@ impl AuditEntry {
     /// absent fields marked, so no two different records encode alike.
     pub fn canonical_bytes(&self, record_id: Option<i64>) -> Vec<u8> {
         let mut out = Vec::with_capacity(256);
+        self.canonical_into(record_id, &mut out);
+        out
+    }
+
+    /// [`AuditEntry::canonical_bytes`] into a reused buffer (cleared first).
+    pub fn canonical_into(&self, record_id: Option<i64>, out: &mut Vec<u8>) {
+        out.clear();
         let mut put = |v: Option<&str>| match v {
             Some(s) => {
                 out.extend_from_slice(&(s.len() as u32).to_be_bytes());
@@ -150,7 +157,6 @@ impl AuditEntry {
         put(Some(self.result.as_str()));
         put(self.reason.as_deref());
         put(self.detail.as_deref());
-        out
     }
 }
 
@@ -233,6 +239,24 @@ impl AuditRecord {
 
 /// The chain hash of the record `record_id` at `seq` following `prev_hash`: it links the record's
 /// digest (its content) and MAC, so neither can change without breaking the chain.
+pub(crate) fn chain_hash_bytes(
+    alg: crypto::HashAlg,
+    prev_hash: &str,
+    seq: i64,
+    record_id: i64,
+    digest: &str,
+    mac: &str,
+) -> [u8; 32] {
+    let mut h = crypto::hash::Hasher::new(alg);
+    h.update(prev_hash.as_bytes());
+    h.update(&seq.to_be_bytes());
+    h.update(&record_id.to_be_bytes());
+    h.update(digest.as_bytes());
+    h.update(mac.as_bytes());
+    h.finish()
+}
+
+/// [`chain_hash_bytes`] as lowercase hex, as stored.
 pub(crate) fn chain_hash(
     alg: crypto::HashAlg,
     prev_hash: &str,
@@ -241,13 +265,7 @@ pub(crate) fn chain_hash(
     digest: &str,
     mac: &str,
 ) -> String {
-    let mut h = crypto::hash::Hasher::new(alg);
-    h.update(prev_hash.as_bytes());
-    h.update(&seq.to_be_bytes());
-    h.update(&record_id.to_be_bytes());
-    h.update(digest.as_bytes());
-    h.update(mac.as_bytes());
-    crypto::hash::to_hex(&h.finish())
+    crypto::hash::to_hex(&chain_hash_bytes(alg, prev_hash, seq, record_id, digest, mac))
 }
 
 /// The hash before the first record.

@@ -13,7 +13,7 @@ use kernel::{Clock, Error, Result};
 use serde::Serialize;
 use store::{Db, DbResultExt, Row};
 
-use crate::model::{AuditRecord, GENESIS, RECORD_COLUMNS, chain_hash};
+use crate::model::{AuditRecord, GENESIS, RECORD_COLUMNS, chain_hash_bytes};
 use crate::search::Checkpoint;
 use crate::{AuditLog, AuditOptions, RecordCheck};
 
@@ -73,7 +73,8 @@ struct Link {
 struct Checked {
     link: Link,
     check: RecordCheck,
-    hash_from_stored_prev: String,
+    /// The stored hash equals H(stored prev ‖ seq ‖ record): the entry itself is intact.
+    hash_matches_stored_prev: bool,
 }
 
 fn chain_query(placeholder: &str) -> String {
@@ -106,7 +107,7 @@ impl Walker {
         let checked = if threads > 1 {
             check_on_two_threads(&self.log, self.alg, links)
         } else {
-            links.into_iter().map(|l| check_one(&self.log, self.alg, l)).collect()
+            check_all(&self.log, self.alg, links)
         };
         for c in checked {
             let Link { seq, record_id, stored_prev, stored_hash, record } = c.link;
@@ -132,8 +133,8 @@ impl Walker {
                 self.fail(ProblemKind::Altered, Some(seq), Some(record_id), msg);
                 return false;
             }
-            if stored_prev != self.prev || c.hash_from_stored_prev != stored_hash {
-                let msg = if c.hash_from_stored_prev == stored_hash {
+            if stored_prev != self.prev || !c.hash_matches_stored_prev {
+                let msg = if c.hash_matches_stored_prev {
                     format!(
                         "record {record_id} (seq {seq}) does not follow seq {}: records were reordered or removed before it",
                         seq - 1
@@ -164,23 +165,31 @@ impl Walker {
     }
 }
 
-fn check_one(log: &AuditLog, alg: crypto::HashAlg, link: Link) -> Checked {
-    let (check, hash_from_stored_prev) = match &link.record {
-        Some(r) => (log.check(r), chain_hash(alg, &link.stored_prev, link.seq, r.id, &r.digest, &r.mac)),
-        None => (RecordCheck { content_ok: false, mac_ok: false }, String::new()),
+fn check_one(log: &AuditLog, alg: crypto::HashAlg, link: Link, buf: &mut Vec<u8>) -> Checked {
+    let (check, hash_matches_stored_prev) = match &link.record {
+        Some(r) => {
+            let h = chain_hash_bytes(alg, &link.stored_prev, link.seq, r.id, &r.digest, &r.mac);
+            (log.check_with(r, buf), crypto::hash::hex_eq(&h, &link.stored_hash))
+        }
+        None => (RecordCheck { content_ok: false, mac_ok: false }, false),
     };
-    Checked { link, check, hash_from_stored_prev }
+    Checked { link, check, hash_matches_stored_prev }
+}
+
+fn check_all(log: &AuditLog, alg: crypto::HashAlg, links: Vec<Link>) -> Vec<Checked> {
+    let mut buf = Vec::with_capacity(512);
+    links.into_iter().map(|l| check_one(log, alg, l, &mut buf)).collect()
 }
 
 /// Hashes a page on two threads (the machines this runs on have at least two cores).
 fn check_on_two_threads(log: &AuditLog, alg: crypto::HashAlg, mut links: Vec<Link>) -> Vec<Checked> {
     if links.len() < 1_000 {
-        return links.into_iter().map(|l| check_one(log, alg, l)).collect();
+        return check_all(log, alg, links);
     }
     let second = links.split_off(links.len() / 2);
     std::thread::scope(|s| {
-        let other = s.spawn(|| second.into_iter().map(|l| check_one(log, alg, l)).collect::<Vec<_>>());
-        let mut out: Vec<Checked> = links.into_iter().map(|l| check_one(log, alg, l)).collect();
+        let other = s.spawn(|| check_all(log, alg, second));
+        let mut out = check_all(log, alg, links);
         out.extend(other.join().expect("hashing thread"));
         out
     })

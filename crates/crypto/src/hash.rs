@@ -127,6 +127,21 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+/// Whether `hex` (lowercase) spells `bytes`, without allocating; constant time in the content.
+pub fn hex_eq(bytes: &[u8], hex: &str) -> bool {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let hex = hex.as_bytes();
+    if hex.len() != bytes.len() * 2 {
+        return false;
+    }
+    let mut diff = 0u8;
+    for (i, b) in bytes.iter().enumerate() {
+        diff |= hex[2 * i] ^ DIGITS[(b >> 4) as usize];
+        diff |= hex[2 * i + 1] ^ DIGITS[(b & 0x0f) as usize];
+    }
+    diff == 0
+}
+
 pub fn to_hex(bytes: &[u8]) -> String {
     data_encoding::HEXLOWER.encode(bytes)
 }
@@ -168,6 +183,15 @@ mod tests {
         assert_ne!(a, hmac(HashAlg::Sm3, b"k2", b"data"));
         assert_ne!(a, hmac(HashAlg::Sm3, b"k1", b"date"));
         assert_eq!(a, hmac(HashAlg::Sm3, b"k1", b"data"));
+    }
+
+    #[test]
+    fn hex_eq_matches_to_hex() {
+        let d = digest(HashAlg::Sm3, b"abc");
+        assert!(hex_eq(&d, &to_hex(&d)));
+        assert!(!hex_eq(&d, &to_hex(&digest(HashAlg::Sm3, b"abd"))));
+        assert!(!hex_eq(&d, "66c7"));
+        assert!(!hex_eq(&d, &to_hex(&d).to_uppercase()));
     }
 
     #[test]
