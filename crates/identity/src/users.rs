@@ -28,6 +28,20 @@ pub struct NewUser {
     pub email: Option<String>,
 }
 
+impl NewUser {
+    /// A user in one org, without contact details.
+    pub fn new(username: &str, display_name: &str, primary_org_id: &str) -> NewUser {
+        NewUser {
+            username: username.into(),
+            display_name: display_name.into(),
+            primary_org_id: primary_org_id.into(),
+            org_ids: vec![],
+            mobile: None,
+            email: None,
+        }
+    }
+}
+
 /// Changes to a user (absent fields stay as they are).
 #[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -546,6 +560,23 @@ impl Identity {
 }
 
 impl Identity {
+    /// Creates a user as the platform itself (bootstrap, the demo, the command line on the
+    /// server) and grants it `role` with `scope` anchored at its own org. Audited as `actor`.
+    pub async fn provision_user(
+        &self,
+        actor: &Actor,
+        new: NewUser,
+        role: Option<(&str, crate::model::DataScope)>,
+    ) -> Result<CreatedUser> {
+        let system = system_caller();
+        let created = self.create_user(&system, actor, new).await?;
+        if let Some((role, scope)) = role {
+            let grant = crate::roles::GrantInput { role: role.into(), scope, anchor_org_id: None, org_ids: vec![] };
+            self.grant(&system, actor, created.user.id.as_str(), grant).await?;
+        }
+        Ok(created)
+    }
+
     /// Sets a known password (the demo and the command line on the server only; never exposed
     /// over the API, where administrators cannot choose passwords).
     pub async fn seed_password(

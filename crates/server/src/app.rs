@@ -15,7 +15,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use crypto::{CipherAlg, HashAlg, KeyRing};
 use identity::orgs::NewOrg;
-use identity::roles::GrantInput;
 use identity::users::NewUser;
 use identity::{Actor, Identity, IdentityOptions, OrgKind};
 use kernel::{Clock, ErrorCode};
@@ -160,7 +159,6 @@ pub async fn bootstrap(state: &AppState, cfg: &Config) -> anyhow::Result<Vec<Ini
         )
         .await
         .map_err(|e| anyhow::anyhow!("cannot create the root organisation: {e}"))?;
-    let system = identity::users::system_caller();
     let mut out = Vec::new();
     for (username, name, role) in [
         ("sysadmin", "系统管理员", "sysadmin"),
@@ -168,28 +166,13 @@ pub async fn bootstrap(state: &AppState, cfg: &Config) -> anyhow::Result<Vec<Ini
         ("auditor", "审计管理员", "auditor"),
     ] {
         let created = id
-            .create_user(
-                &system,
+            .provision_user(
                 &actor,
-                NewUser {
-                    username: username.into(),
-                    display_name: name.into(),
-                    primary_org_id: root.id.0.clone(),
-                    org_ids: vec![],
-                    mobile: None,
-                    email: None,
-                },
+                NewUser::new(username, name, root.id.as_str()),
+                Some((role, identity::DataScope::All)),
             )
             .await
-            .map_err(|e| anyhow::anyhow!("cannot create {username}: {e}"))?;
-        id.grant(
-            &system,
-            &actor,
-            created.user.id.as_str(),
-            GrantInput { role: role.into(), scope: identity::DataScope::All, anchor_org_id: None, org_ids: vec![] },
-        )
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot make {username} an administrator: {e}"))?;
+            .map_err(|e| anyhow::anyhow!("cannot create the administrator {username}: {e}"))?;
         out.push(InitialAccount { username: username.into(), role, password: created.initial_password });
     }
     Ok(out)

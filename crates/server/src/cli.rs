@@ -4,7 +4,6 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::{Context, anyhow, bail};
-use identity::roles::GrantInput;
 use identity::users::NewUser;
 use identity::{Actor, DataScope};
 use sqlx::Connection;
@@ -119,35 +118,17 @@ pub async fn user_create(
         .await
         .map_err(|e| anyhow!("{e}"))?
         .ok_or_else(|| anyhow!("no organisation with code {org}"))?;
-    let system = identity::users::system_caller();
-    let actor = Actor::cli();
+    let role = match role {
+        Some(role) => Some((
+            role,
+            DataScope::parse(scope).ok_or_else(|| anyhow!("scope must be all, org_and_below, own_org or self"))?,
+        )),
+        None => None,
+    };
     let created = id
-        .create_user(
-            &system,
-            &actor,
-            NewUser {
-                username: username.into(),
-                display_name: name.into(),
-                primary_org_id: org_id,
-                org_ids: vec![],
-                mobile: None,
-                email: None,
-            },
-        )
+        .provision_user(&Actor::cli(), NewUser::new(username, name, &org_id), role)
         .await
         .map_err(|e| anyhow!("{e}"))?;
-    if let Some(role) = role {
-        let scope =
-            DataScope::parse(scope).ok_or_else(|| anyhow!("scope must be all, org_and_below, own_org or self"))?;
-        id.grant(
-            &system,
-            &actor,
-            created.user.id.as_str(),
-            GrantInput { role: role.into(), scope, anchor_org_id: None, org_ids: vec![] },
-        )
-        .await
-        .map_err(|e| anyhow!("{e}"))?;
-    }
     state.sealer.seal_all().await.map_err(|e| anyhow!("{e}"))?;
     println!("created {username}; one-time password (change at first login): {}", created.initial_password);
     Ok(())

@@ -4,7 +4,7 @@
 use anyhow::anyhow;
 use apikit::AppState;
 use identity::orgs::NewOrg;
-use identity::roles::{GrantInput, RoleInput};
+use identity::roles::RoleInput;
 use identity::users::NewUser;
 use identity::{Actor, DataScope, Org, OrgKind};
 
@@ -273,30 +273,13 @@ pub async fn seed(state: &AppState) -> anyhow::Result<Vec<DemoAccount>> {
     ];
     let mut out = Vec::new();
     for p in plans {
-        let created = id
-            .create_user(
-                &system,
-                &actor,
-                NewUser {
-                    username: p.username.into(),
-                    display_name: p.name.into(),
-                    primary_org_id: p.org.id.0.clone(),
-                    org_ids: vec![],
-                    mobile: Some(format!("1386401{:04}", out.len() * 37 + 1000)),
-                    email: Some(format!("{}@jinan.gov.cn", p.username)),
-                },
-            )
-            .await
-            .map_err(|e| anyhow!("{e}"))?;
+        let new = NewUser {
+            mobile: Some(format!("1386401{:04}", out.len() * 37 + 1000)),
+            email: Some(format!("{}@jinan.gov.cn", p.username)),
+            ..NewUser::new(p.username, p.name, p.org.id.as_str())
+        };
+        let created = id.provision_user(&actor, new, Some((p.role, p.scope))).await.map_err(|e| anyhow!("{e}"))?;
         let uid = created.user.id.0.clone();
-        id.grant(
-            &system,
-            &actor,
-            &uid,
-            GrantInput { role: p.role.into(), scope: p.scope, anchor_org_id: None, org_ids: vec![] },
-        )
-        .await
-        .map_err(|e| anyhow!("{e}"))?;
         id.seed_password(&actor, &uid, DEMO_PASSWORD, false).await.map_err(|e| anyhow!("{e}"))?;
         let totp_secret =
             if p.admin { Some(id.seed_totp(&actor, &uid).await.map_err(|e| anyhow!("{e}"))?) } else { None };

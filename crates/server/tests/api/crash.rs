@@ -48,18 +48,25 @@ async fn start_capturing(args: &[&str], dir: &std::path::Path) -> (Child, String
     (child, base, before)
 }
 
+/// Logs in with the demo password; answers the client and its CSRF token.
 async fn login(base: &str, username: &str) -> (reqwest::Client, String) {
+    let (http, r) = login_with(base, username, PASSWORD).await;
+    (http, r["csrf_token"].as_str().unwrap().to_string())
+}
+
+/// Logs in with `password`; answers the client (with its cookie) and the login answer.
+async fn login_with(base: &str, username: &str, password: &str) -> (reqwest::Client, Value) {
     let http = reqwest::Client::builder().cookie_store(true).build().unwrap();
     let r: Value = http
         .post(format!("{base}/api/v1/auth/login"))
-        .json(&json!({"username": username, "password": PASSWORD}))
+        .json(&json!({"username": username, "password": password}))
         .send()
         .await
         .unwrap()
         .json()
         .await
         .unwrap();
-    (http, r["csrf_token"].as_str().unwrap().to_string())
+    (http, r)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -187,20 +194,12 @@ async fn a_fresh_install_creates_the_three_administrators_with_one_time_password
     }
     assert_eq!(passwords.len(), 3, "{passwords:?}");
     assert!(data.join("keys.txt").exists(), "a key file was generated");
-    let http = reqwest::Client::builder().cookie_store(true).build().unwrap();
     for (user, pw) in &passwords {
-        let r: Value = http
-            .post(format!("{base}/api/v1/auth/login"))
-            .json(&json!({"username": user, "password": pw}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let (_, r) = login_with(&base, user, pw).await;
         assert_eq!(r["stage"], "change_password", "{user}: one-time password first, then two-factor enrolment");
     }
     // No well-known default password works.
+    let http = reqwest::Client::new();
     for pw in ["admin", "Admin@123", "sysadmin", PASSWORD] {
         let r = http
             .post(format!("{base}/api/v1/auth/login"))
