@@ -1,99 +1,19 @@
-//! `zs-bench audit [N]`: audit append (batched commits), sealing and verification throughput on
-//! SQLite, and on PostgreSQL when `ZHONGSHU_TEST_POSTGRES_URL` is set. Run in release mode via
+//! `zs-bench <what> [N]`: Zhongshu's benchmarks (see bench/README.md). Run in release mode via
 //! `bench/run`.
+//!
+//! - `audit [N]`: audit append, sealing and verification.
+//! - `flow-core [N]`: the engine core in memory on the reference process.
 
-use std::sync::Arc;
-use std::time::Instant;
-
-use audit::{AuditEntry, AuditLog, AuditOptions, AuditResult, Channel, Sealer};
-use crypto::KeyRing;
-use store::Backend;
-use store::testing::TestDb;
-
-const BATCH: usize = 1_000;
-
-fn entry(i: usize) -> AuditEntry {
-    AuditEntry {
-        at: 1_795_000_000_000 + i as i64,
-        actor_id: Some("01a1fee8-fd7b-706c-8646-c70b34f740d4".into()),
-        actor_name: Some(format!("user{}", i % 97)),
-        actor_org: Some("01a1fee8-fbb2-7431-9164-004e54ec4c13".into()),
-        source_ip: Some("10.20.30.40".into()),
-        request_id: Some(format!("01a1fee9-3f5d-75ca-99b0-{i:012}")),
-        channel: Channel::Web,
-        action: "case.dispatch".into(),
-        object_type: Some("case".into()),
-        object_id: Some(format!("JN-2026-{i:08}")),
-        result: AuditResult::Success,
-        reason: None,
-        detail: Some(r#"{"from":"历下区城市管理局","to":"解放路街道"}"#.into()),
-    }
-}
-
-/// How records are written in a benchmark run.
-#[derive(Clone, Copy)]
-enum Writes {
-    /// One INSERT per record (what a request's transaction does), 1,000 per commit.
-    Single,
-    /// `append_many`: multi-row INSERTs (bulk writers), 1,000 per commit.
-    Many,
-}
-
-async fn audit_bench(backend: Backend, n: usize, writes: Writes) {
-    let t = TestDb::new(backend, &[&audit::MIGRATIONS]).await;
-    let log = AuditLog::new(&KeyRing::for_tests());
-    let opts = AuditOptions::default();
-    let sealer = Sealer::new(t.db.clone(), log.clone(), opts.clone(), Arc::new(kernel::SystemClock));
-    let entries: Vec<AuditEntry> = (0..n).map(entry).collect();
-
-    let started = Instant::now();
-    for chunk in entries.chunks(BATCH) {
-        let mut tx = t.db.begin().await.unwrap();
-        match writes {
-            Writes::Single => {
-                for e in chunk {
-                    log.append(&mut tx, e).await.unwrap();
-                }
-            }
-            Writes::Many => log.append_many(&mut tx, chunk).await.unwrap(),
-        }
-        tx.commit().await.unwrap();
-    }
-    let append = started.elapsed();
-    let started = Instant::now();
-    let sealed = sealer.seal_all().await.unwrap();
-    let seal = started.elapsed();
-    assert_eq!(sealed, n);
-    let started = Instant::now();
-    let report = audit::verify(&t.db, &log, &opts, &kernel::SystemClock, &[]).await.unwrap();
-    let verify = started.elapsed();
-    assert!(report.ok && report.records_checked == n as i64, "{report:?}");
-    let rate = |d: std::time::Duration| n as f64 / d.as_secs_f64();
-    let label = match writes {
-        Writes::Single => "one INSERT per record",
-        Writes::Many => "multi-row INSERTs",
-    };
-    println!(
-        "audit[{}] n={n} {label}, {BATCH}/commit: append {:.0}/s, seal {:.0}/s, append+seal {:.0}/s (target >= 20000); verify {:.0}/s (target >= 300000)",
-        backend.name(),
-        rate(append),
-        rate(seal),
-        rate(append + seal),
-        rate(verify)
-    );
-}
+mod audit;
+mod flow_core;
 
 #[tokio::main]
 async fn main() {
     let args: Vec<String> = std::env::args().collect();
+    let n = |default: usize| args.get(2).and_then(|s| s.parse().ok()).unwrap_or(default);
     match args.get(1).map(String::as_str) {
-        Some("audit") => {
-            let n = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(200_000);
-            for b in store::testing::test_backends() {
-                audit_bench(b, n, Writes::Single).await;
-                audit_bench(b, n, Writes::Many).await;
-            }
-        }
-        _ => eprintln!("usage: zs-bench audit [N]"),
+        Some("audit") => audit::run(n(200_000)).await,
+        Some("flow-core") => flow_core::run(n(1_000_000)),
+        _ => eprintln!("usage: zs-bench audit|flow-core [N]"),
     }
 }

@@ -18,4 +18,4 @@ pub mod state;
 pub use auth::{Auth, Need, Permission, SessionAuth};
 pub use error::{ApiError, ApiResult, ErrorBody};
 pub use extract::{Json, Query};
-pub use state::AppState;
+pub use state::{AppState, Services, Svc};

@@ -22,6 +22,39 @@ pub struct AppState {
     pub limiter: Arc<RateLimiter>,
     pub metrics: Arc<Metrics>,
     pub http: HttpOptions,
+    /// The capability services (workflow, messaging, …) by type; handlers take them with
+    /// [`Svc`].
+    pub services: Services,
+}
+
+/// A type map of capability services, filled once at start-up.
+#[derive(Clone, Default)]
+pub struct Services(axum::http::Extensions);
+
+impl Services {
+    pub fn insert<T: Clone + Send + Sync + 'static>(&mut self, service: T) {
+        self.0.insert(service);
+    }
+
+    pub fn get<T: Clone + Send + Sync + 'static>(&self) -> Option<&T> {
+        self.0.get::<T>()
+    }
+}
+
+/// Extracts a capability service registered in [`AppState::services`].
+pub struct Svc<T>(pub T);
+
+impl<T: Clone + Send + Sync + 'static> axum::extract::FromRequestParts<AppState> for Svc<T> {
+    type Rejection = crate::ApiError;
+
+    async fn from_request_parts(_: &mut axum::http::request::Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        state.services.get::<T>().cloned().map(Svc).ok_or_else(|| {
+            crate::ApiError(kernel::Error::internal(std::io::Error::other(format!(
+                "service {} is not registered",
+                std::any::type_name::<T>()
+            ))))
+        })
+    }
 }
 
 /// HTTP behaviour settings.

@@ -9,17 +9,21 @@
 //! Architecture invariant: `engine` does no IO and reads no clock; everything it decides comes
 //! back as actions that the runtime applies in one transaction together with the new state.
 
+pub mod api;
 pub mod engine;
 pub mod expr;
+pub mod forms;
 pub mod memory;
 pub mod model;
 pub mod parse;
+pub mod runtime;
 pub mod timer;
 pub mod validate;
 
 pub use engine::{Action, Command, CommandError, Ctx, InstanceState, Status, step};
 pub use model::{Definitions, Process};
 pub use parse::{ModelError, parse};
+pub use runtime::{Flow, FlowOptions, MIGRATIONS};
 pub use validate::validate;
 
 /// Parses and validates a model: the deployable process, or every problem found.

@@ -265,6 +265,7 @@ impl Identity {
             primary_org_name: org.name.clone(),
             org_ids: vec![org.id.clone()],
             admin_role: None,
+            roles: vec![],
             permissions,
             session_id: None,
         };

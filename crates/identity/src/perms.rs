@@ -21,6 +21,12 @@ pub const AUDIT_EXPORT: Perm = "audit.export";
 pub const AUDIT_VERIFY: Perm = "audit.verify";
 pub const CONFIG_READ: Perm = "config.read";
 pub const PI_UNMASK: Perm = "pi.unmask";
+pub const FLOW_MODEL_READ: Perm = "flow.model.read";
+pub const FLOW_MODEL_MANAGE: Perm = "flow.model.manage";
+pub const FLOW_START: Perm = "flow.instance.start";
+pub const FLOW_INSTANCE_READ: Perm = "flow.instance.read";
+pub const FLOW_INSTANCE_MANAGE: Perm = "flow.instance.manage";
+pub const FLOW_TASK: Perm = "flow.task.work";
 
 /// One permission with its Chinese name for the UI.
 #[derive(Debug, Clone, Copy, serde::Serialize, utoipa::ToSchema)]
@@ -49,6 +55,14 @@ pub const CATALOGUE: &[PermInfo] = &[
     PermInfo { code: AUDIT_VERIFY, name: "校验审计日志完整性", module: "安全审计" },
     PermInfo { code: CONFIG_READ, name: "查看系统配置", module: "系统" },
     PermInfo { code: PI_UNMASK, name: "查看完整个人信息", module: "数据安全" },
+    PermInfo { code: FLOW_MODEL_READ, name: "查看流程模型", module: "流程" },
+    PermInfo { code: FLOW_MODEL_MANAGE, name: "设计与发布流程", module: "流程" },
+    PermInfo { code: FLOW_START, name: "发起流程", module: "流程" },
+    PermInfo { code: FLOW_INSTANCE_READ, name: "查看流程实例与监控", module: "流程" },
+    PermInfo {
+        code: FLOW_INSTANCE_MANAGE, name: "管理流程实例（撤销、迁移、处理异常）", module: "流程"
+    },
+    PermInfo { code: FLOW_TASK, name: "办理待办", module: "流程" },
 ];
 
 pub fn is_known(code: &str) -> bool {
@@ -117,9 +131,27 @@ pub const BUILTIN_ROLES: &[BuiltinRole] = &[
     BuiltinRole {
         code: "staff",
         name: "工作人员",
-        description: "使用门户，查看本范围的组织机构和同事",
+        description: "使用门户，查看本范围的组织机构和同事，发起流程、办理待办",
         admin_role: None,
-        perms: &[PORTAL_USE, ORG_READ, USER_READ],
+        perms: &[PORTAL_USE, ORG_READ, USER_READ, FLOW_MODEL_READ, FLOW_START, FLOW_TASK],
+        mfa_required: false,
+    },
+    BuiltinRole {
+        code: "flow_admin",
+        name: "流程管理员",
+        description: "设计、发布和版本管理流程，监控流程实例，处理流程异常",
+        admin_role: None,
+        perms: &[
+            PORTAL_USE,
+            ORG_READ,
+            USER_READ,
+            FLOW_MODEL_READ,
+            FLOW_MODEL_MANAGE,
+            FLOW_START,
+            FLOW_INSTANCE_READ,
+            FLOW_INSTANCE_MANAGE,
+            FLOW_TASK,
+        ],
         mfa_required: false,
     },
 ];

@@ -132,6 +132,9 @@ pub struct Caller {
     pub primary_org_name: String,
     pub org_ids: Vec<OrgId>,
     pub admin_role: Option<AdminRole>,
+    /// Codes of the roles the caller holds (workflow candidate groups match these).
+    #[serde(default)]
+    pub roles: Vec<String>,
     pub permissions: HashMap<String, Scope>,
     #[serde(skip)]
     pub session_id: Option<String>,

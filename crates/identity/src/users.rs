@@ -119,6 +119,7 @@ pub fn system_caller() -> Caller {
         primary_org_name: String::new(),
         org_ids: vec![],
         admin_role: None,
+        roles: vec![],
         permissions: perms::CATALOGUE.iter().map(|p| (p.code.to_string(), Scope::all())).collect(),
         session_id: None,
     }
@@ -544,6 +545,19 @@ impl Identity {
             permissions.entry(g.get(4)).or_default().merge(&scope);
         }
         let _ = primary_path;
+        let mut roles: Vec<String> =
+            sqlx::query("SELECT DISTINCT r.code FROM grants g JOIN roles r ON r.id = g.role_id WHERE g.user_id = $1")
+                .bind(user_id)
+                .fetch_all(self.db().reader())
+                .await
+                .db()?
+                .iter()
+                .map(|r| r.get(0))
+                .collect();
+        if let Some(admin) = admin_role {
+            roles.push(admin.as_str().to_string());
+        }
+        roles.sort();
         Ok(Caller {
             kind: CallerKind::User,
             id: user_id.to_string(),
@@ -553,6 +567,7 @@ impl Identity {
             primary_org_name: row.get(3),
             org_ids: org_rows.iter().map(|r| OrgId(r.get(0))).collect(),
             admin_role,
+            roles,
             permissions,
             session_id,
         })

@@ -28,7 +28,7 @@ use crate::config::Config;
 
 /// Every component's migrations, in dependency order.
 pub fn migration_sets() -> Vec<&'static store::MigrationSet> {
-    vec![&audit::MIGRATIONS, &identity::MIGRATIONS]
+    vec![&audit::MIGRATIONS, &identity::MIGRATIONS, &flow::MIGRATIONS]
 }
 
 /// Options that tests change.
@@ -113,6 +113,8 @@ pub async fn open(cfg: &Config, opts: OpenOptions) -> anyhow::Result<AppState> {
         .await
         .map_err(|e| anyhow::anyhow!("cannot start identity: {e}"))?;
     let sealer = Sealer::new(db.clone(), audit.clone(), audit_opts.clone(), opts.clock.clone());
+    let mut services = apikit::Services::default();
+    services.insert(flow::Flow::new(db.clone(), identity.clone(), opts.clock.clone(), cfg.flow.clone()));
     Ok(AppState {
         db,
         identity,
@@ -127,6 +129,7 @@ pub async fn open(cfg: &Config, opts: OpenOptions) -> anyhow::Result<AppState> {
             body_limit: cfg.server.body_limit_bytes,
             trust_forwarded_for: cfg.server.trust_forwarded_for,
         },
+        services,
     })
 }
 
@@ -192,8 +195,9 @@ struct ApiDoc;
 
 /// The whole HTTP application. `main` and the tests serve the same router.
 pub fn router(state: AppState) -> Router {
-    let (api, openapi) =
-        OpenApiRouter::with_openapi(ApiDoc::openapi()).nest("/api/v1", apikit::routes::router()).split_for_parts();
+    let (api, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .nest("/api/v1", apikit::routes::router().merge(flow::api::router()))
+        .split_for_parts();
     let limit = state.http.body_limit;
     Router::new()
         .merge(api)
@@ -250,6 +254,7 @@ async fn metrics(State(state): State<AppState>) -> Response {
 pub struct Background {
     sealer: SealerHandle,
     pruner: tokio::task::JoinHandle<()>,
+    flow: Option<flow::runtime::WorkerHandle>,
 }
 
 impl Background {
@@ -265,12 +270,16 @@ impl Background {
                 }
             }
         });
-        Background { sealer, pruner }
+        let flow = state.services.get::<flow::Flow>().filter(|f| f.options().workers).map(flow::runtime::spawn_workers);
+        Background { sealer, pruner, flow }
     }
 
     /// Seals the remaining audit records and stops.
     pub async fn shutdown(self) {
         self.pruner.abort();
+        if let Some(f) = self.flow {
+            f.shutdown().await;
+        }
         self.sealer.shutdown().await;
     }
 }

@@ -17,6 +17,7 @@ pub struct Config {
     pub storage: StorageConfig,
     pub security: SecurityConfig,
     pub platform: PlatformConfig,
+    pub flow: flow::FlowOptions,
     pub log: LogConfig,
 }
 

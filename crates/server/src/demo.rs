@@ -247,6 +247,14 @@ pub async fn seed(state: &AppState) -> anyhow::Result<Vec<DemoAccount>> {
             admin: false,
         },
         Plan {
+            username: "flowadmin",
+            name: "何静",
+            role: "flow_admin",
+            org: depts["370100-dsj"].clone(),
+            scope: DataScope::All,
+            admin: false,
+        },
+        Plan {
             username: "dispatcher",
             name: "李娜",
             role: "staff",

@@ -48,7 +48,11 @@ fn check(p: &Process, state: &InstanceState, cmd: &Command) -> Result<(), Comman
             let t = token_wait(token)?;
             if matches!(t.wait, Wait::Task) { Ok(()) } else { Err(wrong(*token, t)) }
         }
-        Command::CompleteJob { token, .. } | Command::FailJob { token, .. } | Command::ThrowError { token, .. } => {
+        Command::FailJob { token, .. } => {
+            let t = token_wait(token)?;
+            if matches!(t.wait, Wait::Job | Wait::Call) { Ok(()) } else { Err(wrong(*token, t)) }
+        }
+        Command::CompleteJob { token, .. } | Command::ThrowError { token, .. } => {
             let t = token_wait(token)?;
             if matches!(t.wait, Wait::Job) { Ok(()) } else { Err(wrong(*token, t)) }
         }

@@ -42,6 +42,8 @@ impl TestApp {
         cfg.storage.data_dir = dir.0.clone();
         cfg.storage.database_url = db.url.clone();
         cfg.storage.max_connections = 4;
+        // Tests drive timers and jobs step by step with the fake clock.
+        cfg.flow.workers = false;
         let clock = FakeClock::new(1_795_000_000_000);
         let state =
             app::open(&cfg, OpenOptions { clock: Arc::new(clock.clone()), fast_hashing: true }).await.expect("open");

@@ -7,3 +7,4 @@ mod helpers;
 mod identity_flows;
 mod permissions;
 mod robustness;
+mod workflow;

@@ -1,0 +1,154 @@
+//! The durable runtime: deployed definitions, instances, tasks, timers, jobs, subscriptions,
+//! incidents and history in the database, driven by the pure engine.
+//!
+//! Every change to instances happens in a [`unit::Unit`]: one transaction that loads the
+//! instances concerned, steps the engine, applies its actions (rows for tasks, timers, jobs,
+//! subscriptions and incidents; in-process jobs run on the spot; messages and called processes
+//! cascade to other instances in the same transaction), writes the new states and one history row
+//! per instance, and the audit record. A crash before the commit loses nothing that was
+//! acknowledged; after it, nothing is done twice.
+
+mod defs;
+mod handlers;
+mod instances;
+mod tasks;
+mod unit;
+mod worker;
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use kernel::{Clock, Error, Result};
+use serde_json::Value;
+use store::Db;
+
+use identity::Identity;
+
+pub use defs::{Definition, DefinitionSummary, Deployed};
+pub use handlers::{Handler, JobInput, JobResult};
+pub use instances::{
+    HistoryEntry, Incident, IncidentFilter, Instance, InstanceDetail, InstanceFilter, MessageRequest, Resolution,
+    StartRequest, TimelineItem,
+};
+pub use tasks::{StepRef, Task, TaskAction, TaskFilter, TaskView};
+pub use worker::{WorkerHandle, spawn_workers};
+
+pub static MIGRATIONS: store::MigrationSet = store::migrations!("flow": 1 => portable "0001_flow");
+
+/// Settings of the workflow runtime (`[flow]` in the config file).
+#[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FlowOptions {
+    /// Run the timer and job workers on this node (turn off on nodes that only serve the API).
+    pub workers: bool,
+    /// How often the timer and job workers look for due work when idle, in milliseconds.
+    pub poll_ms: u64,
+    /// How long a claimed job is reserved for the node running it, in milliseconds.
+    pub job_lease_ms: i64,
+    /// First retry delay of a failed job, doubled on each further failure, in milliseconds.
+    pub job_backoff_ms: i64,
+    /// Completed and terminated instances older than this many days are removed with their
+    /// history by the cleanup job (0 keeps them for ever).
+    pub history_retention_days: i64,
+    /// Largest number of instance steps one transaction may cascade into (messages, calls).
+    pub max_cascade: usize,
+}
+
+impl Default for FlowOptions {
+    fn default() -> Self {
+        FlowOptions {
+            workers: true,
+            poll_ms: 200,
+            job_lease_ms: 60_000,
+            job_backoff_ms: 1_000,
+            history_retention_days: 365,
+            max_cascade: 10_000,
+        }
+    }
+}
+
+/// The workflow service. Cheap to clone.
+#[derive(Clone)]
+pub struct Flow {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub db: Db,
+    pub identity: Identity,
+    pub clock: Arc<dyn Clock>,
+    pub opts: FlowOptions,
+    pub deployed: RwLock<HashMap<String, Arc<Deployed>>>,
+    pub handlers: RwLock<HashMap<String, Handler>>,
+    pub wake: tokio::sync::Notify,
+}
+
+impl Flow {
+    pub fn new(db: Db, identity: Identity, clock: Arc<dyn Clock>, opts: FlowOptions) -> Flow {
+        let flow = Flow {
+            inner: Arc::new(Inner {
+                db,
+                identity,
+                clock,
+                opts,
+                deployed: RwLock::new(HashMap::new()),
+                handlers: RwLock::new(HashMap::new()),
+                wake: tokio::sync::Notify::new(),
+            }),
+        };
+        handlers::register_builtins(&flow);
+        flow
+    }
+
+    pub fn db(&self) -> &Db {
+        &self.inner.db
+    }
+
+    pub fn identity(&self) -> &Identity {
+        &self.inner.identity
+    }
+
+    pub fn now(&self) -> i64 {
+        self.inner.clock.now_ms()
+    }
+
+    pub fn options(&self) -> &FlowOptions {
+        &self.inner.opts
+    }
+
+    /// Registers a service-task handler under a type name (`zeebe:taskDefinition type`).
+    pub fn register(&self, name: &str, handler: Handler) {
+        self.inner.handlers.write().expect("handlers lock").insert(name.to_string(), handler);
+    }
+
+    pub(crate) fn handler(&self, name: &str) -> Option<Handler> {
+        self.inner.handlers.read().expect("handlers lock").get(name).cloned()
+    }
+
+    /// Names of the registered handlers (for the designer's palette and validation).
+    pub fn handler_names(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.inner.handlers.read().expect("handlers lock").keys().cloned().collect();
+        v.sort();
+        v
+    }
+
+    /// Wakes the workers (after a change that created due work).
+    pub(crate) fn wake(&self) {
+        self.inner.wake.notify_waiters();
+    }
+}
+
+pub(crate) fn json_err(e: serde_json::Error) -> Error {
+    Error::internal(e)
+}
+
+pub(crate) fn to_json(v: &impl serde::Serialize) -> Result<String> {
+    serde_json::to_string(v).map_err(json_err)
+}
+
+pub(crate) fn obj(v: Value) -> serde_json::Map<String, Value> {
+    match v {
+        Value::Object(m) => m,
+        _ => serde_json::Map::new(),
+    }
+}

@@ -1,0 +1,650 @@
+//! A unit of work: one transaction that steps one or more instances and applies every action.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+
+use kernel::{Error, ErrorCode, Result};
+use serde::Serialize;
+use store::{Backend, DbResultExt, Row, Tx};
+
+use super::defs::Deployed;
+use super::handlers::{Handler, JobInput, JobResult};
+use super::{Flow, to_json};
+use crate::engine::{
+    Action, Command, CommandError, Ctx, Event, EventKind, InstanceState, JobSpec, Status, TaskSpec, VarMap, step,
+};
+
+/// One history record as stored (element ids instead of indexes).
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub(crate) struct StoredEvent {
+    #[serde(rename = "t")]
+    pub token: u64,
+    #[serde(rename = "e", default, skip_serializing_if = "Option::is_none")]
+    pub element: Option<String>,
+    #[serde(flatten)]
+    pub kind: StoredKind,
+}
+
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+#[serde(tag = "k", rename_all = "snake_case")]
+pub(crate) enum StoredKind {
+    Started,
+    Completed,
+    Cancelled,
+    Taken { flow: String },
+    Variables { names: Vec<String> },
+    Incident { message: String },
+}
+
+struct Loaded {
+    def: Arc<Deployed>,
+    state: InstanceState,
+    rev: i64,
+    is_new: bool,
+    business_key: Option<String>,
+    org_id: Option<String>,
+    started_by: Option<String>,
+    started_at: i64,
+    parent: Option<(String, u64)>,
+    incidents: i64,
+    events: Vec<Event>,
+}
+
+pub(crate) struct Unit<'f> {
+    flow: &'f Flow,
+    pub tx: Tx,
+    pub now: i64,
+    actor: Option<String>,
+    work: VecDeque<(String, Command, bool)>,
+    loaded: HashMap<String, Loaded>,
+    order: Vec<String>,
+    steps: usize,
+    wake: bool,
+}
+
+impl<'f> Unit<'f> {
+    pub async fn begin(flow: &'f Flow, actor: Option<String>) -> Result<Unit<'f>> {
+        let tx = flow.db().begin().await?;
+        Ok(Unit {
+            flow,
+            tx,
+            now: flow.now(),
+            actor,
+            work: VecDeque::new(),
+            loaded: HashMap::new(),
+            order: Vec::new(),
+            steps: 0,
+            wake: false,
+        })
+    }
+
+    /// Creates a new instance (written at flush) and queues its start.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new_instance(
+        &mut self,
+        def: Arc<Deployed>,
+        business_key: Option<String>,
+        org_id: Option<String>,
+        started_by: Option<String>,
+        parent: Option<(String, u64)>,
+        vars: VarMap,
+        start: Option<crate::model::El>,
+        primary: bool,
+    ) -> String {
+        let id = uuid::Uuid::now_v7().to_string();
+        self.loaded.insert(
+            id.clone(),
+            Loaded {
+                def,
+                state: InstanceState::new(),
+                rev: 0,
+                is_new: true,
+                business_key,
+                org_id,
+                started_by,
+                started_at: self.now,
+                parent,
+                incidents: 0,
+                events: Vec::new(),
+            },
+        );
+        self.order.push(id.clone());
+        self.work.push_back((id.clone(), Command::Start { start, vars }, primary));
+        id
+    }
+
+    /// Queues a command for an instance. Errors of `primary` commands fail the unit; errors of
+    /// cascaded ones (a message for an instance that moved on meanwhile) are logged.
+    pub fn push(&mut self, instance: &str, cmd: Command, primary: bool) {
+        self.work.push_back((instance.to_string(), cmd, primary));
+    }
+
+    /// The state of an instance in this unit (loading it if needed).
+    pub async fn state(&mut self, instance: &str) -> Result<(&InstanceState, Arc<Deployed>)> {
+        self.load(instance).await?;
+        let l = &self.loaded[instance];
+        Ok((&l.state, l.def.clone()))
+    }
+
+    async fn load(&mut self, id: &str) -> Result<()> {
+        if self.loaded.contains_key(id) {
+            return Ok(());
+        }
+        let lock = if self.flow.db().backend() == Backend::Postgres { " FOR UPDATE" } else { "" };
+        let sql = format!(
+            "SELECT definition_id, state, rev, business_key, org_id, started_by, parent_id, parent_token, incidents, started_at
+             FROM flow_instances WHERE id = $1{lock}"
+        );
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(id)
+            .fetch_optional(&mut *self.tx)
+            .await
+            .db()?
+            .ok_or_else(|| Error::not_found("process instance"))?;
+        let def = self.flow.deployed(&row.get::<String, _>(0)).await?;
+        let state: InstanceState = serde_json::from_str(&row.get::<String, _>(1)).map_err(super::json_err)?;
+        let parent = match (row.get::<Option<String>, _>(6), row.get::<Option<i64>, _>(7)) {
+            (Some(p), Some(t)) => Some((p, t as u64)),
+            _ => None,
+        };
+        self.loaded.insert(
+            id.to_string(),
+            Loaded {
+                def,
+                state,
+                rev: row.get(2),
+                is_new: false,
+                business_key: row.get(3),
+                org_id: row.get(4),
+                started_by: row.get(5),
+                started_at: row.get(9),
+                parent,
+                incidents: row.get(8),
+                events: Vec::new(),
+            },
+        );
+        self.order.push(id.to_string());
+        Ok(())
+    }
+
+    /// Runs queued commands (and everything they cascade into) until none is left.
+    pub async fn run(&mut self) -> Result<()> {
+        while let Some((id, cmd, primary)) = self.work.pop_front() {
+            self.steps += 1;
+            if self.steps > self.flow.options().max_cascade {
+                return Err(Error::conflict(
+                    "the change cascades into too many process steps (a message or call loop?)",
+                ));
+            }
+            self.load(&id).await?;
+            let l = self.loaded.get_mut(&id).expect("loaded");
+            let def = l.def.clone();
+            let actions = match step(def.process(), &mut l.state, cmd, Ctx { now: self.now }) {
+                Ok(a) => a,
+                Err(e) if primary => return Err(command_error(e)),
+                Err(e) => {
+                    tracing::debug!(instance = %id, error = %e, "cascaded command skipped");
+                    continue;
+                }
+            };
+            for a in actions {
+                self.apply(&id, &def, a).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn apply(&mut self, id: &str, def: &Arc<Deployed>, a: Action) -> Result<()> {
+        let p = def.process();
+        let el_id = |el: usize| p.elements.get(el).map(|e| e.id.clone()).unwrap_or_default();
+        match a {
+            Action::History(e) => self.loaded.get_mut(id).expect("loaded").events.push(e),
+            Action::CreateTask(spec) => self.create_task(id, def, spec).await?,
+            Action::CancelTask { token } => {
+                sqlx::query("UPDATE flow_tasks SET state = 'cancelled', completed_at = $3 WHERE instance_id = $1 AND token = $2 AND state = 'open'")
+                    .bind(id)
+                    .bind(token as i64)
+                    .bind(self.now)
+                    .execute(&mut *self.tx)
+                    .await
+                    .db()?;
+            }
+            Action::CreateJob(job) => self.create_job(id, def, job).await?,
+            Action::CancelJob { token } => {
+                sqlx::query("DELETE FROM flow_jobs WHERE instance_id = $1 AND token = $2")
+                    .bind(id)
+                    .bind(token as i64)
+                    .execute(&mut *self.tx)
+                    .await
+                    .db()?;
+            }
+            Action::ScheduleTimer { token, element, due } => {
+                sqlx::query(
+                    "INSERT INTO flow_timers (instance_id, token, element_id, due_at) VALUES ($1, $2, $3, $4)
+                     ON CONFLICT (instance_id, token) DO UPDATE SET due_at = excluded.due_at",
+                )
+                .bind(id)
+                .bind(token as i64)
+                .bind(el_id(element))
+                .bind(due)
+                .execute(&mut *self.tx)
+                .await
+                .db()?;
+                self.wake = true;
+            }
+            Action::CancelTimer { token } => {
+                sqlx::query("DELETE FROM flow_timers WHERE instance_id = $1 AND token = $2")
+                    .bind(id)
+                    .bind(token as i64)
+                    .execute(&mut *self.tx)
+                    .await
+                    .db()?;
+            }
+            Action::Subscribe { token, element, name, key, signal } => {
+                sqlx::query(
+                    "INSERT INTO flow_subscriptions (instance_id, token, element_id, name, correlation_key, signal, created_at)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7)
+                     ON CONFLICT (instance_id, token) DO UPDATE SET name = excluded.name, correlation_key = excluded.correlation_key",
+                )
+                .bind(id)
+                .bind(token as i64)
+                .bind(el_id(element))
+                .bind(&name)
+                .bind(&key)
+                .bind(signal as i64)
+                .bind(self.now)
+                .execute(&mut *self.tx)
+                .await
+                .db()?;
+            }
+            Action::Unsubscribe { token } => {
+                sqlx::query("DELETE FROM flow_subscriptions WHERE instance_id = $1 AND token = $2")
+                    .bind(id)
+                    .bind(token as i64)
+                    .execute(&mut *self.tx)
+                    .await
+                    .db()?;
+            }
+            Action::PublishMessage { name, key, vars } => {
+                self.correlate(&name, key.as_deref(), vars, false).await?;
+            }
+            Action::BroadcastSignal { name, vars } => {
+                self.signal(&name, vars).await?;
+            }
+            Action::StartCall { token, process_id, version, vars, .. } => {
+                let child = match self.flow.definition_id(&process_id, version).await {
+                    Ok(d) => self.flow.deployed(&d).await,
+                    Err(e) => Err(e),
+                };
+                match child {
+                    Ok(child) => {
+                        let l = &self.loaded[id];
+                        let (bk, org, by) = (l.business_key.clone(), l.org_id.clone(), l.started_by.clone());
+                        self.new_instance(child, bk, org, by, Some((id.to_string(), token)), vars, None, false);
+                    }
+                    Err(e) => self.push(
+                        id,
+                        Command::FailJob { token, message: format!("cannot call process: {}", e.message) },
+                        false,
+                    ),
+                }
+            }
+            Action::CancelCall { token } => {
+                let rows = sqlx::query(
+                    "SELECT id FROM flow_instances WHERE parent_id = $1 AND parent_token = $2 AND status = 'active'",
+                )
+                .bind(id)
+                .bind(token as i64)
+                .fetch_all(&mut *self.tx)
+                .await
+                .db()?;
+                for r in rows {
+                    let child: String = r.get(0);
+                    self.push(&child, Command::Cancel { reason: "the calling process cancelled it".into() }, false);
+                }
+                // A child created in this very unit is not in the table yet.
+                let pending: Vec<String> = self
+                    .loaded
+                    .iter()
+                    .filter(|(_, l)| l.is_new && l.parent.as_ref().is_some_and(|(pid, t)| pid == id && *t == token))
+                    .map(|(cid, _)| cid.clone())
+                    .collect();
+                for c in pending {
+                    self.push(&c, Command::Cancel { reason: "the calling process cancelled it".into() }, false);
+                }
+            }
+            Action::Incident { token, element, message } => {
+                sqlx::query(
+                    "INSERT INTO flow_incidents (id, instance_id, token, element_id, message, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
+                )
+                .bind(uuid::Uuid::now_v7().to_string())
+                .bind(id)
+                .bind(token as i64)
+                .bind(el_id(element))
+                .bind(&message)
+                .bind(self.now)
+                .execute(&mut *self.tx)
+                .await
+                .db()?;
+                self.loaded.get_mut(id).expect("loaded").incidents += 1;
+                tracing::warn!(instance = %id, element = %el_id(element), %message, "process incident");
+            }
+            Action::ResolveIncident { token } => {
+                let n = sqlx::query(
+                    "UPDATE flow_incidents SET resolved_at = $3, resolution = 'resolved' WHERE instance_id = $1 AND token = $2 AND resolved_at IS NULL",
+                )
+                .bind(id)
+                .bind(token as i64)
+                .bind(self.now)
+                .execute(&mut *self.tx)
+                .await
+                .db()?
+                .rows_affected();
+                let l = self.loaded.get_mut(id).expect("loaded");
+                l.incidents = (l.incidents - n as i64).max(0);
+            }
+            Action::Completed => {
+                let l = &self.loaded[id];
+                if let Some((parent, token)) = l.parent.clone() {
+                    let vars = l.state.vars().clone();
+                    self.push(&parent, Command::ChildCompleted { token, vars }, false);
+                }
+            }
+            Action::Terminated => {}
+        }
+        Ok(())
+    }
+
+    async fn create_task(&mut self, id: &str, def: &Arc<Deployed>, spec: TaskSpec) -> Result<()> {
+        let l = &self.loaded[id];
+        let (bk, org) = (l.business_key.clone(), l.org_id.clone());
+        let mut orgs = Vec::new();
+        for o in &spec.candidate_orgs {
+            let row = sqlx::query("SELECT id FROM orgs WHERE code = $1 OR id = $1")
+                .bind(o)
+                .fetch_optional(&mut *self.tx)
+                .await
+                .db()?;
+            orgs.push(row.map(|r| r.get::<String, _>(0)).unwrap_or_else(|| o.clone()));
+        }
+        let list = |v: &[String]| if v.is_empty() { String::new() } else { format!(",{},", v.join(",")) };
+        sqlx::query(
+            "INSERT INTO flow_tasks (id, instance_id, token, element_id, name, def_key, def_name, business_key, assignee,
+                candidate_users, candidate_groups, candidate_orgs, state, priority, due_at, follow_up_at, form_key, inputs,
+                org_id, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 'open', $13, $14, $15, $16, $17, $18, $19)",
+        )
+        .bind(uuid::Uuid::now_v7().to_string())
+        .bind(id)
+        .bind(spec.token as i64)
+        .bind(&def.process().elements[spec.element].id)
+        .bind(&spec.name)
+        .bind(&def.key)
+        .bind(&def.name)
+        .bind(&bk)
+        .bind(&spec.assignee)
+        .bind(list(&spec.candidate_users))
+        .bind(list(&spec.candidate_groups))
+        .bind(list(&orgs))
+        .bind(spec.priority)
+        .bind(spec.due_at)
+        .bind(spec.follow_up_at)
+        .bind(&spec.form_key)
+        .bind(to_json(&spec.inputs)?)
+        .bind(&org)
+        .bind(self.now)
+        .execute(&mut *self.tx)
+        .await
+        .db()?;
+        Ok(())
+    }
+
+    async fn create_job(&mut self, id: &str, def: &Arc<Deployed>, job: JobSpec) -> Result<()> {
+        let element_id = def.process().elements[job.element].id.clone();
+        match self.flow.handler(&job.handler) {
+            Some(Handler::Inline(f)) => {
+                let input = JobInput {
+                    instance_id: id.to_string(),
+                    element_id: element_id.clone(),
+                    handler: job.handler.clone(),
+                    headers: job.headers.clone(),
+                    vars: job.vars.clone(),
+                    attempt: 1,
+                };
+                match f(&input) {
+                    JobResult::Done(vars) => self.push(id, Command::CompleteJob { token: job.token, vars }, false),
+                    JobResult::BpmnError { code, message } => {
+                        self.push(id, Command::ThrowError { token: job.token, code, message }, false)
+                    }
+                    JobResult::Failed(message) if job.retries <= 1 => {
+                        self.push(id, Command::FailJob { token: job.token, message }, false)
+                    }
+                    JobResult::Failed(message) => {
+                        let backoff = self.flow.options().job_backoff_ms;
+                        self.insert_job(
+                            id,
+                            &element_id,
+                            &job,
+                            job.retries as i64 - 1,
+                            1,
+                            self.now + backoff,
+                            Some(&message),
+                        )
+                        .await?;
+                    }
+                }
+            }
+            Some(Handler::Remote(_)) => {
+                self.insert_job(id, &element_id, &job, job.retries as i64, 0, self.now, None).await?;
+                self.wake = true;
+            }
+            None => {
+                let message = format!("no handler is registered for task type '{}'", job.handler);
+                self.push(id, Command::FailJob { token: job.token, message }, false);
+            }
+        }
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn insert_job(
+        &mut self,
+        id: &str,
+        element_id: &str,
+        job: &JobSpec,
+        retries_left: i64,
+        attempts: i64,
+        run_at: i64,
+        error: Option<&str>,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO flow_jobs (instance_id, token, element_id, handler, retries_left, attempts, run_at, last_error, headers, vars, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+             ON CONFLICT (instance_id, token) DO UPDATE SET retries_left = excluded.retries_left, attempts = excluded.attempts,
+                run_at = excluded.run_at, last_error = excluded.last_error, lease_until = NULL, vars = excluded.vars",
+        )
+        .bind(id)
+        .bind(job.token as i64)
+        .bind(element_id)
+        .bind(&job.handler)
+        .bind(retries_left)
+        .bind(attempts)
+        .bind(run_at)
+        .bind(error)
+        .bind(to_json(&job.headers)?)
+        .bind(to_json(&job.vars)?)
+        .bind(self.now)
+        .execute(&mut *self.tx)
+        .await
+        .db()?;
+        Ok(())
+    }
+
+    /// Delivers a message to the oldest matching subscription. Returns the instance reached.
+    pub async fn correlate(
+        &mut self,
+        name: &str,
+        key: Option<&str>,
+        vars: VarMap,
+        primary: bool,
+    ) -> Result<Option<String>> {
+        let row = sqlx::query(
+            "SELECT instance_id, token FROM flow_subscriptions
+             WHERE name = $1 AND signal = 0 AND (correlation_key = $2 OR correlation_key IS NULL)
+             ORDER BY created_at, instance_id, token LIMIT 1",
+        )
+        .bind(name)
+        .bind(key)
+        .fetch_optional(&mut *self.tx)
+        .await
+        .db()?;
+        let Some(row) = row else { return Ok(None) };
+        let (instance, token): (String, i64) = (row.get(0), row.get(1));
+        self.consume_subscription(&instance, token).await?;
+        self.push(&instance, Command::Deliver { token: token as u64, vars }, primary);
+        Ok(Some(instance))
+    }
+
+    /// Delivers a signal to every subscription of that name. Returns how many.
+    pub async fn signal(&mut self, name: &str, vars: VarMap) -> Result<usize> {
+        let rows = sqlx::query(
+            "SELECT instance_id, token FROM flow_subscriptions WHERE name = $1 AND signal = 1 ORDER BY created_at",
+        )
+        .bind(name)
+        .fetch_all(&mut *self.tx)
+        .await
+        .db()?;
+        for r in &rows {
+            let (instance, token): (String, i64) = (r.get(0), r.get(1));
+            self.consume_subscription(&instance, token).await?;
+            self.push(&instance, Command::Deliver { token: token as u64, vars: vars.clone() }, false);
+        }
+        Ok(rows.len())
+    }
+
+    async fn consume_subscription(&mut self, instance: &str, token: i64) -> Result<()> {
+        sqlx::query("DELETE FROM flow_subscriptions WHERE instance_id = $1 AND token = $2")
+            .bind(instance)
+            .bind(token)
+            .execute(&mut *self.tx)
+            .await
+            .db()?;
+        Ok(())
+    }
+
+    /// Writes every touched instance and its history row, returning the statuses.
+    pub async fn flush(&mut self) -> Result<()> {
+        for id in std::mem::take(&mut self.order) {
+            let Some(l) = self.loaded.get_mut(&id) else { continue };
+            if !l.is_new && l.events.is_empty() {
+                continue; // loaded for reading only
+            }
+            let status = match l.state.status {
+                Status::Active => "active",
+                Status::Completed => "completed",
+                Status::Terminated => "terminated",
+            };
+            let ended_at = (l.state.status != Status::Active).then_some(self.now);
+            let state = to_json(&l.state)?;
+            if l.is_new {
+                let (parent_id, parent_token) = match &l.parent {
+                    Some((p, t)) => (Some(p.clone()), Some(*t as i64)),
+                    None => (None, None),
+                };
+                sqlx::query(
+                    "INSERT INTO flow_instances (id, definition_id, def_key, business_key, status, state, rev, incidents,
+                        started_at, ended_at, started_by, org_id, parent_id, parent_token)
+                     VALUES ($1, $2, $3, $4, $5, $6, 1, $7, $8, $9, $10, $11, $12, $13)",
+                )
+                .bind(&id)
+                .bind(&l.def.id)
+                .bind(&l.def.key)
+                .bind(&l.business_key)
+                .bind(status)
+                .bind(&state)
+                .bind(l.incidents)
+                .bind(l.started_at)
+                .bind(ended_at)
+                .bind(&l.started_by)
+                .bind(&l.org_id)
+                .bind(parent_id)
+                .bind(parent_token)
+                .execute(&mut *self.tx)
+                .await
+                .db()?;
+                l.rev = 1;
+            } else {
+                let n = sqlx::query(
+                    "UPDATE flow_instances SET state = $2, status = $3, rev = rev + 1, incidents = $4, ended_at = $5
+                     WHERE id = $1 AND rev = $6",
+                )
+                .bind(&id)
+                .bind(&state)
+                .bind(status)
+                .bind(l.incidents)
+                .bind(ended_at)
+                .bind(l.rev)
+                .execute(&mut *self.tx)
+                .await
+                .db()?
+                .rows_affected();
+                if n != 1 {
+                    return Err(Error::conflict("the process instance was changed at the same moment; try again"));
+                }
+                l.rev += 1;
+            }
+            if !l.events.is_empty() {
+                let p = l.def.process();
+                let stored: Vec<StoredEvent> = l.events.drain(..).map(|e| stored_event(p, e)).collect();
+                sqlx::query(
+                    "INSERT INTO flow_history (instance_id, seq, at, actor, events) VALUES ($1, $2, $3, $4, $5)",
+                )
+                .bind(&id)
+                .bind(l.rev)
+                .bind(self.now)
+                .bind(&self.actor)
+                .bind(to_json(&stored)?)
+                .execute(&mut *self.tx)
+                .await
+                .db()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Flushes and commits.
+    pub async fn commit(mut self) -> Result<()> {
+        self.flush().await?;
+        self.tx.commit().await.db()?;
+        if self.wake {
+            self.flow.wake();
+        }
+        Ok(())
+    }
+}
+
+fn stored_event(p: &crate::model::Process, e: Event) -> StoredEvent {
+    let element = p.elements.get(e.element).map(|x| x.id.clone());
+    let kind = match e.kind {
+        EventKind::Started => StoredKind::Started,
+        EventKind::Completed => StoredKind::Completed,
+        EventKind::Cancelled => StoredKind::Cancelled,
+        EventKind::Taken { flow } => {
+            StoredKind::Taken { flow: p.flows.get(flow).map(|f| f.id.clone()).unwrap_or_default() }
+        }
+        EventKind::Variables { names } => StoredKind::Variables { names },
+        EventKind::Incident { message } => StoredKind::Incident { message },
+    };
+    StoredEvent { token: e.token, element, kind }
+}
+
+pub(crate) fn command_error(e: CommandError) -> Error {
+    match e {
+        CommandError::NoSuchToken(_) => Error::new(ErrorCode::Conflict, "this step is no longer active in the process"),
+        CommandError::WrongWait { waiting, .. } => {
+            Error::conflict(format!("this step is not waiting for that; it waits for {waiting}"))
+        }
+        CommandError::NotActive => Error::conflict("the process instance has already ended"),
+        CommandError::Invalid(m) => Error::validation(m),
+    }
+}

@@ -1,0 +1,243 @@
+//! Background work: fire due timers and run remote jobs. On PostgreSQL any number of nodes run
+//! these loops together: due rows are claimed with `FOR UPDATE SKIP LOCKED`; on SQLite one
+//! in-process worker does the same job.
+
+use std::time::Duration;
+
+use kernel::Result;
+use store::{Backend, DbResultExt, Row};
+use tokio::sync::watch;
+
+use super::handlers::{Handler, JobInput, JobResult};
+use super::unit::Unit;
+use super::{Flow, obj};
+use crate::engine::Command;
+
+/// Timers fired per transaction.
+const TIMER_BATCH: i64 = 500;
+/// Remote jobs claimed at a time.
+const JOB_BATCH: i64 = 16;
+
+/// Stops the workers when dropped or when [`WorkerHandle::shutdown`] is awaited.
+pub struct WorkerHandle {
+    stop: watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl WorkerHandle {
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+    }
+}
+
+/// Starts the timer and job workers.
+pub fn spawn_workers(flow: &Flow) -> WorkerHandle {
+    let (stop, rx) = watch::channel(false);
+    let t1 = {
+        let flow = flow.clone();
+        let rx = rx.clone();
+        tokio::spawn(async move { timer_loop(flow, rx).await })
+    };
+    let t2 = {
+        let flow = flow.clone();
+        tokio::spawn(async move { job_loop(flow, rx).await })
+    };
+    WorkerHandle { stop, tasks: vec![t1, t2] }
+}
+
+async fn pause(flow: &Flow, rx: &mut watch::Receiver<bool>, ms: u64) -> bool {
+    tokio::select! {
+        _ = tokio::time::sleep(Duration::from_millis(ms)) => false,
+        _ = flow.inner.wake.notified() => false,
+        _ = rx.changed() => true,
+    }
+}
+
+async fn timer_loop(flow: Flow, mut rx: watch::Receiver<bool>) {
+    loop {
+        if *rx.borrow() {
+            return;
+        }
+        let wait = match flow.fire_due_timers().await {
+            Ok(n) if n as i64 >= TIMER_BATCH => 0,
+            Ok(_) => match flow.next_timer_in().await {
+                Ok(Some(ms)) => ms.clamp(0, flow.options().poll_ms as i64) as u64,
+                _ => flow.options().poll_ms,
+            },
+            Err(e) => {
+                tracing::warn!(error = %e, "timer worker");
+                1000
+            }
+        };
+        if wait > 0 && pause(&flow, &mut rx, wait).await {
+            return;
+        }
+    }
+}
+
+async fn job_loop(flow: Flow, mut rx: watch::Receiver<bool>) {
+    loop {
+        if *rx.borrow() {
+            return;
+        }
+        let wait = match flow.run_due_jobs().await {
+            Ok(n) if n > 0 => 0,
+            Ok(_) => flow.options().poll_ms,
+            Err(e) => {
+                tracing::warn!(error = %e, "job worker");
+                1000
+            }
+        };
+        if wait > 0 && pause(&flow, &mut rx, wait).await {
+            return;
+        }
+    }
+}
+
+impl Flow {
+    /// Milliseconds until the next timer is due (`None`: no timers).
+    pub async fn next_timer_in(&self) -> Result<Option<i64>> {
+        let row = sqlx::query("SELECT MIN(due_at) FROM flow_timers").fetch_one(self.db().reader()).await.db()?;
+        Ok(row.get::<Option<i64>, _>(0).map(|d| d - self.now()))
+    }
+
+    /// Fires every timer due now, a batch per transaction. Returns how many fired.
+    pub async fn fire_due_timers(&self) -> Result<usize> {
+        let mut unit = Unit::begin(self, Some("system".into())).await?;
+        let skip = if self.db().backend() == Backend::Postgres { " FOR UPDATE SKIP LOCKED" } else { "" };
+        let sql =
+            format!("SELECT instance_id, token FROM flow_timers WHERE due_at <= $1 ORDER BY due_at LIMIT $2{skip}");
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(unit.now)
+            .bind(TIMER_BATCH)
+            .fetch_all(&mut *unit.tx)
+            .await
+            .db()?;
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        for r in &rows {
+            let (instance, token): (String, i64) = (r.get(0), r.get(1));
+            sqlx::query("DELETE FROM flow_timers WHERE instance_id = $1 AND token = $2")
+                .bind(&instance)
+                .bind(token)
+                .execute(&mut *unit.tx)
+                .await
+                .db()?;
+            unit.push(&instance, Command::FireTimer { token: token as u64 }, false);
+        }
+        unit.run().await?;
+        unit.commit().await?;
+        Ok(rows.len())
+    }
+
+    /// Claims due remote jobs, runs their handlers outside any transaction, and records the
+    /// outcome (done, BPMN error, retry with backoff, or an incident when retries run out).
+    pub async fn run_due_jobs(&self) -> Result<usize> {
+        let now = self.now();
+        let lease = self.options().job_lease_ms;
+        let mut tx = self.db().begin().await?;
+        let skip = if self.db().backend() == Backend::Postgres { " FOR UPDATE SKIP LOCKED" } else { "" };
+        let sql = format!(
+            "SELECT instance_id, token, element_id, handler, retries_left, attempts, headers, vars FROM flow_jobs
+             WHERE run_at <= $1 AND (lease_until IS NULL OR lease_until < $1) ORDER BY run_at LIMIT $2{skip}"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(now).bind(JOB_BATCH).fetch_all(&mut *tx).await.db()?;
+        let mut claimed = Vec::new();
+        for r in &rows {
+            let (instance, token): (String, i64) = (r.get(0), r.get(1));
+            sqlx::query("UPDATE flow_jobs SET lease_until = $3 WHERE instance_id = $1 AND token = $2")
+                .bind(&instance)
+                .bind(token)
+                .bind(now + lease)
+                .execute(&mut *tx)
+                .await
+                .db()?;
+            let input = JobInput {
+                instance_id: instance,
+                element_id: r.get(2),
+                handler: r.get(3),
+                headers: serde_json::from_str(&r.get::<String, _>(6)).unwrap_or_default(),
+                vars: obj(serde_json::from_str(&r.get::<String, _>(7)).unwrap_or_default()),
+                attempt: r.get::<i64, _>(5) as u32 + 1,
+            };
+            claimed.push((input, token, r.get::<i64, _>(4)));
+        }
+        tx.commit().await.db()?;
+        let n = claimed.len();
+        let runs = claimed.into_iter().map(|(input, token, retries_left)| {
+            let flow = self.clone();
+            async move {
+                let result = match flow.handler(&input.handler) {
+                    Some(Handler::Remote(f)) => f(input.clone()).await,
+                    Some(Handler::Inline(f)) => f(&input),
+                    None => JobResult::Failed(format!("no handler is registered for task type '{}'", input.handler)),
+                };
+                if let Err(e) = flow.job_done(&input, token, retries_left, result).await {
+                    tracing::warn!(instance = %input.instance_id, error = %e, "recording a job result failed; it runs again after its lease");
+                }
+            }
+        });
+        futures::future::join_all(runs).await;
+        Ok(n)
+    }
+
+    async fn job_done(&self, input: &JobInput, token: i64, retries_left: i64, result: JobResult) -> Result<()> {
+        let mut unit = Unit::begin(self, Some("system".into())).await?;
+        // The job may have been cancelled meanwhile (a boundary timer, the instance cancelled).
+        let still = sqlx::query("SELECT 1 FROM flow_jobs WHERE instance_id = $1 AND token = $2")
+            .bind(&input.instance_id)
+            .bind(token)
+            .fetch_optional(&mut *unit.tx)
+            .await
+            .db()?;
+        if still.is_none() {
+            return Ok(());
+        }
+        let finished = !matches!(&result, JobResult::Failed(_)) || retries_left <= 1;
+        if finished {
+            sqlx::query("DELETE FROM flow_jobs WHERE instance_id = $1 AND token = $2")
+                .bind(&input.instance_id)
+                .bind(token)
+                .execute(&mut *unit.tx)
+                .await
+                .db()?;
+        }
+        match result {
+            JobResult::Done(vars) => {
+                unit.push(&input.instance_id, Command::CompleteJob { token: token as u64, vars }, false);
+            }
+            JobResult::BpmnError { code, message } => {
+                unit.push(&input.instance_id, Command::ThrowError { token: token as u64, code, message }, false);
+            }
+            JobResult::Failed(message) if retries_left <= 1 => {
+                let message = format!("{message} (after {} attempt(s))", input.attempt);
+                unit.push(&input.instance_id, Command::FailJob { token: token as u64, message }, false);
+            }
+            JobResult::Failed(message) => {
+                let backoff = self
+                    .options()
+                    .job_backoff_ms
+                    .saturating_mul(1 << input.attempt.min(16).saturating_sub(1))
+                    .min(3_600_000);
+                sqlx::query(
+                    "UPDATE flow_jobs SET retries_left = retries_left - 1, attempts = attempts + 1, run_at = $3, lease_until = NULL, last_error = $4
+                     WHERE instance_id = $1 AND token = $2",
+                )
+                .bind(&input.instance_id)
+                .bind(token)
+                .bind(unit.now + backoff)
+                .bind(&message)
+                .execute(&mut *unit.tx)
+                .await
+                .db()?;
+                tracing::info!(instance = %input.instance_id, element = %input.element_id, %message, backoff_ms = backoff, "job failed; retrying");
+            }
+        }
+        unit.run().await?;
+        unit.commit().await
+    }
+}

@@ -1,0 +1,483 @@
+//! The workflow engine through the HTTP API and the durable runtime, on every backend.
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use store::testing::test_backends;
+
+use crate::helpers::{Session, TestApp, assert_error};
+
+const APPROVAL: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
+<bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL" xmlns:zeebe="http://camunda.org/schema/zeebe/1.0" id="d1">
+  <bpmn:process id="leave" name="请假审批" isExecutable="true">
+    <bpmn:startEvent id="start"/>
+    <bpmn:parallelGateway id="fork"/>
+    <bpmn:userTask id="dept" name="科室审核">
+      <bpmn:extensionElements><zeebe:assignmentDefinition candidateGroups="staff"/><zeebe:formDefinition formKey="opinion"/><zeebe:taskSchedule dueDate="PT8H"/></bpmn:extensionElements>
+    </bpmn:userTask>
+    <bpmn:userTask id="hr" name="人事备案">
+      <bpmn:extensionElements><zeebe:assignmentDefinition assignee="=hr"/></bpmn:extensionElements>
+    </bpmn:userTask>
+    <bpmn:parallelGateway id="join"/>
+    <bpmn:endEvent id="end"/>
+    <bpmn:sequenceFlow id="f1" sourceRef="start" targetRef="fork"/>
+    <bpmn:sequenceFlow id="f2" sourceRef="fork" targetRef="dept"/>
+    <bpmn:sequenceFlow id="f3" sourceRef="fork" targetRef="hr"/>
+    <bpmn:sequenceFlow id="f4" sourceRef="dept" targetRef="join"/>
+    <bpmn:sequenceFlow id="f5" sourceRef="hr" targetRef="join"/>
+    <bpmn:sequenceFlow id="f6" sourceRef="join" targetRef="end"/>
+  </bpmn:process>
+</bpmn:definitions>"#;
+
+fn opinion_form() -> Value {
+    json!({"opinion": {"type": "default", "components": [
+        {"type": "radio", "key": "decision", "label": "审核意见", "validate": {"required": true},
+         "values": [{"label": "同意", "value": "agree"}, {"label": "不同意", "value": "reject"}]},
+        {"type": "textarea", "key": "comment", "label": "说明", "validate": {"maxLength": 200}}
+    ]}})
+}
+
+fn conformance(name: &str) -> String {
+    std::fs::read_to_string(format!("{}/../flow/conformance/{name}.bpmn", env!("CARGO_MANIFEST_DIR"))).unwrap()
+}
+
+async fn deploy(admin: &Session, xml: &str, forms: Value) -> Value {
+    let (s, body) =
+        admin.json(Method::POST, "/api/v1/flow/definitions", Some(json!({"xml": xml, "forms": forms}))).await;
+    assert_eq!(s, StatusCode::CREATED, "{body}");
+    body
+}
+
+async fn inbox(s: &Session) -> Vec<Value> {
+    let (st, body) = s.json(Method::GET, "/api/v1/flow/tasks", None).await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    body["items"].as_array().unwrap().clone()
+}
+
+#[tokio::test]
+async fn a_two_step_approval_with_a_parallel_branch_runs_through_the_api() {
+    for b in test_backends() {
+        let app = TestApp::start(b).await;
+        let admin = app.login("flowadmin").await;
+        let d = deploy(&admin, APPROVAL, opinion_form()).await;
+        assert_eq!((d["key"].as_str(), d["version"].as_i64()), (Some("leave"), Some(1)));
+        // Deploying the same model again is not a new version.
+        assert_eq!(deploy(&admin, APPROVAL, opinion_form()).await["version"], 1);
+
+        let starter = app.login("dispatcher").await;
+        let (s, inst) = starter
+            .json(Method::POST, "/api/v1/flow/instances", Some(json!({"process_key": "leave", "business_key": "QJ-2026-001", "variables": {"hr": "flowadmin", "days": 3}})))
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{inst}");
+        let id = inst["id"].as_str().unwrap().to_string();
+
+        // The department task is a candidate task for staff; the HR task is assigned.
+        let handler = app.login("cgj_handler").await;
+        let tasks = inbox(&handler).await;
+        let dept = tasks.iter().find(|t| t["element_id"] == "dept").expect("dept task in the staff inbox").clone();
+        assert_eq!(dept["due_at"].as_i64(), Some(1_795_000_000_000 + 8 * 3_600_000));
+        assert!(inbox(&handler).await.iter().all(|t| t["element_id"] != "hr"));
+        let dept_id = dept["id"].as_str().unwrap();
+
+        // Completing before claiming is refused; claiming takes it out of other inboxes.
+        let (s, body) = handler
+            .json(
+                Method::POST,
+                &format!("/api/v1/flow/tasks/{dept_id}"),
+                Some(json!({"action": "complete", "variables": {"decision": "agree"}})),
+            )
+            .await;
+        assert_error(s, &body, 403, "forbidden");
+        let (s, _) = handler
+            .json(Method::POST, &format!("/api/v1/flow/tasks/{dept_id}"), Some(json!({"action": "claim"})))
+            .await;
+        assert_eq!(s, StatusCode::OK);
+        let gw = app.login("gridworker").await;
+        assert!(
+            inbox(&gw).await.iter().all(|t| t["id"] != dept["id"]),
+            "claimed tasks leave other candidates' inboxes"
+        );
+        let (s, body) = gw
+            .json(
+                Method::POST,
+                &format!("/api/v1/flow/tasks/{dept_id}"),
+                Some(json!({"action": "complete", "variables": {"decision": "agree"}})),
+            )
+            .await;
+        assert_error(s, &body, 404, "not_found");
+
+        // The form is enforced on the server.
+        let (s, view) = handler.json(Method::GET, &format!("/api/v1/flow/tasks/{dept_id}"), None).await;
+        assert_eq!(s, StatusCode::OK);
+        assert_eq!(view["form"]["components"][0]["key"], "decision");
+        assert_eq!(view["variables"]["days"], 3);
+        let (s, body) = handler
+            .json(
+                Method::POST,
+                &format!("/api/v1/flow/tasks/{dept_id}"),
+                Some(json!({"action": "complete", "variables": {"decision": "maybe", "x": 1}})),
+            )
+            .await;
+        assert_error(s, &body, 422, "validation_failed");
+        assert!(body["message"].as_str().unwrap().contains("'x' is not a field"), "{body}");
+        let (s, body) = handler
+            .json(
+                Method::POST,
+                &format!("/api/v1/flow/tasks/{dept_id}"),
+                Some(json!({"action": "complete", "variables": {"decision": "agree", "comment": "同意"}})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{body}");
+        let (s, body) = handler
+            .json(
+                Method::POST,
+                &format!("/api/v1/flow/tasks/{dept_id}"),
+                Some(json!({"action": "complete", "variables": {"decision": "agree"}})),
+            )
+            .await;
+        assert_error(s, &body, 409, "conflict");
+
+        // Still waiting for HR at the join.
+        let (_, detail) = starter.json(Method::GET, &format!("/api/v1/flow/instances/{id}"), None).await;
+        assert_eq!(detail["status"], "active");
+        assert_eq!(detail["active_elements"], json!(["hr", "join"]));
+
+        app.clock.advance_secs(90);
+        let hr =
+            inbox(&admin).await.into_iter().find(|t| t["element_id"] == "hr").expect("hr task assigned by expression");
+        let (s, _) = admin
+            .json(
+                Method::POST,
+                &format!("/api/v1/flow/tasks/{}", hr["id"].as_str().unwrap()),
+                Some(json!({"action": "complete"})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK);
+
+        let (_, detail) = starter.json(Method::GET, &format!("/api/v1/flow/instances/{id}"), None).await;
+        assert_eq!(detail["status"], "completed", "{detail}");
+        assert_eq!(detail["variables"]["decision"], "agree");
+        for el in ["start", "fork", "dept", "hr", "join", "end"] {
+            assert!(detail["completed_elements"].as_array().unwrap().iter().any(|e| e == el), "{el} in the path");
+        }
+        for f in ["f1", "f2", "f3", "f4", "f5", "f6"] {
+            assert!(detail["taken_flows"].as_array().unwrap().iter().any(|e| e == f), "{f} taken");
+        }
+        let hr_item = detail["timeline"].as_array().unwrap().iter().find(|t| t["element_id"] == "hr").unwrap();
+        assert_eq!(hr_item["duration_ms"], 90_000);
+        assert_eq!(hr_item["ended_by"], "flowadmin");
+        // The done list and the search by actor.
+        let (_, done) = handler.json(Method::GET, "/api/v1/flow/tasks?view=done", None).await;
+        assert_eq!(done["total"], 1);
+        let (_, found) =
+            admin.json(Method::GET, "/api/v1/flow/instances?actor=cgj_handler&status=completed", None).await;
+        assert_eq!(found["total"], 1);
+        // Every step is in the audit log.
+        for action in ["flow.deploy", "flow.instance.start", "flow.task.claim", "flow.task.complete"] {
+            let n = audit::search(
+                &app.state.db,
+                &audit::AuditFilter { action: Some(action.into()), ..Default::default() },
+                Default::default(),
+            )
+            .await
+            .unwrap()
+            .total;
+            assert!(n >= 1, "{action} audited");
+        }
+    }
+}
+
+#[tokio::test]
+async fn broken_and_hostile_models_are_refused_with_the_element_named() {
+    for b in test_backends() {
+        let app = TestApp::start(b).await;
+        let admin = app.login("flowadmin").await;
+        let bad = APPROVAL.replace(r#"<bpmn:sequenceFlow id="f6" sourceRef="join" targetRef="end"/>"#, "");
+        let (s, body) = admin.json(Method::POST, "/api/v1/flow/definitions", Some(json!({"xml": bad}))).await;
+        assert_error(s, &body, 422, "validation_failed");
+        let msg = body["message"].as_str().unwrap();
+        assert!(msg.contains("'end'") && msg.contains("cannot be reached"), "{msg}");
+        assert!(msg.contains("'join'") && msg.contains("no outgoing flow"), "{msg}");
+        let (s, check) = admin.json(Method::POST, "/api/v1/flow/definitions/check", Some(json!({"xml": bad}))).await;
+        assert_eq!(s, StatusCode::OK);
+        assert_eq!(check["ok"], false);
+        assert!(
+            check["problems"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|p| p["element"] == "end" && p["line"].as_u64().unwrap() > 1)
+        );
+        let bomb = r#"<!DOCTYPE x [<!ENTITY a "aaaa"><!ENTITY b "&a;&a;&a;">]><x>&b;</x>"#;
+        let (s, body) = admin.json(Method::POST, "/api/v1/flow/definitions", Some(json!({"xml": bomb}))).await;
+        assert_error(s, &body, 422, "validation_failed");
+        // Staff may not deploy.
+        let staff = app.login("dispatcher").await;
+        let (s, body) = staff.json(Method::POST, "/api/v1/flow/definitions", Some(json!({"xml": APPROVAL}))).await;
+        assert_error(s, &body, 403, "forbidden");
+        // Nothing was deployed.
+        let (_, list) = admin.json(Method::GET, "/api/v1/flow/definitions", None).await;
+        assert_eq!(list.as_array().unwrap().len(), 0);
+    }
+}
+
+#[tokio::test]
+async fn the_reference_process_completes_in_one_transaction_with_full_history() {
+    for b in test_backends() {
+        let app = TestApp::start(b).await;
+        let admin = app.login("flowadmin").await;
+        deploy(&admin, &conformance("reference"), json!({})).await;
+        let (s, inst) = admin
+            .json(
+                Method::POST,
+                "/api/v1/flow/instances",
+                Some(json!({"process_key": "reference", "variables": {"amount": 5}})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED);
+        assert_eq!(inst["status"], "completed", "in-process service tasks run in the same transaction");
+        let (_, hist) = admin
+            .json(Method::GET, &format!("/api/v1/flow/instances/{}/history", inst["id"].as_str().unwrap()), None)
+            .await;
+        let events = hist[0]["events"].as_array().unwrap();
+        let completed = events.iter().filter(|e| e["k"] == "completed").count();
+        assert_eq!(completed, 10, "start, route, fork, a, b, c, join x3, end: {events:?}");
+    }
+}
+
+#[tokio::test]
+async fn timers_and_messages_survive_in_the_database_and_fire_on_time() {
+    for b in test_backends() {
+        let app = TestApp::start(b).await;
+        let flow = app.state.services.get::<flow::Flow>().unwrap().clone();
+        let admin = app.login("flowadmin").await;
+        deploy(&admin, &conformance("events"), json!({})).await;
+        let start = |key: &'static str| {
+            let admin = &admin;
+            async move {
+                let (s, i) = admin
+                    .json(
+                        Method::POST,
+                        "/api/v1/flow/instances",
+                        Some(json!({"process_key": "events", "variables": {"orderId": key}})),
+                    )
+                    .await;
+                assert_eq!(s, StatusCode::CREATED, "{i}");
+                i["id"].as_str().unwrap().to_string()
+            }
+        };
+        let paid = start("A-1").await;
+        let expired = start("A-2").await;
+        // A message for an unknown key is a clear 404, and changes nothing.
+        let (s, body) = admin
+            .json(Method::POST, "/api/v1/flow/messages", Some(json!({"name": "paid", "correlation_key": "ZZZ"})))
+            .await;
+        assert_error(s, &body, 404, "not_found");
+        let (s, body) = admin
+            .json(
+                Method::POST,
+                "/api/v1/flow/messages",
+                Some(json!({"name": "paid", "correlation_key": "A-1", "variables": {"amount": 9}})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{body}");
+        assert_eq!(body["id"], paid.as_str());
+        // Timers fire only when due.
+        app.clock.advance_secs(3599);
+        assert_eq!(flow.fire_due_timers().await.unwrap(), 0);
+        app.clock.advance_secs(2);
+        assert_eq!(flow.fire_due_timers().await.unwrap(), 1, "A-2's timeout; A-1's was cancelled with the gateway");
+        let admin = app.login("flowadmin").await; // the hour passed the session's idle limit
+        let (_, d) = admin.json(Method::GET, &format!("/api/v1/flow/instances/{expired}"), None).await;
+        assert_eq!(d["status"], "completed");
+        assert!(d["completed_elements"].as_array().unwrap().iter().any(|e| e == "expired"));
+        // A-1 goes on: receive task, signal, then it throws the 'done' message.
+        let (s, _) = admin
+            .json(Method::POST, "/api/v1/flow/messages", Some(json!({"name": "done", "correlation_key": "A-1"})))
+            .await;
+        assert_eq!(s, StatusCode::OK);
+        let (s, body) = admin.json(Method::POST, "/api/v1/flow/signals", Some(json!({"name": "alarm"}))).await;
+        assert_eq!((s, body["reached"].as_i64()), (StatusCode::OK, Some(1)));
+        let (_, d) = admin.json(Method::GET, &format!("/api/v1/flow/instances/{paid}"), None).await;
+        assert_eq!(d["status"], "completed", "{d}");
+        assert_eq!(d["variables"]["amount"], 9);
+    }
+}
+
+#[tokio::test]
+async fn failed_jobs_retry_with_backoff_then_raise_an_incident_that_an_operator_resolves() {
+    use axum::{Router, routing::post};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    for b in test_backends() {
+        // A government system that fails twice, then answers.
+        let calls = Arc::new(AtomicUsize::new(0));
+        let c2 = calls.clone();
+        let peer = Router::new().route(
+            "/notify",
+            post(move |body: String| {
+                let c = c2.clone();
+                async move {
+                    let n = c.fetch_add(1, Ordering::SeqCst);
+                    if n < 2 {
+                        (axum::http::StatusCode::SERVICE_UNAVAILABLE, String::new())
+                    } else {
+                        (axum::http::StatusCode::OK, format!("{{\"echo\":{body}}}"))
+                    }
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/notify", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, peer).await.unwrap() });
+
+        let app = TestApp::start(b).await;
+        let flow = app.state.services.get::<flow::Flow>().unwrap().clone();
+        let admin = app.login("flowadmin").await;
+        let xml = format!(
+            r#"<?xml version="1.0"?><bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL" xmlns:zeebe="http://camunda.org/schema/zeebe/1.0" id="d">
+            <bpmn:process id="notify" isExecutable="true"><bpmn:startEvent id="s"/>
+            <bpmn:serviceTask id="call"><bpmn:extensionElements><zeebe:taskDefinition type="http" retries="3"/>
+              <zeebe:taskHeaders><zeebe:header key="url" value="{url}"/><zeebe:header key="method" value="POST"/><zeebe:header key="body" value="{{&quot;case&quot;:&quot;${{caseNo}}&quot;}}"/></zeebe:taskHeaders>
+            </bpmn:extensionElements></bpmn:serviceTask>
+            <bpmn:serviceTask id="broken"><bpmn:extensionElements><zeebe:taskDefinition type="fail" retries="1"/></bpmn:extensionElements></bpmn:serviceTask>
+            <bpmn:endEvent id="e"/>
+            <bpmn:sequenceFlow id="f1" sourceRef="s" targetRef="call"/><bpmn:sequenceFlow id="f2" sourceRef="call" targetRef="broken"/><bpmn:sequenceFlow id="f3" sourceRef="broken" targetRef="e"/>
+            </bpmn:process></bpmn:definitions>"#
+        );
+        deploy(&admin, &xml, json!({})).await;
+        let (_, inst) = admin
+            .json(
+                Method::POST,
+                "/api/v1/flow/instances",
+                Some(json!({"process_key": "notify", "variables": {"caseNo": "JN-7"}})),
+            )
+            .await;
+        let id = inst["id"].as_str().unwrap().to_string();
+        assert_eq!(flow.run_due_jobs().await.unwrap(), 1);
+        assert_eq!(flow.run_due_jobs().await.unwrap(), 0, "backing off");
+        app.clock.advance_secs(1);
+        assert_eq!(flow.run_due_jobs().await.unwrap(), 1);
+        app.clock.advance_secs(1);
+        assert_eq!(flow.run_due_jobs().await.unwrap(), 0, "second backoff is 2 s");
+        app.clock.advance_secs(1);
+        assert_eq!(flow.run_due_jobs().await.unwrap(), 1);
+        assert_eq!(calls.load(Ordering::SeqCst), 3);
+        let (_, d) = admin.json(Method::GET, &format!("/api/v1/flow/instances/{id}"), None).await;
+        assert_eq!(d["variables"]["response"]["echo"]["case"], "JN-7", "{d}");
+        // The 'fail' handler with one retry: an incident, listed and resolvable.
+        let (_, incidents) = admin.json(Method::GET, "/api/v1/flow/incidents", None).await;
+        assert_eq!(incidents["total"], 1, "{incidents}");
+        let inc = incidents["items"][0].clone();
+        assert_eq!(inc["element_id"], "broken");
+        let (_, found) = admin.json(Method::GET, "/api/v1/flow/instances?status=incident", None).await;
+        assert_eq!(found["total"], 1);
+        let (s, body) = admin
+            .json(
+                Method::POST,
+                &format!("/api/v1/flow/incidents/{}/resolve", inc["id"].as_str().unwrap()),
+                Some(json!({"resolution": "skip"})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{body}");
+        let (s, body) = admin
+            .json(
+                Method::POST,
+                &format!("/api/v1/flow/incidents/{}/resolve", inc["id"].as_str().unwrap()),
+                Some(json!({"resolution": "skip"})),
+            )
+            .await;
+        assert_error(s, &body, 409, "conflict");
+        let (_, d) = admin.json(Method::GET, &format!("/api/v1/flow/instances/{id}"), None).await;
+        assert_eq!(d["status"], "completed");
+        // Staff cannot see incidents.
+        let staff = app.login("dispatcher").await;
+        let (s, body) = staff.json(Method::GET, "/api/v1/flow/incidents", None).await;
+        assert_error(s, &body, 403, "forbidden");
+    }
+}
+
+#[tokio::test]
+async fn send_back_transfer_and_countersign_work_on_real_users() {
+    for b in test_backends() {
+        let app = TestApp::start(b).await;
+        let admin = app.login("flowadmin").await;
+        deploy(&admin, &conformance("approval"), json!({})).await;
+        let starter = app.login("dispatcher").await;
+        let (_, inst) = starter
+            .json(
+                Method::POST,
+                "/api/v1/flow/instances",
+                Some(json!({"process_key": "approval", "variables": {"reviewers": ["cgj_handler"]}})),
+            )
+            .await;
+        let id = inst["id"].as_str().unwrap().to_string();
+        // The draft goes to the initiator.
+        let draft = inbox(&starter).await.into_iter().find(|t| t["element_id"] == "draft").unwrap();
+        let (s, _) = starter
+            .json(
+                Method::POST,
+                &format!("/api/v1/flow/tasks/{}", draft["id"].as_str().unwrap()),
+                Some(json!({"action": "complete"})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK);
+        // Legal review: transferred from cgj_handler to gridworker.
+        let h = app.login("cgj_handler").await;
+        let legal = inbox(&h).await.into_iter().find(|t| t["element_id"] == "legal").unwrap();
+        let legal_id = legal["id"].as_str().unwrap().to_string();
+        let (s, _) =
+            h.json(Method::POST, &format!("/api/v1/flow/tasks/{legal_id}"), Some(json!({"action": "claim"}))).await;
+        assert_eq!(s, StatusCode::OK);
+        let (s, body) = h
+            .json(
+                Method::POST,
+                &format!("/api/v1/flow/tasks/{legal_id}"),
+                Some(json!({"action": "transfer", "to": "nobody"})),
+            )
+            .await;
+        assert_error(s, &body, 422, "validation_failed");
+        let (s, t) = h
+            .json(
+                Method::POST,
+                &format!("/api/v1/flow/tasks/{legal_id}"),
+                Some(json!({"action": "transfer", "to": "gridworker", "comment": "请协助"})),
+            )
+            .await;
+        assert_eq!((s, t["assignee"].as_str()), (StatusCode::OK, Some("gridworker")));
+        // The gridworker sends it back to the draft with a reason.
+        let gw = app.login("gridworker").await;
+        let (_, view) = gw.json(Method::GET, &format!("/api/v1/flow/tasks/{legal_id}"), None).await;
+        assert!(view["send_back_targets"].as_array().unwrap().iter().any(|t| t["element_id"] == "draft"), "{view}");
+        let (s, body) = gw
+            .json(
+                Method::POST,
+                &format!("/api/v1/flow/tasks/{legal_id}"),
+                Some(json!({"action": "send_back", "to_element": "draft", "reason": ""})),
+            )
+            .await;
+        assert_error(s, &body, 422, "validation_failed");
+        let (s, _) = gw
+            .json(
+                Method::POST,
+                &format!("/api/v1/flow/tasks/{legal_id}"),
+                Some(json!({"action": "send_back", "to_element": "draft", "reason": "材料不全"})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK);
+        let back = inbox(&starter).await.into_iter().find(|t| t["element_id"] == "draft").expect("back at the draft");
+        let (_, view) =
+            starter.json(Method::GET, &format!("/api/v1/flow/tasks/{}", back["id"].as_str().unwrap()), None).await;
+        assert_eq!(view["variables"]["sendBackReason"], "材料不全");
+        // Urging is recorded on the task.
+        let (s, t) = admin
+            .json(
+                Method::POST,
+                &format!("/api/v1/flow/tasks/{}", back["id"].as_str().unwrap()),
+                Some(json!({"action": "urge", "comment": "请尽快"})),
+            )
+            .await;
+        assert_eq!((s, t["urge_count"].as_i64()), (StatusCode::OK, Some(1)));
+        let (_, d) = admin.json(Method::GET, &format!("/api/v1/flow/instances/{id}"), None).await;
+        assert_eq!(d["status"], "active");
+    }
+}
