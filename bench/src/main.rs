@@ -3,9 +3,11 @@
 //!
 //! - `audit [N]`: audit append, sealing and verification.
 //! - `flow-core [N]`: the engine core in memory on the reference process.
+//! - `flow-durable [N]`: the same process durable, through the service layer.
 
 mod audit;
 mod flow_core;
+mod flow_durable;
 
 #[tokio::main]
 async fn main() {
@@ -14,6 +16,7 @@ async fn main() {
     match args.get(1).map(String::as_str) {
         Some("audit") => audit::run(n(200_000)).await,
         Some("flow-core") => flow_core::run(n(1_000_000)),
-        _ => eprintln!("usage: zs-bench audit|flow-core [N]"),
+        Some("flow-durable") => flow_durable::run(n(50_000)).await,
+        _ => eprintln!("usage: zs-bench audit|flow-core|flow-durable [N]"),
     }
 }

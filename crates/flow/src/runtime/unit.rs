@@ -532,8 +532,12 @@ impl<'f> Unit<'f> {
         Ok(())
     }
 
-    /// Writes every touched instance and its history row, returning the statuses.
+    /// Writes every touched instance and its history row. New instances and history rows go
+    /// out as multi-row INSERTs (a batch of started instances costs a few statements, not two
+    /// per instance); changed instances are updated one by one with their revision checked.
     pub async fn flush(&mut self) -> Result<()> {
+        let mut new_rows: Vec<NewRow> = Vec::new();
+        let mut history: Vec<(String, i64, String)> = Vec::new();
         for id in std::mem::take(&mut self.order) {
             let Some(l) = self.loaded.get_mut(&id) else { continue };
             if !l.is_new && l.events.is_empty() {
@@ -551,27 +555,22 @@ impl<'f> Unit<'f> {
                     Some((p, t)) => (Some(p.clone()), Some(*t as i64)),
                     None => (None, None),
                 };
-                sqlx::query(
-                    "INSERT INTO flow_instances (id, definition_id, def_key, business_key, status, state, rev, incidents,
-                        started_at, ended_at, started_by, org_id, parent_id, parent_token)
-                     VALUES ($1, $2, $3, $4, $5, $6, 1, $7, $8, $9, $10, $11, $12, $13)",
-                )
-                .bind(&id)
-                .bind(&l.def.id)
-                .bind(&l.def.key)
-                .bind(&l.business_key)
-                .bind(status)
-                .bind(&state)
-                .bind(l.incidents)
-                .bind(l.started_at)
-                .bind(ended_at)
-                .bind(&l.started_by)
-                .bind(&l.org_id)
-                .bind(parent_id)
-                .bind(parent_token)
-                .execute(&mut *self.tx)
-                .await
-                .db()?;
+                new_rows.push(NewRow {
+                    id: id.clone(),
+                    definition_id: l.def.id.clone(),
+                    def_key: l.def.key.clone(),
+                    business_key: l.business_key.clone(),
+                    status,
+                    state,
+                    incidents: l.incidents,
+                    started_at: l.started_at,
+                    ended_at,
+                    started_by: l.started_by.clone(),
+                    org_id: l.org_id.clone(),
+                    parent_id,
+                    parent_token,
+                });
+                l.is_new = false;
                 l.rev = 1;
             } else {
                 let n = sqlx::query(
@@ -596,18 +595,42 @@ impl<'f> Unit<'f> {
             if !l.events.is_empty() {
                 let p = l.def.process();
                 let stored: Vec<StoredEvent> = l.events.drain(..).map(|e| stored_event(p, e)).collect();
-                sqlx::query(
-                    "INSERT INTO flow_history (instance_id, seq, at, actor, events) VALUES ($1, $2, $3, $4, $5)",
-                )
-                .bind(&id)
-                .bind(l.rev)
-                .bind(self.now)
-                .bind(&self.actor)
-                .bind(to_json(&stored)?)
-                .execute(&mut *self.tx)
-                .await
-                .db()?;
+                history.push((id, l.rev, to_json(&stored)?));
             }
+        }
+        for chunk in new_rows.chunks(INSERT_ROWS) {
+            let mut sql = String::from(
+                "INSERT INTO flow_instances (id, definition_id, def_key, business_key, status, state, rev, incidents,
+                    started_at, ended_at, started_by, org_id, parent_id, parent_token) VALUES ",
+            );
+            push_values(&mut sql, chunk.len(), 13, Some(6));
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for r in chunk {
+                q = q
+                    .bind(&r.id)
+                    .bind(&r.definition_id)
+                    .bind(&r.def_key)
+                    .bind(&r.business_key)
+                    .bind(r.status)
+                    .bind(&r.state)
+                    .bind(r.incidents)
+                    .bind(r.started_at)
+                    .bind(r.ended_at)
+                    .bind(&r.started_by)
+                    .bind(&r.org_id)
+                    .bind(&r.parent_id)
+                    .bind(r.parent_token);
+            }
+            q.execute(&mut *self.tx).await.db()?;
+        }
+        for chunk in history.chunks(INSERT_ROWS * 2) {
+            let mut sql = String::from("INSERT INTO flow_history (instance_id, seq, at, actor, events) VALUES ");
+            push_values(&mut sql, chunk.len(), 5, None);
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for (id, seq, events) in chunk {
+                q = q.bind(id).bind(*seq).bind(self.now).bind(&self.actor).bind(events);
+            }
+            q.execute(&mut *self.tx).await.db()?;
         }
         Ok(())
     }
@@ -620,6 +643,47 @@ impl<'f> Unit<'f> {
             self.flow.wake();
         }
         Ok(())
+    }
+}
+
+/// Rows per multi-row INSERT. SQLite looks parameter names up by a linear scan, so a statement
+/// with n parameters costs O(n²) to bind: a few hundred parameters per statement is the sweet spot.
+const INSERT_ROWS: usize = 16;
+
+struct NewRow {
+    id: String,
+    definition_id: String,
+    def_key: String,
+    business_key: Option<String>,
+    status: &'static str,
+    state: String,
+    incidents: i64,
+    started_at: i64,
+    ended_at: Option<i64>,
+    started_by: Option<String>,
+    org_id: Option<String>,
+    parent_id: Option<String>,
+    parent_token: Option<i64>,
+}
+
+/// Appends `rows` groups of `cols` placeholders; `literal_at` (0-based column) is the literal 1
+/// (the revision of a new instance) instead of a placeholder.
+fn push_values(sql: &mut String, rows: usize, cols: usize, literal_at: Option<usize>) {
+    let mut n = 0;
+    for r in 0..rows {
+        sql.push_str(if r == 0 { "(" } else { ", (" });
+        for c in 0..cols + usize::from(literal_at.is_some()) {
+            if c > 0 {
+                sql.push_str(", ");
+            }
+            if Some(c) == literal_at {
+                sql.push('1');
+            } else {
+                n += 1;
+                sql.push_str(&format!("${n}"));
+            }
+        }
+        sql.push(')');
     }
 }
 
