@@ -57,6 +57,7 @@ pub async fn demo(cfg: Config) -> anyhow::Result<()> {
     std::fs::write(&marker, "created by `zhongshu demo`; replaced by the next demo run\n")?;
     let state = app::open(&cfg, OpenOptions::default()).await?;
     let accounts = crate::demo::seed(&state).await?;
+    crate::demo_flow::seed(&state).await?;
     state.sealer.seal_all().await.map_err(|e| anyhow!("{e}"))?;
     let listener = bind(&cfg).await?;
     let addr = listener.local_addr()?;

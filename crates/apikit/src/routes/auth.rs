@@ -180,6 +180,46 @@ pub struct Module {
 pub const MODULES: &[(Module, &str)] = &[
     (
         Module {
+            key: "flow_tasks",
+            name: "待办事项",
+            description: "待办、已办，办理、转办、委托、退回、催办",
+            path: "/flow/tasks",
+            group: "流程中心",
+        },
+        perms::FLOW_TASK,
+    ),
+    (
+        Module {
+            key: "flow_instances",
+            name: "流程监控",
+            description: "流程实例查询、流转记录与流程图跟踪",
+            path: "/flow/instances",
+            group: "流程中心",
+        },
+        perms::FLOW_START,
+    ),
+    (
+        Module {
+            key: "flow_models",
+            name: "流程设计",
+            description: "BPMN 流程建模、表单设计、发布与版本",
+            path: "/flow/models",
+            group: "流程中心",
+        },
+        perms::FLOW_MODEL_READ,
+    ),
+    (
+        Module {
+            key: "flow_incidents",
+            name: "流程异常",
+            description: "失败的服务任务与流程错误的处理",
+            path: "/flow/incidents",
+            group: "流程中心",
+        },
+        perms::FLOW_INSTANCE_MANAGE,
+    ),
+    (
+        Module {
             key: "orgs",
             name: "组织机构",
             description: "行政区划与部门的组织树",

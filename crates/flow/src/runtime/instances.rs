@@ -76,7 +76,8 @@ pub struct InstanceDetail {
     pub completed_elements: Vec<String>,
     pub taken_flows: Vec<String>,
     pub timeline: Vec<TimelineItem>,
-    pub incidents: Vec<Incident>,
+    /// Every incident of the instance, open and resolved.
+    pub incident_list: Vec<Incident>,
     pub xml: String,
 }
 
@@ -603,7 +604,7 @@ impl Flow {
             completed_elements,
             taken_flows,
             timeline,
-            incidents,
+            incident_list: incidents,
             xml,
         })
     }
