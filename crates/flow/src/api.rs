@@ -11,7 +11,7 @@ use utoipa_axum::routes;
 
 use crate::parse::ModelError;
 use crate::runtime::{
-    Definition, DefinitionSummary, Flow, HistoryEntry, Incident, IncidentFilter, Instance, InstanceDetail,
+    Definition, DefinitionSummary, DelayRow, Flow, HistoryEntry, Incident, IncidentFilter, Instance, InstanceDetail,
     InstanceFilter, MessageRequest, Resolution, StartRequest, Task, TaskAction, TaskFilter, TaskView,
 };
 
@@ -67,6 +67,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(broadcast_signal))
         .routes(routes!(list_tasks))
         .routes(routes!(get_task, act_on_task))
+        .routes(routes!(delay_overview))
         .routes(routes!(list_incidents))
         .routes(routes!(resolve_incident))
 }
@@ -319,4 +320,10 @@ pub async fn resolve_incident(
     Json(req): Json<ResolveRequest>,
 ) -> ApiResult<axum::Json<Incident>> {
     Ok(axum::Json(flow.resolve_incident(&auth.caller, &auth.actor(), &id, req.resolution).await?))
+}
+
+/// Open tasks per department with due-soon and overdue counts (延误流程概况).
+#[utoipa::path(get, path = "/flow/overview/delays", tag = TAG, responses((status = 200, body = Vec<DelayRow>), (status = 403, body = ErrorBody)))]
+pub async fn delay_overview(Svc(flow): Svc<Flow>, auth: Need<perm::FlowStart>) -> ApiResult<axum::Json<Vec<DelayRow>>> {
+    Ok(axum::Json(flow.delay_overview(&auth.caller).await?))
 }

@@ -69,7 +69,7 @@ impl<'p> MemoryInstance<'p> {
             Command::CompleteTask { token, .. } => Some(*token),
             _ => None,
         };
-        let actions = step(self.process, &mut self.state, cmd, Ctx { now: self.now })?;
+        let actions = step(self.process, &mut self.state, cmd, Ctx::at(self.now))?;
         if let Some(t) = done {
             self.tasks.remove(&t);
         }

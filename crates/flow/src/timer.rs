@@ -132,6 +132,26 @@ pub fn due_from_text(s: &str, now: i64) -> Result<i64, String> {
     parse_date(t)
 }
 
+/// A task deadline: like [`due_from_text`], but whole days count working days on `cal`
+/// (`P2D` from a Friday is the Tuesday after).
+pub fn deadline(s: &str, now: i64, cal: &kernel::WorkCalendar) -> Result<i64, String> {
+    let t = s.trim();
+    if !t.starts_with('P') {
+        return parse_date(t);
+    }
+    let d = parse_duration(t)?;
+    let after_months = IsoDuration { months: d.months, days: 0, millis: 0 }
+        .after(now)
+        .ok_or_else(|| format!("'{t}' is out of range"))?;
+    Ok(cal.add_working_days(after_months, d.days) + d.millis)
+}
+
+/// Formats unix ms as `YYYY-MM-DD HH:MM` in China Standard Time, for messages.
+pub fn fmt_local(ms: i64) -> String {
+    let tz = FixedOffset::east_opt(8 * 3600).expect("offset");
+    tz.timestamp_millis_opt(ms).single().map(|t| t.format("%Y-%m-%d %H:%M").to_string()).unwrap_or_default()
+}
+
 /// Formats unix ms as RFC 3339 UTC.
 pub fn fmt_ms(ms: i64) -> String {
     Utc.timestamp_millis_opt(ms).single().map(|t| t.to_rfc3339()).unwrap_or_default()

@@ -27,6 +27,7 @@ pub const FLOW_START: Perm = "flow.instance.start";
 pub const FLOW_INSTANCE_READ: Perm = "flow.instance.read";
 pub const FLOW_INSTANCE_MANAGE: Perm = "flow.instance.manage";
 pub const FLOW_TASK: Perm = "flow.task.work";
+pub const NOTIFY_MANAGE: Perm = "notify.manage";
 
 /// One permission with its Chinese name for the UI.
 #[derive(Debug, Clone, Copy, serde::Serialize, utoipa::ToSchema)]
@@ -63,6 +64,7 @@ pub const CATALOGUE: &[PermInfo] = &[
         code: FLOW_INSTANCE_MANAGE, name: "管理流程实例（撤销、迁移、处理异常）", module: "流程"
     },
     PermInfo { code: FLOW_TASK, name: "办理待办", module: "流程" },
+    PermInfo { code: NOTIFY_MANAGE, name: "管理消息模板与发送记录", module: "消息服务" },
 ];
 
 pub fn is_known(code: &str) -> bool {
@@ -151,6 +153,7 @@ pub const BUILTIN_ROLES: &[BuiltinRole] = &[
             FLOW_INSTANCE_READ,
             FLOW_INSTANCE_MANAGE,
             FLOW_TASK,
+            NOTIFY_MANAGE,
         ],
         mfa_required: false,
     },

@@ -190,6 +190,34 @@ impl Identity {
         Ok(user)
     }
 
+    /// The people who supervise a user, for escalations: holders of `user.manage` anchored at
+    /// the user's primary org or, failing that, the nearest ancestor where there are any.
+    /// Returns (user id, username) pairs; never the user themself.
+    pub async fn supervisors(&self, user_id: &str) -> Result<Vec<(String, String)>> {
+        let path: Option<String> =
+            sqlx::query("SELECT o.path FROM users u JOIN orgs o ON o.id = u.primary_org_id WHERE u.id = $1")
+                .bind(user_id)
+                .fetch_optional(self.db().reader())
+                .await
+                .db()?
+                .map(|r| r.get(0));
+        let Some(path) = path else { return Ok(vec![]) };
+        let rows = sqlx::query(
+            "SELECT DISTINCT u.id, u.username, o.depth FROM grants g
+             JOIN users u ON u.id = g.user_id JOIN orgs o ON o.id = g.anchor_org_id
+             JOIN role_permissions rp ON rp.role_id = g.role_id
+             WHERE rp.permission = 'user.manage' AND u.id <> $1 AND u.status = 'active' AND $2 LIKE o.path || '%'
+             ORDER BY o.depth DESC, u.username",
+        )
+        .bind(user_id)
+        .bind(&path)
+        .fetch_all(self.db().reader())
+        .await
+        .db()?;
+        let nearest = rows.first().map(|r| r.get::<i64, _>(2));
+        Ok(rows.iter().filter(|r| Some(r.get::<i64, _>(2)) == nearest).map(|r| (r.get(0), r.get(1))).collect())
+    }
+
     fn masker_for(caller: &Caller) -> Masker {
         Masker { unmask: caller.has(PI_UNMASK) }
     }

@@ -28,7 +28,7 @@ use crate::config::Config;
 
 /// Every component's migrations, in dependency order.
 pub fn migration_sets() -> Vec<&'static store::MigrationSet> {
-    vec![&audit::MIGRATIONS, &identity::MIGRATIONS, &flow::MIGRATIONS]
+    vec![&audit::MIGRATIONS, &identity::MIGRATIONS, &notify::MIGRATIONS, &flow::MIGRATIONS]
 }
 
 /// Options that tests change.
@@ -114,7 +114,13 @@ pub async fn open(cfg: &Config, opts: OpenOptions) -> anyhow::Result<AppState> {
         .map_err(|e| anyhow::anyhow!("cannot start identity: {e}"))?;
     let sealer = Sealer::new(db.clone(), audit.clone(), audit_opts.clone(), opts.clock.clone());
     let mut services = apikit::Services::default();
-    services.insert(flow::Flow::new(db.clone(), identity.clone(), opts.clock.clone(), cfg.flow.clone()));
+    let notify = notify::Notify::new(db.clone(), identity.clone(), opts.clock.clone(), cfg.notify.clone())
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot start the message service: {e}"))?;
+    let flow = flow::Flow::new(db.clone(), identity.clone(), opts.clock.clone(), cfg.flow.clone());
+    flow.set_notify(notify.clone());
+    services.insert(notify);
+    services.insert(flow);
     Ok(AppState {
         db,
         identity,
@@ -196,7 +202,7 @@ struct ApiDoc;
 /// The whole HTTP application. `main` and the tests serve the same router.
 pub fn router(state: AppState) -> Router {
     let (api, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
-        .nest("/api/v1", apikit::routes::router().merge(flow::api::router()))
+        .nest("/api/v1", apikit::routes::router().merge(flow::api::router()).merge(notify::api::router()))
         .split_for_parts();
     let limit = state.http.body_limit;
     Router::new()
@@ -255,6 +261,7 @@ pub struct Background {
     sealer: SealerHandle,
     pruner: tokio::task::JoinHandle<()>,
     flow: Option<flow::runtime::WorkerHandle>,
+    relay: Option<notify::RelayHandle>,
 }
 
 impl Background {
@@ -271,7 +278,8 @@ impl Background {
             }
         });
         let flow = state.services.get::<flow::Flow>().filter(|f| f.options().workers).map(flow::runtime::spawn_workers);
-        Background { sealer, pruner, flow }
+        let relay = state.services.get::<notify::Notify>().filter(|n| n.options().relay).map(|n| n.spawn_relay());
+        Background { sealer, pruner, flow, relay }
     }
 
     /// Seals the remaining audit records and stops.
@@ -279,6 +287,9 @@ impl Background {
         self.pruner.abort();
         if let Some(f) = self.flow {
             f.shutdown().await;
+        }
+        if let Some(r) = self.relay {
+            r.shutdown().await;
         }
         self.sealer.shutdown().await;
     }

@@ -18,6 +18,7 @@ pub struct Config {
     pub security: SecurityConfig,
     pub platform: PlatformConfig,
     pub flow: flow::FlowOptions,
+    pub notify: notify::NotifyOptions,
     pub log: LogConfig,
 }
 

@@ -287,10 +287,19 @@ pub enum EventKind {
     },
 }
 
-/// Context for one step: the time, and the actor for history.
+/// Context for one step: the time, and the working-day calendar for task deadlines.
 #[derive(Debug, Clone, Copy)]
-pub struct Ctx {
+pub struct Ctx<'a> {
     pub now: i64,
+    pub calendar: &'a kernel::WorkCalendar,
+}
+
+impl Ctx<'static> {
+    /// A context with the plain Monday-to-Friday calendar.
+    pub fn at(now: i64) -> Ctx<'static> {
+        static PLAIN: std::sync::OnceLock<kernel::WorkCalendar> = std::sync::OnceLock::new();
+        Ctx { now, calendar: PLAIN.get_or_init(kernel::WorkCalendar::default) }
+    }
 }
 
 /// Why a command was refused. Nothing changed when this is returned.

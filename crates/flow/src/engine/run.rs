@@ -12,9 +12,9 @@ use crate::model::{ElementKind, Looping, Trigger};
 /// The command is checked before anything changes: on `Err` the state is untouched. Problems met
 /// while moving tokens (a condition that fails to evaluate, an unhandled error) do not fail the
 /// step; they stop the token concerned with an incident.
-pub fn step(p: &Process, state: &mut InstanceState, cmd: Command, ctx: Ctx) -> Result<Vec<Action>, CommandError> {
+pub fn step(p: &Process, state: &mut InstanceState, cmd: Command, ctx: Ctx<'_>) -> Result<Vec<Action>, CommandError> {
     check(p, state, &cmd)?;
-    let mut s = Step { p, s: state, now: ctx.now, out: Vec::new(), queue: VecDeque::new() };
+    let mut s = Step { p, s: state, now: ctx.now, calendar: ctx.calendar, out: Vec::new(), queue: VecDeque::new() };
     s.apply(cmd);
     s.run();
     Ok(s.out)
@@ -173,6 +173,7 @@ pub(super) struct Step<'a> {
     pub p: &'a Process,
     pub s: &'a mut InstanceState,
     pub now: i64,
+    pub calendar: &'a kernel::WorkCalendar,
     pub out: Vec<Action>,
     pub queue: VecDeque<Entry>,
 }

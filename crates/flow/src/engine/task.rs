@@ -82,7 +82,7 @@ impl Step<'_> {
         let due = |v: Option<Value>, what: &str| -> Result<Option<i64>, String> {
             match as_string(v, what)? {
                 None => Ok(None),
-                Some(s) => timer::due_from_text(&s, self.now).map(Some).map_err(|e| format!("{what}: {e}")),
+                Some(s) => timer::deadline(&s, self.now, self.calendar).map(Some).map_err(|e| format!("{what}: {e}")),
             }
         };
         let priority = match self.eval_text(view_scope, &spec.priority)? {

@@ -677,6 +677,60 @@ impl Flow {
     }
 }
 
+/// Open tasks of one department with their deadline flags (延误流程概况).
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct DelayRow {
+    pub org_id: Option<String>,
+    pub org_name: Option<String>,
+    pub open_tasks: i64,
+    pub due_soon: i64,
+    pub overdue: i64,
+}
+
+impl Flow {
+    /// Open tasks per department (the assignee's, else the instance's), with how many are due
+    /// soon and overdue; most overdue first.
+    pub async fn delay_overview(&self, caller: &Caller) -> Result<Vec<DelayRow>> {
+        let scope = caller.scope(FLOW_INSTANCE_READ);
+        if scope.is_empty() {
+            return Err(Error::forbidden("you may not view the process overview"));
+        }
+        let now = self.now();
+        let mut w = Where::new();
+        w.and_sql("t.state = 'open'");
+        scope.restrict(&mut w, "COALESCE(u.primary_org_id, t.org_id)", None);
+        let n = w.len();
+        let sql = format!(
+            "SELECT COALESCE(u.primary_org_id, t.org_id) AS dept, o.name, COUNT(*),
+                    SUM(CASE WHEN t.due_at > ${a} AND t.due_at <= ${b} THEN 1 ELSE 0 END),
+                    SUM(CASE WHEN t.due_at <= ${a} THEN 1 ELSE 0 END)
+             FROM flow_tasks t LEFT JOIN users u ON u.username = t.assignee
+             LEFT JOIN orgs o ON o.id = COALESCE(u.primary_org_id, t.org_id)
+             {} GROUP BY COALESCE(u.primary_org_id, t.org_id), o.name ORDER BY 5 DESC, 3 DESC",
+            w.clause(),
+            a = n + 1,
+            b = n + 2
+        );
+        let rows = w
+            .bind(sqlx::query(sqlx::AssertSqlSafe(sql)))
+            .bind(now)
+            .bind(now + super::tasks::DUE_SOON_MS)
+            .fetch_all(self.db().reader())
+            .await
+            .db()?;
+        Ok(rows
+            .iter()
+            .map(|r| DelayRow {
+                org_id: r.get(0),
+                org_name: r.get(1),
+                open_tasks: r.get(2),
+                due_soon: r.get(3),
+                overdue: r.get(4),
+            })
+            .collect())
+    }
+}
+
 const INCIDENT_COLUMNS: &str = "n.id, n.instance_id, i.def_key, i.business_key, n.token, n.element_id, n.message, n.created_at, n.resolved_at, n.resolution";
 
 fn incident_from_row(r: &store::AnyRow) -> Incident {

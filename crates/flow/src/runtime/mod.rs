@@ -27,8 +27,8 @@ use identity::Identity;
 pub use defs::{Definition, DefinitionSummary, Deployed};
 pub use handlers::{Handler, JobInput, JobResult};
 pub use instances::{
-    HistoryEntry, Incident, IncidentFilter, Instance, InstanceDetail, InstanceFilter, MessageRequest, Resolution,
-    StartRequest, TimelineItem,
+    DelayRow, HistoryEntry, Incident, IncidentFilter, Instance, InstanceDetail, InstanceFilter, MessageRequest,
+    Resolution, StartRequest, TimelineItem,
 };
 pub use tasks::{StepRef, Task, TaskAction, TaskFilter, TaskView};
 pub use worker::{WorkerHandle, spawn_workers};
@@ -52,6 +52,8 @@ pub struct FlowOptions {
     pub history_retention_days: i64,
     /// Largest number of instance steps one transaction may cascade into (messages, calls).
     pub max_cascade: usize,
+    /// The working-day calendar for task deadlines given in days (`[flow.calendar]`).
+    pub calendar: kernel::WorkCalendar,
 }
 
 impl Default for FlowOptions {
@@ -63,6 +65,7 @@ impl Default for FlowOptions {
             job_backoff_ms: 1_000,
             history_retention_days: 365,
             max_cascade: 10_000,
+            calendar: Default::default(),
         }
     }
 }
@@ -81,6 +84,7 @@ pub(crate) struct Inner {
     pub deployed: RwLock<HashMap<String, Arc<Deployed>>>,
     pub handlers: RwLock<HashMap<String, Handler>>,
     pub wake: tokio::sync::Notify,
+    pub notify: std::sync::OnceLock<notify::Notify>,
 }
 
 impl Flow {
@@ -94,6 +98,7 @@ impl Flow {
                 deployed: RwLock::new(HashMap::new()),
                 handlers: RwLock::new(HashMap::new()),
                 wake: tokio::sync::Notify::new(),
+                notify: std::sync::OnceLock::new(),
             }),
         };
         handlers::register_builtins(&flow);
@@ -130,6 +135,16 @@ impl Flow {
         let mut v: Vec<String> = self.inner.handlers.read().expect("handlers lock").keys().cloned().collect();
         v.sort();
         v
+    }
+
+    /// Connects the message service: task assignments, urging and deadline warnings are sent
+    /// through it. Without it the engine works the same, silently.
+    pub fn set_notify(&self, n: notify::Notify) {
+        let _ = self.inner.notify.set(n);
+    }
+
+    pub(crate) fn notifier(&self) -> Option<&notify::Notify> {
+        self.inner.notify.get()
     }
 
     /// Wakes the workers (after a change that created due work).

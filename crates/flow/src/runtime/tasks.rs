@@ -105,7 +105,8 @@ pub enum TaskAction {
     AddSigner { user: String },
 }
 
-const DUE_SOON_MS: i64 = 4 * 3_600_000;
+/// A task is due soon (yellow) within this many milliseconds of its deadline.
+pub(crate) const DUE_SOON_MS: i64 = 4 * 3_600_000;
 
 const TASK_COLUMNS: &str =
     "t.id, t.instance_id, t.element_id, t.name, t.def_key, t.def_name, t.business_key, t.assignee, t.owner,
@@ -452,6 +453,26 @@ impl Flow {
                     .execute(&mut *unit.tx)
                     .await
                     .db()?;
+                if let Some(n) = self.notifier() {
+                    let recipients = match &t.task.assignee {
+                        Some(a) => vec![a.clone()],
+                        None => t.task.candidate_users.clone(),
+                    };
+                    let mut vars = serde_json::Map::new();
+                    vars.insert("task".into(), t.task.name.clone().into());
+                    vars.insert("process".into(), t.task.process_name.clone().into());
+                    vars.insert("business_key".into(), t.task.business_key.clone().unwrap_or_default().into());
+                    vars.insert("by".into(), caller.display_name.clone().into());
+                    vars.insert("comment".into(), comment.clone().unwrap_or_default().into());
+                    let req = notify::SendRequest {
+                        template: Some("flow.task.urge".into()),
+                        variables: vars,
+                        recipients,
+                        link: Some("/flow/tasks".into()),
+                        ..Default::default()
+                    };
+                    n.send_in(&mut unit.tx, &req).await?;
+                }
                 ("flow.task.urge", comment.map(|c| to_json(&c)).transpose()?)
             }
             TaskAction::AddSigner { user } => {

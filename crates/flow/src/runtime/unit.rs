@@ -179,7 +179,12 @@ impl<'f> Unit<'f> {
             self.load(&id).await?;
             let l = self.loaded.get_mut(&id).expect("loaded");
             let def = l.def.clone();
-            let actions = match step(def.process(), &mut l.state, cmd, Ctx { now: self.now }) {
+            let actions = match step(
+                def.process(),
+                &mut l.state,
+                cmd,
+                Ctx { now: self.now, calendar: &self.flow.options().calendar },
+            ) {
                 Ok(a) => a,
                 Err(e) if primary => return Err(command_error(e)),
                 Err(e) => {
@@ -396,6 +401,27 @@ impl<'f> Unit<'f> {
         .execute(&mut *self.tx)
         .await
         .db()?;
+        if let Some(n) = self.flow.notifier() {
+            let mut recipients: Vec<String> = spec.assignee.iter().cloned().collect();
+            if spec.assignee.is_none() {
+                recipients.extend(spec.candidate_users.iter().cloned());
+            }
+            if !recipients.is_empty() {
+                let mut vars = serde_json::Map::new();
+                vars.insert("task".into(), spec.name.clone().into());
+                vars.insert("process".into(), def.name.clone().into());
+                vars.insert("business_key".into(), bk.clone().unwrap_or_default().into());
+                let req = notify::SendRequest {
+                    template: Some("flow.task.assigned".into()),
+                    variables: vars,
+                    recipients,
+                    link: Some("/flow/tasks".into()),
+                    ..Default::default()
+                };
+                n.send_in(&mut self.tx, &req).await?;
+                self.wake = true;
+            }
+        }
         Ok(())
     }
 
@@ -641,6 +667,9 @@ impl<'f> Unit<'f> {
         self.tx.commit().await.db()?;
         if self.wake {
             self.flow.wake();
+            if let Some(n) = self.flow.notifier() {
+                n.wake();
+            }
         }
         Ok(())
     }

@@ -43,9 +43,28 @@ pub fn spawn_workers(flow: &Flow) -> WorkerHandle {
     };
     let t2 = {
         let flow = flow.clone();
+        let rx = rx.clone();
         tokio::spawn(async move { job_loop(flow, rx).await })
     };
-    WorkerHandle { stop, tasks: vec![t1, t2] }
+    let t3 = {
+        let flow = flow.clone();
+        let mut rx = rx;
+        tokio::spawn(async move {
+            loop {
+                if let Err(e) = flow.warn_deadlines().await {
+                    tracing::warn!(error = %e, "deadline warnings");
+                }
+                if let Err(e) = flow.cleanup_history().await {
+                    tracing::warn!(error = %e, "history cleanup");
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(60)) => {}
+                    _ = rx.changed() => return,
+                }
+            }
+        })
+    };
+    WorkerHandle { stop, tasks: vec![t1, t2, t3] }
 }
 
 async fn pause(flow: &Flow, rx: &mut watch::Receiver<bool>, ms: u64) -> bool {
@@ -97,7 +116,104 @@ async fn job_loop(flow: Flow, mut rx: watch::Receiver<bool>) {
     }
 }
 
+/// Tasks warned about at once, at most.
+const WARN_BATCH: i64 = 500;
+
 impl Flow {
+    /// Sends the deadline warnings (预警): a yellow one to the assignee (or candidates) when a
+    /// task is due within four hours, a red one to the assignee and their supervisors once it is
+    /// overdue. Each task is warned once per level. Returns how many warnings went out.
+    pub async fn warn_deadlines(&self) -> Result<usize> {
+        let Some(n) = self.notifier() else { return Ok(0) };
+        let now = self.now();
+        let mut tx = self.db().begin().await?;
+        let rows = sqlx::query(
+            "SELECT id, name, def_name, business_key, assignee, candidate_users, due_at, warned FROM flow_tasks
+             WHERE state = 'open' AND due_at IS NOT NULL AND ((warned < 1 AND due_at <= $1) OR (warned < 2 AND due_at <= $2))
+             ORDER BY due_at LIMIT $3",
+        )
+        .bind(now + super::tasks::DUE_SOON_MS)
+        .bind(now)
+        .bind(WARN_BATCH)
+        .fetch_all(&mut *tx)
+        .await
+        .db()?;
+        let mut sent = 0;
+        for r in &rows {
+            let (id, due_at, warned): (String, i64, i64) = (r.get(0), r.get(6), r.get(7));
+            let assignee: Option<String> = r.get(4);
+            let overdue = due_at <= now;
+            let mut recipients: Vec<String> = match &assignee {
+                Some(a) => vec![a.clone()],
+                None => r.get::<String, _>(5).split(',').filter(|x| !x.is_empty()).map(String::from).collect(),
+            };
+            if overdue
+                && let Some(a) = &assignee
+                && let Some(uid) = self.identity().user_id_by_username(a).await?
+            {
+                recipients.extend(self.identity().supervisors(&uid).await?.into_iter().map(|(_, u)| u));
+            }
+            let mut vars = serde_json::Map::new();
+            vars.insert("task".into(), r.get::<String, _>(1).into());
+            vars.insert("process".into(), r.get::<String, _>(2).into());
+            vars.insert("business_key".into(), r.get::<Option<String>, _>(3).unwrap_or_default().into());
+            vars.insert("assignee".into(), assignee.clone().unwrap_or_else(|| "待认领".into()).into());
+            vars.insert("due".into(), crate::timer::fmt_local(due_at).into());
+            let template = if overdue { "flow.task.overdue" } else { "flow.task.due_soon" };
+            let req = notify::SendRequest {
+                template: Some(template.into()),
+                variables: vars,
+                recipients,
+                urgent: overdue,
+                link: Some("/flow/tasks".into()),
+                ..Default::default()
+            };
+            // A task that went straight to overdue gets only the red warning.
+            if !(overdue && warned >= 2) {
+                n.send_in(&mut tx, &req).await?;
+                sent += 1;
+            }
+            sqlx::query("UPDATE flow_tasks SET warned = $2 WHERE id = $1")
+                .bind(&id)
+                .bind(if overdue { 2i64 } else { 1 })
+                .execute(&mut *tx)
+                .await
+                .db()?;
+        }
+        tx.commit().await.db()?;
+        if sent > 0 {
+            n.wake();
+        }
+        Ok(sent)
+    }
+
+    /// Removes completed and cancelled instances (with history, tasks and incidents) that ended
+    /// more than `history_retention_days` ago. Returns how many instances were removed.
+    pub async fn cleanup_history(&self) -> Result<u64> {
+        let days = self.options().history_retention_days;
+        if days <= 0 {
+            return Ok(0);
+        }
+        let cutoff = self.now() - days * 86_400_000;
+        let mut tx = self.db().begin().await?;
+        let old = "SELECT id FROM flow_instances WHERE status <> 'active' AND ended_at < $1";
+        for table in ["flow_history", "flow_tasks", "flow_incidents"] {
+            let sql = format!("DELETE FROM {table} WHERE instance_id IN ({old})");
+            sqlx::query(sqlx::AssertSqlSafe(sql)).bind(cutoff).execute(&mut *tx).await.db()?;
+        }
+        let n = sqlx::query("DELETE FROM flow_instances WHERE status <> 'active' AND ended_at < $1")
+            .bind(cutoff)
+            .execute(&mut *tx)
+            .await
+            .db()?
+            .rows_affected();
+        tx.commit().await.db()?;
+        if n > 0 {
+            tracing::info!(instances = n, days, "removed old process history");
+        }
+        Ok(n)
+    }
+
     /// Milliseconds until the next timer is due (`None`: no timers).
     pub async fn next_timer_in(&self) -> Result<Option<i64>> {
         let row = sqlx::query("SELECT MIN(due_at) FROM flow_timers").fetch_one(self.db().reader()).await.db()?;

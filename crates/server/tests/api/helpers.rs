@@ -36,14 +36,21 @@ impl Drop for TestApp {
 impl TestApp {
     /// Starts the platform with the demo city on `backend`.
     pub async fn start(backend: Backend) -> TestApp {
+        Self::start_with(backend, |_| {}).await
+    }
+
+    /// Starts with a configuration changed by `configure` (e.g. to point channels at local servers).
+    pub async fn start_with(backend: Backend, configure: impl FnOnce(&mut Config)) -> TestApp {
         let db = TestDb::new(backend, &app::migration_sets()).await;
         let dir = store::testing::TempDir::new();
         let mut cfg = Config::defaults();
         cfg.storage.data_dir = dir.0.clone();
         cfg.storage.database_url = db.url.clone();
         cfg.storage.max_connections = 4;
-        // Tests drive timers and jobs step by step with the fake clock.
+        // Tests drive timers, jobs and message deliveries step by step with the fake clock.
         cfg.flow.workers = false;
+        cfg.notify.relay = false;
+        configure(&mut cfg);
         let clock = FakeClock::new(1_795_000_000_000);
         let state =
             app::open(&cfg, OpenOptions { clock: Arc::new(clock.clone()), fast_hashing: true }).await.expect("open");

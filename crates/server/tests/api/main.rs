@@ -5,6 +5,7 @@ mod audit_trail;
 mod crash;
 mod helpers;
 mod identity_flows;
+mod messaging;
 mod permissions;
 mod robustness;
 mod workflow;

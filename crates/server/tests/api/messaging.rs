@@ -1,0 +1,312 @@
+//! The message service against local stand-ins for every external channel (webhook, SMTP, SMS
+//! gateway, DingTalk, WeCom), and the workflow's warnings sent through it.
+
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::http::HeaderMap;
+use axum::routing::post;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use store::testing::test_backends;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+use crate::helpers::{TestApp, assert_error};
+
+type Log = Arc<Mutex<Vec<(HeaderMap, String, String)>>>;
+
+/// An HTTP stand-in recording (headers, uri, body); the webhook path fails its first call.
+async fn http_peer() -> (String, Log) {
+    let log: Log = Arc::default();
+    let l = log.clone();
+    let fails = Arc::new(Mutex::new(1));
+    let app = Router::new().fallback(post(move |uri: axum::http::Uri, headers: HeaderMap, body: String| {
+        let l = l.clone();
+        let fails = fails.clone();
+        async move {
+            l.lock().unwrap().push((headers, uri.to_string(), body));
+            if uri.path() == "/hook" {
+                let mut f = fails.lock().unwrap();
+                if *f > 0 {
+                    *f -= 1;
+                    return (axum::http::StatusCode::INTERNAL_SERVER_ERROR, "busy".to_string());
+                }
+            }
+            (axum::http::StatusCode::OK, r#"{"errcode":0,"errmsg":"ok"}"#.to_string())
+        }
+    }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (base, log)
+}
+
+/// A tiny SMTP server keeping every DATA section.
+async fn smtp_peer() -> (u16, Arc<Mutex<Vec<String>>>) {
+    let mails: Arc<Mutex<Vec<String>>> = Arc::default();
+    let m = mails.clone();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        loop {
+            let Ok((sock, _)) = listener.accept().await else { return };
+            let m = m.clone();
+            tokio::spawn(async move {
+                let (r, mut w) = sock.into_split();
+                let mut r = BufReader::new(r);
+                w.write_all(b"220 test ESMTP\r\n").await.unwrap();
+                let mut in_data = false;
+                let mut data = String::new();
+                loop {
+                    let mut line = String::new();
+                    if r.read_line(&mut line).await.unwrap_or(0) == 0 {
+                        return;
+                    }
+                    if in_data {
+                        if line == ".\r\n" {
+                            in_data = false;
+                            m.lock().unwrap().push(std::mem::take(&mut data));
+                            w.write_all(b"250 queued\r\n").await.unwrap();
+                        } else {
+                            data.push_str(&line);
+                        }
+                        continue;
+                    }
+                    let reply: &[u8] = match line.get(..4).unwrap_or("") {
+                        "EHLO" => b"250-test\r\n250 OK\r\n",
+                        "DATA" => {
+                            in_data = true;
+                            b"354 go ahead\r\n"
+                        }
+                        "QUIT" => {
+                            w.write_all(b"221 bye\r\n").await.unwrap();
+                            return;
+                        }
+                        _ => b"250 OK\r\n",
+                    };
+                    w.write_all(reply).await.unwrap();
+                }
+            });
+        }
+    });
+    (port, mails)
+}
+
+async fn deliveries(app: &crate::helpers::Session, q: &str) -> Vec<Value> {
+    let (s, body) = app.json(Method::GET, &format!("/api/v1/notify/deliveries{q}"), None).await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    body["items"].as_array().unwrap().clone()
+}
+
+#[tokio::test]
+async fn a_message_goes_out_on_every_channel_with_retries_resend_and_a_live_unread_count() {
+    for b in test_backends() {
+        let (base, log) = http_peer().await;
+        let (smtp_port, mails) = smtp_peer().await;
+        let app = TestApp::start_with(b, |cfg| {
+            cfg.notify.webhook_url = format!("{base}/hook");
+            cfg.notify.webhook_secret = "hook-secret".into();
+            cfg.notify.smtp_host = "127.0.0.1".into();
+            cfg.notify.smtp_port = smtp_port;
+            cfg.notify.sms_gateway_url = format!("{base}/sms");
+            cfg.notify.dingtalk_webhook = format!("{base}/dingtalk?access_token=t");
+            cfg.notify.dingtalk_secret = "ding-secret".into();
+            cfg.notify.wecom_webhook = format!("{base}/wecom");
+        })
+        .await;
+        let n = app.state.services.get::<notify::Notify>().unwrap().clone();
+        let handler = app.login("cgj_handler").await;
+        // The live stream first reports the current count.
+        let mut stream = handler.http.get(format!("{}/api/v1/notify/stream", app.base)).send().await.unwrap();
+        assert_eq!(stream.status(), StatusCode::OK);
+        let first = String::from_utf8(stream.chunk().await.unwrap().unwrap().to_vec()).unwrap();
+        assert!(first.contains("event: unread") && first.contains("\"unread\":0"), "{first}");
+
+        let admin = app.login("flowadmin").await;
+        let (s, body) = admin
+            .json(
+                Method::POST,
+                "/api/v1/notify/send",
+                Some(json!({"title": "防汛预警", "body": "今夜有暴雨，请做好防范", "recipients": ["cgj_handler", "nobody"],
+                    "channels": ["inapp", "webhook", "email", "sms", "dingtalk", "wecom"], "urgent": true})),
+            )
+            .await;
+        assert_eq!((s, body["recipients"].as_i64()), (StatusCode::OK, Some(1)), "{body}");
+        assert_eq!(n.relay_once().await.unwrap(), 6);
+        let next = String::from_utf8(stream.chunk().await.unwrap().unwrap().to_vec()).unwrap();
+        assert!(next.contains("\"unread\":1"), "pushed live: {next}");
+
+        // Every channel reached its stand-in; the webhook failed once and waits to retry.
+        let ds = deliveries(&admin, "").await;
+        let state = |ch: &str| {
+            ds.iter().find(|d| d["channel"] == ch).map(|d| d["state"].as_str().unwrap().to_string()).unwrap()
+        };
+        assert_eq!(state("inapp"), "delivered");
+        for ch in ["email", "sms", "dingtalk", "wecom"] {
+            assert_eq!(state(ch), "sent", "{ch}: {ds:?}");
+        }
+        assert_eq!(state("webhook"), "pending");
+        let hook = ds.iter().find(|d| d["channel"] == "webhook").unwrap();
+        assert!(hook["last_error"].as_str().unwrap().contains("500"));
+        let mail = mails.lock().unwrap()[0].clone();
+        assert!(mail.contains("To: <cgj_handler@jinan.gov.cn>") && mail.contains("Subject: =?UTF-8?B?"), "{mail}");
+        {
+            let log = log.lock().unwrap();
+            let sms = log.iter().find(|(_, u, _)| u.starts_with("/sms")).unwrap();
+            let sms: Value = serde_json::from_str(&sms.2).unwrap();
+            assert!(sms["mobile"].as_str().unwrap().starts_with("1386401"), "the gateway gets the real number");
+            assert!(sms["content"].as_str().unwrap().contains("防汛预警"));
+            let ding = log.iter().find(|(_, u, _)| u.starts_with("/dingtalk")).unwrap();
+            assert!(ding.1.contains("timestamp=") && ding.1.contains("sign="), "signed robot call: {}", ding.1);
+        }
+        // The send log masks the mobile number for those without pi.unmask.
+        let sms_row = ds.iter().find(|d| d["channel"] == "sms").unwrap();
+        assert!(sms_row["address"].as_str().unwrap().contains('*'), "{sms_row}");
+
+        app.clock.advance_secs(3);
+        assert_eq!(n.relay_once().await.unwrap(), 1, "the webhook is retried after its backoff");
+        assert_eq!(state_of(&admin, "webhook").await, "sent");
+        {
+            let log = log.lock().unwrap();
+            let (headers, _, body) = log.iter().rev().find(|(_, u, _)| u == "/hook").unwrap();
+            let sig = headers["x-zhongshu-signature"].to_str().unwrap();
+            let (t, mac) = sig.strip_prefix("t=").unwrap().split_once(",sig=").unwrap();
+            let want = crypto::hmac(crypto::HashAlg::Sm3, b"hook-secret", format!("{t}.{body}").as_bytes());
+            assert_eq!(mac, data_encoding::HEXLOWER.encode(&want), "HMAC-SM3 signature verifies");
+        }
+        // Resend: a new delivery, the old one marked resent.
+        let email_id = deliveries(&admin, "?channel=email").await[0]["id"].as_str().unwrap().to_string();
+        let (s, _) =
+            admin.json(Method::POST, &format!("/api/v1/notify/deliveries/{email_id}/resend"), Some(json!({}))).await;
+        assert_eq!(s, StatusCode::NO_CONTENT);
+        assert_eq!(n.relay_once().await.unwrap(), 1);
+        assert_eq!(mails.lock().unwrap().len(), 2);
+        assert_eq!(deliveries(&admin, "?state=resent").await.len(), 1);
+
+        // The inbox, read, and the count back to zero.
+        let (_, inbox) = handler.json(Method::GET, "/api/v1/notify/inbox?unread=true", None).await;
+        assert_eq!(inbox["total"], 1);
+        let id = inbox["items"][0]["id"].as_str().unwrap();
+        let (s, _) = handler.json(Method::POST, &format!("/api/v1/notify/inbox/{id}/read"), Some(json!({}))).await;
+        assert_eq!(s, StatusCode::NO_CONTENT);
+        let (_, unread) = handler.json(Method::GET, "/api/v1/notify/unread", None).await;
+        assert_eq!(unread["unread"], 0);
+        // Staff cannot read the send log.
+        let (s, body) = handler.json(Method::GET, "/api/v1/notify/deliveries", None).await;
+        assert_error(s, &body, 403, "forbidden");
+    }
+}
+
+async fn state_of(admin: &crate::helpers::Session, channel: &str) -> String {
+    deliveries(admin, &format!("?channel={channel}")).await[0]["state"].as_str().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn quiet_hours_hold_non_urgent_external_messages_and_preferences_are_validated() {
+    for b in test_backends() {
+        let (base, _log) = http_peer().await;
+        let app = TestApp::start_with(b, |cfg| cfg.notify.wecom_webhook = format!("{base}/wecom")).await;
+        let n = app.state.services.get::<notify::Notify>().unwrap().clone();
+        let user = app.login("gridworker").await;
+        let (s, body) = user
+            .json(
+                Method::PUT,
+                "/api/v1/notify/preferences",
+                Some(json!({"channels": ["wecom"], "quiet_start": "25:00", "quiet_end": "07:00"})),
+            )
+            .await;
+        assert_error(s, &body, 422, "validation_failed");
+        // The fake clock reads 19:06 China time: quiet from 19:00 to 20:00.
+        let (s, p) = user
+            .json(
+                Method::PUT,
+                "/api/v1/notify/preferences",
+                Some(json!({"channels": ["wecom"], "quiet_start": "19:00", "quiet_end": "20:00"})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{p}");
+        assert_eq!(p["available"], json!(["wecom"]));
+        let admin = app.login("flowadmin").await;
+        let (s, _) = admin
+            .json(
+                Method::POST,
+                "/api/v1/notify/send",
+                Some(json!({"title": "周例会通知", "recipients": ["gridworker"], "channels": ["wecom"]})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK);
+        assert_eq!(n.relay_once().await.unwrap(), 1, "only the inbox goes out in quiet hours");
+        app.clock.advance_secs(54 * 60);
+        assert_eq!(n.relay_once().await.unwrap(), 1, "the robot message at 20:00");
+        let admin = app.login("flowadmin").await;
+        assert_eq!(state_of(&admin, "wecom").await, "sent");
+    }
+}
+
+#[tokio::test]
+async fn tasks_notify_their_assignee_and_overdue_tasks_warn_the_supervisor() {
+    for b in test_backends() {
+        let app = TestApp::start(b).await;
+        let flow = app.state.services.get::<flow::Flow>().unwrap().clone();
+        let n = app.state.services.get::<notify::Notify>().unwrap().clone();
+        let admin = app.login("flowadmin").await;
+        let xml = r#"<?xml version="1.0"?><bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL" xmlns:zeebe="http://camunda.org/schema/zeebe/1.0" id="d">
+            <bpmn:process id="patrol" name="网格巡查" isExecutable="true"><bpmn:startEvent id="s"/>
+            <bpmn:userTask id="check" name="现场核查"><bpmn:extensionElements><zeebe:assignmentDefinition assignee="gridworker"/><zeebe:taskSchedule dueDate="PT1H"/></bpmn:extensionElements></bpmn:userTask>
+            <bpmn:endEvent id="e"/><bpmn:sequenceFlow id="f1" sourceRef="s" targetRef="check"/><bpmn:sequenceFlow id="f2" sourceRef="check" targetRef="e"/>
+            </bpmn:process></bpmn:definitions>"#;
+        let (s, _) = admin.json(Method::POST, "/api/v1/flow/definitions", Some(json!({"xml": xml}))).await;
+        assert_eq!(s, StatusCode::CREATED);
+        let (_, inst) = admin
+            .json(
+                Method::POST,
+                "/api/v1/flow/instances",
+                Some(json!({"process_key": "patrol", "business_key": "XC-1"})),
+            )
+            .await;
+        assert!(inst["id"].is_string());
+        n.relay_once().await.unwrap();
+        let gw = app.login("gridworker").await;
+        let titles = |v: &Value| {
+            v["items"].as_array().unwrap().iter().map(|m| m["title"].as_str().unwrap().to_string()).collect::<Vec<_>>()
+        };
+        let (_, inbox) = gw.json(Method::GET, "/api/v1/notify/inbox", None).await;
+        assert_eq!(titles(&inbox), ["新待办：现场核查"]);
+        // Due within four hours: a yellow warning to the assignee, once.
+        assert_eq!(flow.warn_deadlines().await.unwrap(), 1);
+        assert_eq!(flow.warn_deadlines().await.unwrap(), 0);
+        // Overdue: a red warning to the assignee and the street's administrator.
+        app.clock.advance_secs(3601);
+        assert_eq!(flow.warn_deadlines().await.unwrap(), 1);
+        n.relay_once().await.unwrap();
+        let gw = app.login("gridworker").await;
+        let (_, inbox) = gw.json(Method::GET, "/api/v1/notify/inbox", None).await;
+        assert_eq!(titles(&inbox), ["已超期：现场核查", "即将到期：现场核查", "新待办：现场核查"]);
+        let sup = app.login("jiefang_admin").await;
+        let (_, inbox) = sup.json(Method::GET, "/api/v1/notify/inbox", None).await;
+        assert_eq!(titles(&inbox), ["已超期：现场核查"], "the nearest supervisor is told");
+        let district = app.login("lixia_admin").await;
+        let (_, inbox) = district.json(Method::GET, "/api/v1/notify/inbox", None).await;
+        assert_eq!(inbox["total"], 0, "not every level above");
+        // The overview of delays by department shows it.
+        let admin = app.login("flowadmin").await;
+        let (s, rows) = admin.json(Method::GET, "/api/v1/flow/overview/delays", None).await;
+        assert_eq!(s, StatusCode::OK, "{rows}");
+        assert_eq!(rows[0]["overdue"], 1);
+        assert_eq!(rows[0]["org_name"], "山大路第1网格");
+        // Urging reaches the assignee.
+        let (_, tasks) = admin.json(Method::GET, "/api/v1/flow/tasks?view=all", None).await;
+        let tid = tasks["items"][0]["id"].as_str().unwrap();
+        let (s, _) = admin
+            .json(
+                Method::POST,
+                &format!("/api/v1/flow/tasks/{tid}"),
+                Some(json!({"action": "urge", "comment": "请今天完成"})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK);
+        n.relay_once().await.unwrap();
+        let (_, inbox) = gw.json(Method::GET, "/api/v1/notify/inbox", None).await;
+        assert!(inbox["items"][0]["body"].as_str().unwrap().contains("请今天完成"));
+    }
+}
