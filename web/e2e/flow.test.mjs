@@ -142,6 +142,12 @@ test('the demo shows an overdue task in red and an incident an operator can retr
   assert.match(await page.textContent('[data-test=tasks]'), /已超期/)
   await page.waitForTimeout(500) // let the tags finish their entry transition
   await page.screenshot({ path: `${SHOTS}flow-inbox-overdue.png` })
+  // The bell counts the unread notices (pushed over SSE) and opens the inbox.
+  await page.waitForSelector('[data-test=unread] .el-badge__content:not([style*="display: none"])')
+  assert.ok(Number(await page.textContent('[data-test=unread] .el-badge__content')) > 0)
+  await page.click('[data-test=unread] button')
+  await page.waitForSelector('[data-test=inbox] tr', { hasText: '新待办' })
+  await page.screenshot({ path: `${SHOTS}notify-inbox.png` })
   await logout(page)
   await signIn(page, 'flowadmin')
   await page.goto(`${demo.url}/flow/incidents`)

@@ -24,6 +24,8 @@ export const router = createRouter({
         { path: 'flow/instances', component: () => import('./views/FlowInstances.vue'), meta: { title: '流程监控' } },
         { path: 'flow/instances/:id', component: () => import('./views/FlowInstance.vue'), meta: { title: '流程跟踪' } },
         { path: 'flow/incidents', component: () => import('./views/FlowIncidents.vue'), meta: { title: '流程异常' } },
+        { path: 'notify/inbox', component: () => import('./views/NotifyInbox.vue'), meta: { title: '我的消息' } },
+        { path: 'notify/admin', component: () => import('./views/NotifyAdmin.vue'), meta: { title: '消息管理' } },
       ],
     },
     { path: '/:rest(.*)*', redirect: '/' },

@@ -210,6 +210,16 @@ pub const MODULES: &[(Module, &str)] = &[
     ),
     (
         Module {
+            key: "notify_admin",
+            name: "消息管理",
+            description: "消息模板、发送记录与重发、发送通知",
+            path: "/notify/admin",
+            group: "流程中心",
+        },
+        perms::NOTIFY_MANAGE,
+    ),
+    (
+        Module {
             key: "flow_incidents",
             name: "流程异常",
             description: "失败的服务任务与流程错误的处理",
