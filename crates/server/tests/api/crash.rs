@@ -214,3 +214,157 @@ async fn a_fresh_install_creates_the_three_administrators_with_one_time_password
     let (mut again, _) = start(&["serve"], &data).await;
     again.start_kill().unwrap();
 }
+
+const CRASH_MODEL: &str = r#"<?xml version="1.0"?>
+<bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL" xmlns:zeebe="http://camunda.org/schema/zeebe/1.0" id="d">
+  <bpmn:process id="crash" isExecutable="true">
+    <bpmn:startEvent id="s"/>
+    <bpmn:userTask id="a"><bpmn:extensionElements><zeebe:assignmentDefinition assignee="flowadmin"/></bpmn:extensionElements></bpmn:userTask>
+    <bpmn:intermediateCatchEvent id="wait"><bpmn:timerEventDefinition><bpmn:timeDuration>PT1S</bpmn:timeDuration></bpmn:timerEventDefinition></bpmn:intermediateCatchEvent>
+    <bpmn:userTask id="b"><bpmn:extensionElements><zeebe:assignmentDefinition assignee="flowadmin"/></bpmn:extensionElements></bpmn:userTask>
+    <bpmn:boundaryEvent id="late" attachedToRef="b"><bpmn:timerEventDefinition><bpmn:timeDuration>P1D</bpmn:timeDuration></bpmn:timerEventDefinition></bpmn:boundaryEvent>
+    <bpmn:endEvent id="e"/><bpmn:endEvent id="e2"/>
+    <bpmn:sequenceFlow id="f1" sourceRef="s" targetRef="a"/><bpmn:sequenceFlow id="f2" sourceRef="a" targetRef="wait"/>
+    <bpmn:sequenceFlow id="f3" sourceRef="wait" targetRef="b"/><bpmn:sequenceFlow id="f4" sourceRef="b" targetRef="e"/>
+    <bpmn:sequenceFlow id="f5" sourceRef="late" targetRef="e2"/>
+  </bpmn:process>
+</bpmn:definitions>"#;
+
+/// Every item of a paged list endpoint.
+async fn all_items(http: &reqwest::Client, url: &str) -> Vec<Value> {
+    let mut out = Vec::new();
+    for page in 1.. {
+        let sep = if url.contains('?') { '&' } else { '?' };
+        let r: Value =
+            http.get(format!("{url}{sep}page={page}&page_size=200")).send().await.unwrap().json().await.unwrap();
+        let items = r["items"].as_array().unwrap().clone();
+        let done = items.len() < 200;
+        out.extend(items);
+        if done {
+            break;
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_engine_resumes_every_instance_exactly_once_with_tasks_and_timers_intact() {
+    let dir = store::testing::TempDir::new();
+    let data = dir.0.join("city");
+    let (mut server, base) = start(&["demo"], &data).await;
+    let (http, csrf) = login(&base, "flowadmin").await;
+    let r = http
+        .post(format!("{base}/api/v1/flow/definitions"))
+        .header("x-csrf-token", &csrf)
+        .json(&json!({"xml": CRASH_MODEL}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+
+    // Two drivers start instances and complete their first task until the server dies.
+    let mut drivers = Vec::new();
+    for w in 0..2 {
+        let (http, csrf, base) = (http.clone(), csrf.clone(), base.clone());
+        drivers.push(tokio::spawn(async move {
+            let (mut started, mut advanced) = (Vec::new(), Vec::new());
+            for i in 0..100_000 {
+                let bk = format!("C{w}-{i}");
+                let r = http
+                    .post(format!("{base}/api/v1/flow/instances"))
+                    .header("x-csrf-token", &csrf)
+                    .json(&json!({"process_key": "crash", "business_key": bk}))
+                    .timeout(Duration::from_secs(10))
+                    .send()
+                    .await;
+                match r {
+                    Ok(r) if r.status() == StatusCode::CREATED => started.push(bk.clone()),
+                    _ => break,
+                }
+                if i % 2 == 0 {
+                    continue; // half stay at the first task
+                }
+                let tasks: Value = match http.get(format!("{base}/api/v1/flow/tasks?business_key={bk}")).send().await {
+                    Ok(r) => match r.json().await {
+                        Ok(v) => v,
+                        Err(_) => break,
+                    },
+                    Err(_) => break,
+                };
+                let Some(id) = tasks["items"][0]["id"].as_str() else { break };
+                let r = http
+                    .post(format!("{base}/api/v1/flow/tasks/{id}"))
+                    .header("x-csrf-token", &csrf)
+                    .json(&json!({"action": "complete"}))
+                    .timeout(Duration::from_secs(10))
+                    .send()
+                    .await;
+                match r {
+                    Ok(r) if r.status() == StatusCode::OK => advanced.push(bk),
+                    _ => break,
+                }
+            }
+            (started, advanced)
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    server.start_kill().unwrap();
+    server.wait().await.unwrap();
+    let (mut started, mut advanced) = (Vec::new(), Vec::new());
+    for d in drivers {
+        let (s, a) = d.await.unwrap();
+        started.extend(s);
+        advanced.extend(a);
+    }
+    assert!(
+        started.len() >= 10 && !advanced.is_empty(),
+        "work was acknowledged before the kill: {} / {}",
+        started.len(),
+        advanced.len()
+    );
+
+    // Restart; the 1-second timers of advanced instances fire after the restart.
+    let (mut server, base) = start(&["serve"], &data).await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let (http, _) = login(&base, "flowadmin").await;
+    let instances = all_items(&http, &format!("{base}/api/v1/flow/instances?process_key=crash")).await;
+    let tasks = all_items(&http, &format!("{base}/api/v1/flow/tasks?view=all&process_key=crash")).await;
+    let by_key: std::collections::HashMap<String, &Value> =
+        instances.iter().map(|i| (i["business_key"].as_str().unwrap().to_string(), i)).collect();
+    for bk in &started {
+        assert!(by_key.contains_key(bk), "acknowledged start of {bk} survived");
+    }
+    // Every instance is at exactly one place: one open task (a or b), or waiting on its timer.
+    for (bk, inst) in &by_key {
+        assert_eq!(inst["status"], "active", "{bk}");
+        assert_eq!(inst["incidents"], 0, "{bk}");
+        let open: Vec<&Value> =
+            tasks.iter().filter(|t| t["business_key"] == bk.as_str() && t["state"] == "open").collect();
+        assert!(open.len() <= 1, "{bk} has {} open tasks: {open:?}", open.len());
+        if advanced.contains(bk) {
+            assert_eq!(open.len(), 1, "{bk}: advanced and its timer fired after the restart");
+            assert_eq!(open[0]["element_id"], "b", "{bk}");
+            let done_a = tasks
+                .iter()
+                .filter(|t| t["business_key"] == bk.as_str() && t["element_id"] == "a" && t["state"] == "completed")
+                .count();
+            assert_eq!(done_a, 1, "{bk}: the first task completed exactly once");
+        } else if open.len() == 1 {
+            // Not acknowledged as advanced: still at a, or advanced just before the kill.
+            assert!(open[0]["element_id"] == "a" || open[0]["element_id"] == "b", "{bk}");
+        } else {
+            panic!("{bk} lost its token: no open task");
+        }
+    }
+    // Instances waiting at b still have their one-day boundary timer.
+    let id = by_key[&advanced[0]]["id"].as_str().unwrap();
+    let d: Value = http.get(format!("{base}/api/v1/flow/instances/{id}")).send().await.unwrap().json().await.unwrap();
+    let mut active =
+        d["active_elements"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).collect::<Vec<_>>();
+    active.sort();
+    assert_eq!(active, ["b", "late"], "the task and its boundary timer");
+    server.start_kill().unwrap();
+    server.wait().await.unwrap();
+    let out = std::process::Command::new(BIN).args(["audit", "verify", "--data-dir"]).arg(&data).output().unwrap();
+    assert!(out.status.success(), "audit verify: {}", String::from_utf8_lossy(&out.stdout));
+}
