@@ -4,10 +4,13 @@
 //! - `audit [N]`: audit append, sealing and verification.
 //! - `flow-core [N]`: the engine core in memory on the reference process.
 //! - `flow-durable [N]`: the same process durable, through the service layer.
+//! - `flow-timers [N]`: N pending timers due in the same second, fired by the timer worker.
+//! - `flow-http URL`: user-task cycles (start, find, complete) through the HTTP API of a running server.
 
 mod audit;
 mod flow_core;
 mod flow_durable;
+mod flow_http;
 
 #[tokio::main]
 async fn main() {
@@ -17,6 +20,10 @@ async fn main() {
         Some("audit") => audit::run(n(200_000)).await,
         Some("flow-core") => flow_core::run(n(1_000_000)),
         Some("flow-durable") => flow_durable::run(n(50_000)).await,
-        _ => eprintln!("usage: zs-bench audit|flow-core|flow-durable [N]"),
+        Some("flow-timers") => flow_durable::timers(n(100_000)).await,
+        Some("flow-http") => {
+            flow_http::run(args.get(2).map(String::as_str).unwrap_or("http://127.0.0.1:8080"), 10, 16).await
+        }
+        _ => eprintln!("usage: zs-bench audit|flow-core|flow-durable|flow-timers [N] | flow-http URL"),
     }
 }

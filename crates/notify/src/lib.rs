@@ -92,6 +92,9 @@ impl Default for NotifyOptions {
     }
 }
 
+/// A template as cached: (read at, title, body, channels).
+type CachedTemplate = (i64, String, String, Vec<Channel>);
+
 /// The message service. Cheap to clone.
 #[derive(Clone)]
 pub struct Notify {
@@ -105,6 +108,8 @@ struct Inner {
     opts: NotifyOptions,
     live: broadcast::Sender<String>,
     wake: tokio::sync::Notify,
+    /// Templates by code with the time they were read; re-read after 30 s (other nodes may edit).
+    templates: std::sync::RwLock<std::collections::HashMap<String, CachedTemplate>>,
 }
 
 /// Something to send.
@@ -288,7 +293,17 @@ pub fn after_quiet_hours(now_ms: i64, start: Option<&str>, end: Option<&str>) ->
 impl Notify {
     pub async fn new(db: Db, identity: Identity, clock: Arc<dyn Clock>, opts: NotifyOptions) -> Result<Notify> {
         let (live, _) = broadcast::channel(1024);
-        let n = Notify { inner: Arc::new(Inner { db, identity, clock, opts, live, wake: tokio::sync::Notify::new() }) };
+        let n = Notify {
+            inner: Arc::new(Inner {
+                db,
+                identity,
+                clock,
+                opts,
+                live,
+                wake: tokio::sync::Notify::new(),
+                templates: Default::default(),
+            }),
+        };
         n.ensure_templates().await?;
         Ok(n)
     }
@@ -334,13 +349,26 @@ impl Notify {
     pub async fn send_in(&self, tx: &mut Tx, req: &SendRequest) -> Result<usize> {
         let (title_t, body_t, default_chs) = match &req.template {
             Some(code) => {
-                let row = sqlx::query("SELECT title, body, channels FROM notify_templates WHERE code = $1")
-                    .bind(code)
-                    .fetch_optional(&mut **tx)
-                    .await
-                    .db()?
-                    .ok_or_else(|| Error::validation(format!("there is no message template '{code}'")))?;
-                (row.get::<String, _>(0), row.get::<String, _>(1), parse_list(&row.get::<String, _>(2)))
+                let cached = self.inner.templates.read().expect("templates lock").get(code).cloned();
+                match cached.filter(|(at, ..)| self.now() - at < 30_000) {
+                    Some((_, t, b, c)) => (t, b, c),
+                    None => {
+                        let row = sqlx::query("SELECT title, body, channels FROM notify_templates WHERE code = $1")
+                            .bind(code)
+                            .fetch_optional(&mut **tx)
+                            .await
+                            .db()?
+                            .ok_or_else(|| Error::validation(format!("there is no message template '{code}'")))?;
+                        let t =
+                            (row.get::<String, _>(0), row.get::<String, _>(1), parse_list(&row.get::<String, _>(2)));
+                        self.inner
+                            .templates
+                            .write()
+                            .expect("templates lock")
+                            .insert(code.clone(), (self.now(), t.0.clone(), t.1.clone(), t.2.clone()));
+                        t
+                    }
+                }
             }
             None => {
                 let title = req
@@ -467,15 +495,30 @@ impl Notify {
              WHERE d.state = 'pending' AND d.next_at <= $1 AND (d.lease_until IS NULL OR d.lease_until < $1)
              ORDER BY d.next_at LIMIT 64{skip}"
         );
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(now).fetch_all(&mut *tx).await.db()?;
-        for r in &rows {
-            sqlx::query("UPDATE notify_deliveries SET lease_until = $2 WHERE id = $1")
-                .bind(r.get::<String, _>(0))
-                .bind(now + 60_000)
-                .execute(&mut *tx)
-                .await
-                .db()?;
+        let all = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(now).fetch_all(&mut *tx).await.db()?;
+        // The inbox needs no transport: its deliveries are done in this transaction, in one
+        // statement; the others are leased and sent outside it.
+        let (inapp, rows): (Vec<_>, Vec<_>) = all.into_iter().partition(|r| r.get::<String, _>(1) == "inapp");
+        let mut touched: Vec<String> = inapp.iter().map(|r| r.get::<String, _>(9)).collect();
+        for (ids, set) in [
+            (
+                inapp.iter().map(|r| r.get::<String, _>(0)).collect::<Vec<_>>(),
+                "state = 'delivered', attempts = attempts + 1, sent_at = $1, lease_until = NULL",
+            ),
+            (rows.iter().map(|r| r.get::<String, _>(0)).collect::<Vec<_>>(), "lease_until = $1 + 60000"),
+        ] {
+            if ids.is_empty() {
+                continue;
+            }
+            let marks: Vec<String> = (0..ids.len()).map(|i| format!("${}", i + 2)).collect();
+            let sql = format!("UPDATE notify_deliveries SET {set} WHERE id IN ({})", marks.join(", "));
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(now);
+            for id in ids {
+                q = q.bind(id);
+            }
+            q.execute(&mut *tx).await.db()?;
         }
+        let inapp_n = inapp.len();
         tx.commit().await.db()?;
         let o = self.inner.opts.clone();
         let jobs = rows.iter().map(|r| {
@@ -502,9 +545,15 @@ impl Notify {
             }
         });
         let results = futures::future::join_all(jobs).await;
-        let n = results.len();
+        let n = results.len() + inapp_n;
+        if results.is_empty() {
+            touched.dedup();
+            for u in touched {
+                let _ = self.inner.live.send(u);
+            }
+            return Ok(n);
+        }
         let mut tx = self.db().begin().await?;
-        let mut touched = Vec::new();
         for (id, channel, attempts, user_id, result) in results {
             match result {
                 Ok(()) => {
@@ -544,6 +593,7 @@ impl Notify {
             }
         }
         tx.commit().await.db()?;
+        touched.dedup();
         for u in touched {
             let _ = self.inner.live.send(u);
         }
@@ -810,6 +860,7 @@ impl Notify {
         .execute(&mut *tx)
         .await
         .db()?;
+        self.inner.templates.write().expect("templates lock").remove(&t.code);
         let entry = actor.entry(now, "notify.template.save").object("notify_template", &t.code);
         self.inner.identity.audit_log().append(&mut tx, &entry).await?;
         tx.commit().await.db()?;

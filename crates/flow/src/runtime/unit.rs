@@ -661,6 +661,11 @@ impl<'f> Unit<'f> {
         Ok(())
     }
 
+    /// Status and open incidents of an instance touched in this unit.
+    pub fn summary(&self, id: &str) -> Option<(Status, i64)> {
+        self.loaded.get(id).map(|l| (l.state.status, l.incidents))
+    }
+
     /// Flushes and commits.
     pub async fn commit(mut self) -> Result<()> {
         self.flush().await?;
