@@ -125,9 +125,19 @@ pub const BUILTIN_ROLES: &[BuiltinRole] = &[
     BuiltinRole {
         code: "org_admin",
         name: "组织管理员",
-        description: "在授权范围内管理下级组织的用户并分级授权",
+        description: "在授权范围内管理下级组织的用户并分级授权，可发起流程、办理待办",
         admin_role: None,
-        perms: &[PORTAL_USE, ORG_READ, USER_READ, USER_MANAGE, ROLE_READ, GRANT_MANAGE],
+        perms: &[
+            PORTAL_USE,
+            ORG_READ,
+            USER_READ,
+            USER_MANAGE,
+            ROLE_READ,
+            GRANT_MANAGE,
+            FLOW_MODEL_READ,
+            FLOW_START,
+            FLOW_TASK,
+        ],
         mfa_required: false,
     },
     BuiltinRole {
