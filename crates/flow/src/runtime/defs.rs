@@ -126,6 +126,27 @@ impl Flow {
                 store::db_error(e)
             }
         })?;
+        // Timer start events: the new version takes over from the old ones.
+        sqlx::query(
+            "DELETE FROM flow_start_timers WHERE definition_id IN (SELECT id FROM flow_definitions WHERE key = $1)",
+        )
+        .bind(&key)
+        .execute(&mut *tx)
+        .await
+        .db()?;
+        for (element, due, every, remaining) in start_timers(defs.main_process(), now)? {
+            sqlx::query(
+                "INSERT INTO flow_start_timers (definition_id, element_id, due_at, every_ms, remaining) VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(&id)
+            .bind(&element)
+            .bind(due)
+            .bind(every)
+            .bind(remaining)
+            .execute(&mut *tx)
+            .await
+            .db()?;
+        }
         let entry = actor.entry(now, "flow.deploy").object("flow_definition", &id);
         let entry = audit::AuditEntry {
             detail: Some(format!("{{\"key\":{},\"version\":{version}}}", to_json(&key)?)),
@@ -252,6 +273,38 @@ impl Flow {
             forms: serde_json::from_str(&row.get::<String, _>(1)).unwrap_or_default(),
         })
     }
+}
+
+/// The timer start events of a process with their first due time: (element id, due, every ms for
+/// cycles, repetitions left after the first). Expressions cannot be used here (no instance yet).
+fn start_timers(p: &crate::model::Process, now: i64) -> Result<Vec<(String, i64, Option<i64>, Option<i64>)>> {
+    use crate::model::{ElementKind, Text, TimerSpec, Trigger};
+    let mut out = Vec::new();
+    for s in p.start_events(None) {
+        let el = &p.elements[s];
+        let ElementKind::StartEvent { trigger: Trigger::Timer(spec), .. } = &el.kind else { continue };
+        let literal = |t: &Text| match t {
+            Text::Literal(l) => Ok(l.clone()),
+            Text::Expr(_) => Err(Error::validation(format!(
+                "the timer start event '{}' must use a fixed time, not an expression",
+                el.id
+            ))),
+        };
+        let bad = |e: String| Error::validation(format!("the timer start event '{}': {e}", el.id));
+        let row = match spec {
+            TimerSpec::Date(t) => (el.id.clone(), crate::timer::parse_date(&literal(t)?).map_err(bad)?, None, None),
+            TimerSpec::Duration(t) => {
+                let d = crate::timer::parse_duration(&literal(t)?).map_err(bad)?;
+                (el.id.clone(), d.after(now).ok_or_else(|| bad("out of range".into()))?, None, None)
+            }
+            TimerSpec::Cycle(t) => {
+                let c = crate::timer::parse_cycle(&literal(t)?, now).map_err(bad)?;
+                (el.id.clone(), c.first_due, Some(c.every_ms), c.repetitions.map(i64::from))
+            }
+        };
+        out.push(row);
+    }
+    Ok(out)
 }
 
 fn summary_from_row(r: &store::AnyRow) -> DefinitionSummary {

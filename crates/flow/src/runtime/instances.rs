@@ -330,7 +330,29 @@ impl Flow {
         caller.require(FLOW_INSTANCE_MANAGE)?;
         let vars = check_vars(vars)?;
         let mut unit = Unit::begin(self, Some(caller.username.clone())).await?;
-        let n = unit.signal(name, vars).await?;
+        let mut n = unit.signal(name, vars.clone()).await?;
+        // Processes whose (latest version's) start event is this signal start too.
+        for d in self.definitions(&identity::users::system_caller(), None, true).await? {
+            let def = self.deployed(&d.id).await?;
+            let p = def.process();
+            let start = p.start_events(None).find(|s| {
+                matches!(&p.elements[*s].kind, crate::model::ElementKind::StartEvent { trigger: crate::model::Trigger::Signal { name: sig }, .. } if sig == name)
+            });
+            if let Some(start) = start {
+                let org = Some(caller.primary_org_id.0.clone()).filter(|o| !o.is_empty());
+                unit.new_instance(
+                    def.clone(),
+                    None,
+                    org,
+                    Some(caller.username.clone()),
+                    None,
+                    vars.clone(),
+                    Some(start),
+                    false,
+                );
+                n += 1;
+            }
+        }
         unit.run().await?;
         unit.flush().await?;
         let mut entry = actor.entry(unit.now, "flow.signal.broadcast");

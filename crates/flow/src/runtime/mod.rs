@@ -33,7 +33,8 @@ pub use instances::{
 pub use tasks::{StepRef, Task, TaskAction, TaskFilter, TaskView};
 pub use worker::{WorkerHandle, spawn_workers};
 
-pub static MIGRATIONS: store::MigrationSet = store::migrations!("flow": 1 => portable "0001_flow");
+pub static MIGRATIONS: store::MigrationSet =
+    store::migrations!("flow": 1 => portable "0001_flow", 2 => portable "0002_start_timers");
 
 /// Settings of the workflow runtime (`[flow]` in the config file).
 #[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]

@@ -80,6 +80,9 @@ async fn timer_loop(flow: Flow, mut rx: watch::Receiver<bool>) {
         if *rx.borrow() {
             return;
         }
+        if let Err(e) = flow.fire_start_timers().await {
+            tracing::warn!(error = %e, "timer start events");
+        }
         let wait = match flow.fire_due_timers().await {
             Ok(n) if n as i64 >= TIMER_BATCH => 0,
             Ok(_) => match flow.next_timer_in().await {
@@ -218,6 +221,50 @@ impl Flow {
     pub async fn next_timer_in(&self) -> Result<Option<i64>> {
         let row = sqlx::query("SELECT MIN(due_at) FROM flow_timers").fetch_one(self.db().reader()).await.db()?;
         Ok(row.get::<Option<i64>, _>(0).map(|d| d - self.now()))
+    }
+
+    /// Starts an instance for every due timer start event (and schedules the next one of a
+    /// cycle). Returns how many instances were started.
+    pub async fn fire_start_timers(&self) -> Result<usize> {
+        let mut unit = Unit::begin(self, Some("system".into())).await?;
+        let skip = if self.db().backend() == Backend::Postgres { " FOR UPDATE SKIP LOCKED" } else { "" };
+        let sql = format!(
+            "SELECT definition_id, element_id, due_at, every_ms, remaining FROM flow_start_timers WHERE due_at <= $1 ORDER BY due_at LIMIT 100{skip}"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(unit.now).fetch_all(&mut *unit.tx).await.db()?;
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        for r in &rows {
+            let (def_id, element): (String, String) = (r.get(0), r.get(1));
+            let (due, every, remaining): (i64, Option<i64>, Option<i64>) = (r.get(2), r.get(3), r.get(4));
+            match (every, remaining) {
+                (Some(every), rem) if rem != Some(0) => {
+                    sqlx::query("UPDATE flow_start_timers SET due_at = $3, remaining = $4 WHERE definition_id = $1 AND element_id = $2")
+                        .bind(&def_id)
+                        .bind(&element)
+                        .bind(due.max(unit.now - every) + every)
+                        .bind(rem.map(|r| r - 1))
+                        .execute(&mut *unit.tx)
+                        .await
+                        .db()?;
+                }
+                _ => {
+                    sqlx::query("DELETE FROM flow_start_timers WHERE definition_id = $1 AND element_id = $2")
+                        .bind(&def_id)
+                        .bind(&element)
+                        .execute(&mut *unit.tx)
+                        .await
+                        .db()?;
+                }
+            }
+            let def = self.deployed(&def_id).await?;
+            let start = def.process().element(&element);
+            unit.new_instance(def, None, None, Some("system".into()), None, Default::default(), start, false);
+        }
+        unit.run().await?;
+        unit.commit().await?;
+        Ok(rows.len())
     }
 
     /// Fires every timer due now, a batch per transaction. Returns how many fired.

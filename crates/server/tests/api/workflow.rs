@@ -481,3 +481,53 @@ async fn send_back_transfer_and_countersign_work_on_real_users() {
         assert_eq!(d["status"], "active");
     }
 }
+
+#[tokio::test]
+async fn timer_and_signal_start_events_start_instances_and_a_new_version_takes_over() {
+    for b in test_backends() {
+        let app = TestApp::start(b).await;
+        let flow = app.state.services.get::<flow::Flow>().unwrap().clone();
+        let admin = app.login("flowadmin").await;
+        let model = |cycle: &str| {
+            format!(
+                r#"<?xml version="1.0"?><bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL" id="d">
+                <bpmn:signal id="sg" name="flood"/>
+                <bpmn:process id="daily" name="每日巡查" isExecutable="true">
+                <bpmn:startEvent id="tick"><bpmn:timerEventDefinition><bpmn:timeCycle>{cycle}</bpmn:timeCycle></bpmn:timerEventDefinition></bpmn:startEvent>
+                <bpmn:startEvent id="alarm"><bpmn:signalEventDefinition signalRef="sg"/></bpmn:startEvent>
+                <bpmn:userTask id="patrol" name="巡查"/><bpmn:endEvent id="e"/>
+                <bpmn:sequenceFlow id="f1" sourceRef="tick" targetRef="patrol"/><bpmn:sequenceFlow id="f3" sourceRef="alarm" targetRef="patrol"/>
+                <bpmn:sequenceFlow id="f2" sourceRef="patrol" targetRef="e"/></bpmn:process></bpmn:definitions>"#
+            )
+        };
+        let (s, _) = admin.json(Method::POST, "/api/v1/flow/definitions", Some(json!({"xml": model("R2/PT1H")}))).await;
+        assert_eq!(s, StatusCode::CREATED);
+        assert_eq!(flow.fire_start_timers().await.unwrap(), 0);
+        app.clock.advance_secs(3600);
+        assert_eq!(flow.fire_start_timers().await.unwrap(), 1);
+        app.clock.advance_secs(3600);
+        assert_eq!(flow.fire_start_timers().await.unwrap(), 1);
+        app.clock.advance_secs(3600);
+        assert_eq!(flow.fire_start_timers().await.unwrap(), 0, "R2: two instances, then done");
+        // A new version replaces the old one's start timers.
+        let admin = app.login("flowadmin").await;
+        let (s, d) = admin.json(Method::POST, "/api/v1/flow/definitions", Some(json!({"xml": model("R/PT30M")}))).await;
+        assert_eq!((s, d["version"].as_i64()), (StatusCode::CREATED, Some(2)));
+        app.clock.advance_secs(1800);
+        assert_eq!(flow.fire_start_timers().await.unwrap(), 1);
+        let admin = app.login("flowadmin").await; // half an hour idle ends a session
+        // A signal starts one more.
+        let (s, body) = admin.json(Method::POST, "/api/v1/flow/signals", Some(json!({"name": "flood"}))).await;
+        assert_eq!((s, body["reached"].as_i64()), (StatusCode::OK, Some(1)));
+        let (_, list) = admin.json(Method::GET, "/api/v1/flow/instances?process_key=daily", None).await;
+        assert_eq!(list["total"], 4);
+        let versions: Vec<i64> =
+            list["items"].as_array().unwrap().iter().map(|i| i["version"].as_i64().unwrap()).collect();
+        assert_eq!(versions.iter().filter(|v| **v == 2).count(), 2);
+        // Expressions are refused for timer start events (there is no instance to evaluate them in).
+        let (s, body) =
+            admin.json(Method::POST, "/api/v1/flow/definitions", Some(json!({"xml": model("=cycle")}))).await;
+        assert_error(s, &body, 422, "validation_failed");
+        assert!(body["message"].as_str().unwrap().contains("tick"));
+    }
+}
