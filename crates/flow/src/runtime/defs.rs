@@ -275,9 +275,12 @@ impl Flow {
     }
 }
 
+/// A timer start event to schedule: (element id, due, every ms, repetitions left).
+type StartTimer = (String, i64, Option<i64>, Option<i64>);
+
 /// The timer start events of a process with their first due time: (element id, due, every ms for
 /// cycles, repetitions left after the first). Expressions cannot be used here (no instance yet).
-fn start_timers(p: &crate::model::Process, now: i64) -> Result<Vec<(String, i64, Option<i64>, Option<i64>)>> {
+fn start_timers(p: &crate::model::Process, now: i64) -> Result<Vec<StartTimer>> {
     use crate::model::{ElementKind, Text, TimerSpec, Trigger};
     let mut out = Vec::new();
     for s in p.start_events(None) {
