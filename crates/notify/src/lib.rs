@@ -607,26 +607,9 @@ impl Notify {
         if unread_only {
             w.and_sql("read_at IS NULL");
         }
-        let total: i64 = w
-            .bind(sqlx::query(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM notify_messages {}", w.clause()))))
-            .fetch_one(self.db().reader())
-            .await
-            .db()?
-            .get(0);
-        let n = w.len();
-        let sql = format!(
-            "SELECT id, title, body, link, urgent, created_at, read_at FROM notify_messages {} ORDER BY created_at DESC, id DESC LIMIT ${} OFFSET ${}",
-            w.clause(),
-            n + 1,
-            n + 2
-        );
-        let rows = w
-            .bind(sqlx::query(sqlx::AssertSqlSafe(sql)))
-            .bind(page.limit())
-            .bind(page.offset())
-            .fetch_all(self.db().reader())
-            .await
-            .db()?;
+        let cols = "id, title, body, link, urgent, created_at, read_at";
+        let (rows, total) =
+            store::fetch_page(self.db(), &w, cols, "FROM notify_messages", "created_at DESC, id DESC", page).await?;
         let items = rows
             .iter()
             .map(|r| Message {
@@ -714,27 +697,8 @@ impl Notify {
         }
         let from =
             "FROM notify_deliveries d JOIN notify_messages m ON m.id = d.message_id JOIN users u ON u.id = d.user_id";
-        let total: i64 = w
-            .bind(sqlx::query(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) {from} {}", w.clause()))))
-            .fetch_one(self.db().reader())
-            .await
-            .db()?
-            .get(0);
-        let n = w.len();
-        let sql = format!(
-            "SELECT d.id, d.message_id, u.username, m.title, d.channel, d.address, d.state, d.attempts, d.next_at, d.last_error, d.sent_at, d.created_at
-             {from} {} ORDER BY d.created_at DESC, d.id DESC LIMIT ${} OFFSET ${}",
-            w.clause(),
-            n + 1,
-            n + 2
-        );
-        let rows = w
-            .bind(sqlx::query(sqlx::AssertSqlSafe(sql)))
-            .bind(page.limit())
-            .bind(page.offset())
-            .fetch_all(self.db().reader())
-            .await
-            .db()?;
+        let cols = "d.id, d.message_id, u.username, m.title, d.channel, d.address, d.state, d.attempts, d.next_at, d.last_error, d.sent_at, d.created_at";
+        let (rows, total) = store::fetch_page(self.db(), &w, cols, from, "d.created_at DESC, d.id DESC", page).await?;
         let masker = crypto::Masker { unmask: caller.has(identity::perms::PI_UNMASK) };
         let items = rows
             .iter()

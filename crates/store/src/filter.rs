@@ -113,3 +113,31 @@ mod tests {
         assert_eq!(like_escape("50%_a\\"), "50\\%\\_a\\\\");
     }
 }
+
+/// One page of a filtered listing: `SELECT COUNT(*) {from} {where}` for the total, then
+/// `SELECT {columns} {from} {where} ORDER BY {order} LIMIT … OFFSET …`, both on the read pool.
+/// `from` and `order` are fixed SQL from the program (never input); `order` should end with a
+/// unique column so pages are stable.
+pub async fn fetch_page(
+    db: &crate::Db,
+    w: &Where,
+    columns: &str,
+    from: &str,
+    order: &str,
+    page: kernel::PageRequest,
+) -> Result<(Vec<sqlx::any::AnyRow>, i64), kernel::Error> {
+    use crate::DbResultExt;
+    use sqlx::Row;
+    let count = format!("SELECT COUNT(*) {from} {}", w.clause());
+    let total: i64 = w.bind(sqlx::query(sqlx::AssertSqlSafe(count))).fetch_one(db.reader()).await.db()?.get(0);
+    let n = w.len();
+    let sql = format!("SELECT {columns} {from} {} ORDER BY {order} LIMIT ${} OFFSET ${}", w.clause(), n + 1, n + 2);
+    let rows = w
+        .bind(sqlx::query(sqlx::AssertSqlSafe(sql)))
+        .bind(page.limit())
+        .bind(page.offset())
+        .fetch_all(db.reader())
+        .await
+        .db()?;
+    Ok((rows, total))
+}

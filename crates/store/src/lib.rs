@@ -16,6 +16,6 @@ mod migrate;
 pub mod testing;
 
 pub use db::{Backend, Db, DbOptions, DbResultExt, PoolStats, Tx, db_error, install_drivers, is_unique_violation};
-pub use filter::{AnyQuery, Value, Where, like_escape};
+pub use filter::{AnyQuery, Value, Where, fetch_page, like_escape};
 pub use migrate::{Migration, MigrationSet, migrate};
 pub use sqlx::{Any, AnyPool, Row, any::AnyRow};

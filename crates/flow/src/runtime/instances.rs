@@ -489,26 +489,8 @@ impl Flow {
             w.and("i.started_at < ?", [t.into()]);
         }
         let from = "FROM flow_instances i JOIN flow_definitions d ON d.id = i.definition_id";
-        let total: i64 = w
-            .bind(sqlx::query(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) {from} {}", w.clause()))))
-            .fetch_one(self.db().reader())
-            .await
-            .db()?
-            .get(0);
-        let n = w.len();
-        let sql = format!(
-            "SELECT {INSTANCE_COLUMNS} {from} {} ORDER BY i.started_at DESC, i.id LIMIT ${} OFFSET ${}",
-            w.clause(),
-            n + 1,
-            n + 2
-        );
-        let rows = w
-            .bind(sqlx::query(sqlx::AssertSqlSafe(sql)))
-            .bind(page.limit())
-            .bind(page.offset())
-            .fetch_all(self.db().reader())
-            .await
-            .db()?;
+        let (rows, total) =
+            store::fetch_page(self.db(), &w, INSTANCE_COLUMNS, from, "i.started_at DESC, i.id", page).await?;
         Ok(Page::new(rows.iter().map(instance_from_row).collect(), total, page))
     }
 
@@ -704,26 +686,8 @@ impl Flow {
             w.and("i.def_key = ?", [k.clone().into()]);
         }
         let from = "FROM flow_incidents n JOIN flow_instances i ON i.id = n.instance_id";
-        let total: i64 = w
-            .bind(sqlx::query(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) {from} {}", w.clause()))))
-            .fetch_one(self.db().reader())
-            .await
-            .db()?
-            .get(0);
-        let n = w.len();
-        let sql = format!(
-            "SELECT {INCIDENT_COLUMNS} {from} {} ORDER BY n.created_at DESC, n.id LIMIT ${} OFFSET ${}",
-            w.clause(),
-            n + 1,
-            n + 2
-        );
-        let rows = w
-            .bind(sqlx::query(sqlx::AssertSqlSafe(sql)))
-            .bind(page.limit())
-            .bind(page.offset())
-            .fetch_all(self.db().reader())
-            .await
-            .db()?;
+        let (rows, total) =
+            store::fetch_page(self.db(), &w, INCIDENT_COLUMNS, from, "n.created_at DESC, n.id", page).await?;
         Ok(Page::new(rows.iter().map(incident_from_row).collect(), total, page))
     }
 }

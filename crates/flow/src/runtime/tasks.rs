@@ -231,28 +231,12 @@ impl Flow {
                 ));
             }
         }
-        let total: i64 = w
-            .bind(sqlx::query(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM flow_tasks t {}", w.clause()))))
-            .fetch_one(self.db().reader())
-            .await
-            .db()?
-            .get(0);
-        let order =
-            if f.view.as_deref() == Some("done") { "t.completed_at DESC" } else { "t.priority DESC, t.created_at" };
-        let n = w.len();
-        let sql = format!(
-            "SELECT {TASK_COLUMNS} FROM flow_tasks t {} ORDER BY {order}, t.id LIMIT ${} OFFSET ${}",
-            w.clause(),
-            n + 1,
-            n + 2
-        );
-        let rows = w
-            .bind(sqlx::query(sqlx::AssertSqlSafe(sql)))
-            .bind(page.limit())
-            .bind(page.offset())
-            .fetch_all(self.db().reader())
-            .await
-            .db()?;
+        let order = if f.view.as_deref() == Some("done") {
+            "t.completed_at DESC, t.id"
+        } else {
+            "t.priority DESC, t.created_at, t.id"
+        };
+        let (rows, total) = store::fetch_page(self.db(), &w, TASK_COLUMNS, "FROM flow_tasks t", order, page).await?;
         Ok(Page::new(rows.iter().map(|r| task_from_row(r, now).task).collect(), total, page))
     }
 
