@@ -100,20 +100,6 @@ pub fn like_escape(s: &str) -> String {
     out
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn numbers_placeholders_across_conditions() {
-        let mut w = Where::new();
-        w.and("(a = ? OR b = ?)", ["x".into(), "y".into()]).and("c >= ?", [Value::Int(3)]);
-        assert_eq!(w.clause(), "WHERE (a = $1 OR b = $2) AND c >= $3");
-        assert_eq!(w.len(), 3);
-        assert_eq!(like_escape("50%_a\\"), "50\\%\\_a\\\\");
-    }
-}
-
 /// One page of a filtered listing: `SELECT COUNT(*) {from} {where}` for the total, then
 /// `SELECT {columns} {from} {where} ORDER BY {order} LIMIT … OFFSET …`, both on the read pool.
 /// `from` and `order` are fixed SQL from the program (never input); `order` should end with a
@@ -140,4 +126,18 @@ pub async fn fetch_page(
         .await
         .db()?;
     Ok((rows, total))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_placeholders_across_conditions() {
+        let mut w = Where::new();
+        w.and("(a = ? OR b = ?)", ["x".into(), "y".into()]).and("c >= ?", [Value::Int(3)]);
+        assert_eq!(w.clause(), "WHERE (a = $1 OR b = $2) AND c >= $3");
+        assert_eq!(w.len(), 3);
+        assert_eq!(like_escape("50%_a\\"), "50\\%\\_a\\\\");
+    }
 }
