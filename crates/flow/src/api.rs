@@ -12,7 +12,7 @@ use utoipa_axum::routes;
 use crate::parse::ModelError;
 use crate::runtime::{
     Definition, DefinitionSummary, DelayRow, Flow, HistoryEntry, Incident, IncidentFilter, Instance, InstanceDetail,
-    InstanceFilter, MessageRequest, Resolution, StartRequest, Task, TaskAction, TaskFilter, TaskView,
+    InstanceFilter, MessageRequest, MigrateRequest, Resolution, StartRequest, Task, TaskAction, TaskFilter, TaskView,
 };
 
 /// Permission markers of the workflow engine.
@@ -63,6 +63,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(get_instance))
         .routes(routes!(instance_history))
         .routes(routes!(cancel_instance))
+        .routes(routes!(migrate_instance))
         .routes(routes!(correlate_message))
         .routes(routes!(broadcast_signal))
         .routes(routes!(list_tasks))
@@ -326,4 +327,16 @@ pub async fn resolve_incident(
 #[utoipa::path(get, path = "/flow/overview/delays", tag = TAG, responses((status = 200, body = Vec<DelayRow>), (status = 403, body = ErrorBody)))]
 pub async fn delay_overview(Svc(flow): Svc<Flow>, auth: Need<perm::FlowStart>) -> ApiResult<axum::Json<Vec<DelayRow>>> {
     Ok(axum::Json(flow.delay_overview(&auth.caller).await?))
+}
+
+/// Moves a running instance to another version of its process (element mapping for renamed steps).
+#[utoipa::path(post, path = "/flow/instances/{id}/migrate", tag = TAG, params(("id" = String, Path)), request_body = MigrateRequest,
+    responses((status = 200, body = Instance), (status = 422, body = ErrorBody)))]
+pub async fn migrate_instance(
+    Svc(flow): Svc<Flow>,
+    auth: Need<perm::FlowInstanceManage>,
+    Path(id): Path<String>,
+    Json(req): Json<MigrateRequest>,
+) -> ApiResult<axum::Json<Instance>> {
+    Ok(axum::Json(flow.migrate(&auth.caller, &auth.actor(), &id, req).await?))
 }

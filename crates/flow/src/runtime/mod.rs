@@ -28,7 +28,7 @@ pub use defs::{Definition, DefinitionSummary, Deployed};
 pub use handlers::{Handler, JobInput, JobResult};
 pub use instances::{
     DelayRow, HistoryEntry, Incident, IncidentFilter, Instance, InstanceDetail, InstanceFilter, MessageRequest,
-    Resolution, StartRequest, TimelineItem,
+    MigrateRequest, Resolution, StartRequest, TimelineItem,
 };
 pub use tasks::{StepRef, Task, TaskAction, TaskFilter, TaskView};
 pub use worker::{WorkerHandle, spawn_workers};

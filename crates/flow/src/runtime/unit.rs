@@ -48,6 +48,8 @@ struct Loaded {
     parent: Option<(String, u64)>,
     incidents: i64,
     events: Vec<Event>,
+    /// Moved to another definition version in this unit.
+    migrated: bool,
 }
 
 pub(crate) struct Unit<'f> {
@@ -106,6 +108,7 @@ impl<'f> Unit<'f> {
                 parent,
                 incidents: 0,
                 events: Vec::new(),
+                migrated: false,
             },
         );
         self.order.push(id.clone());
@@ -161,6 +164,7 @@ impl<'f> Unit<'f> {
                 parent,
                 incidents: row.get(8),
                 events: Vec::new(),
+                migrated: false,
             },
         );
         self.order.push(id.to_string());
@@ -566,7 +570,7 @@ impl<'f> Unit<'f> {
         let mut history: Vec<(String, i64, String)> = Vec::new();
         for id in std::mem::take(&mut self.order) {
             let Some(l) = self.loaded.get_mut(&id) else { continue };
-            if !l.is_new && l.events.is_empty() {
+            if !l.is_new && l.events.is_empty() && !l.migrated {
                 continue; // loaded for reading only
             }
             let status = match l.state.status {
@@ -600,7 +604,7 @@ impl<'f> Unit<'f> {
                 l.rev = 1;
             } else {
                 let n = sqlx::query(
-                    "UPDATE flow_instances SET state = $2, status = $3, rev = rev + 1, incidents = $4, ended_at = $5
+                    "UPDATE flow_instances SET state = $2, status = $3, rev = rev + 1, incidents = $4, ended_at = $5, definition_id = $7
                      WHERE id = $1 AND rev = $6",
                 )
                 .bind(&id)
@@ -609,6 +613,7 @@ impl<'f> Unit<'f> {
                 .bind(l.incidents)
                 .bind(ended_at)
                 .bind(l.rev)
+                .bind(&l.def.id)
                 .execute(&mut *self.tx)
                 .await
                 .db()?
@@ -659,6 +664,95 @@ impl<'f> Unit<'f> {
             q.execute(&mut *self.tx).await.db()?;
         }
         Ok(())
+    }
+
+    /// Moves a waiting instance to another version of its process. Each token's element is
+    /// found in the new version by the mapping (old id → new id; unmapped ids stay the same) and
+    /// must be of the same kind in the matching container. The rows of tasks, timers, jobs,
+    /// subscriptions and incidents follow the new element ids. Returns the ids that changed.
+    pub async fn migrate(
+        &mut self,
+        id: &str,
+        to: Arc<Deployed>,
+        mapping: &std::collections::HashMap<String, String>,
+    ) -> Result<Vec<(String, String)>> {
+        self.load(id).await?;
+        let l = self.loaded.get_mut(id).expect("loaded");
+        if l.state.status != Status::Active {
+            return Err(Error::conflict("only a running instance can be migrated"));
+        }
+        if l.def.key != to.key {
+            return Err(Error::validation("an instance can only move to another version of its own process"));
+        }
+        let (old, new) = (l.def.process(), to.process());
+        let map = |old_id: &str| mapping.get(old_id).cloned().unwrap_or_else(|| old_id.to_string());
+        let mut changed = Vec::new();
+        let mut moved = std::collections::HashMap::new();
+        for t in l.state.tokens.values() {
+            let from = &old.elements[t.element];
+            let target = map(&from.id);
+            let Some(ni) = new.element(&target) else {
+                return Err(Error::validation(format!(
+                    "'{}' has no counterpart '{target}' in version {}; map it",
+                    from.id, to.version
+                )));
+            };
+            let n = &new.elements[ni];
+            if n.kind.bpmn_name() != from.kind.bpmn_name() {
+                return Err(Error::validation(format!(
+                    "'{}' ({}) cannot become '{}' ({})",
+                    from.id,
+                    from.kind.bpmn_name(),
+                    n.id,
+                    n.kind.bpmn_name()
+                )));
+            }
+            let old_parent = from.parent.map(|p| map(&old.elements[p].id));
+            let new_parent = n.parent.map(|p| new.elements[p].id.clone());
+            if old_parent != new_parent {
+                return Err(Error::validation(format!("'{}' would move to another (sub-)process", from.id)));
+            }
+            moved.insert(t.element, ni);
+            if from.id != n.id {
+                changed.push((from.id.clone(), n.id.clone()));
+            }
+        }
+        for t in l.state.tokens.values_mut() {
+            t.element = moved[&t.element];
+            if let crate::engine::Wait::Join { via } = &mut t.wait {
+                let fid = &old.flows[*via].id;
+                *via = new.flows.iter().position(|f| &f.id == fid).ok_or_else(|| {
+                    Error::validation(format!(
+                        "the flow '{fid}' a token waits on at a join is missing in version {}",
+                        to.version
+                    ))
+                })?;
+            }
+        }
+        changed.sort();
+        changed.dedup();
+        for (from, to_id) in &changed {
+            for table in ["flow_tasks", "flow_timers", "flow_jobs", "flow_subscriptions", "flow_incidents"] {
+                let sql = format!("UPDATE {table} SET element_id = $3 WHERE instance_id = $1 AND element_id = $2");
+                sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .bind(id)
+                    .bind(from)
+                    .bind(to_id)
+                    .execute(&mut *self.tx)
+                    .await
+                    .db()?;
+            }
+        }
+        sqlx::query("UPDATE flow_tasks SET def_name = $2 WHERE instance_id = $1")
+            .bind(id)
+            .bind(&to.name)
+            .execute(&mut *self.tx)
+            .await
+            .db()?;
+        let l = self.loaded.get_mut(id).expect("loaded");
+        l.def = to;
+        l.migrated = true;
+        Ok(changed)
     }
 
     /// Status and open incidents of an instance touched in this unit.

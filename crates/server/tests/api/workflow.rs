@@ -531,3 +531,124 @@ async fn timer_and_signal_start_events_start_instances_and_a_new_version_takes_o
         assert!(body["message"].as_str().unwrap().contains("tick"));
     }
 }
+
+#[tokio::test]
+async fn a_waiting_instance_migrates_to_a_new_version_with_an_element_mapping() {
+    for b in test_backends() {
+        let app = TestApp::start(b).await;
+        let admin = app.login("flowadmin").await;
+        let v1 = APPROVAL.to_string();
+        // Version 2 renames the HR step and adds a final archive task.
+        let v2 = APPROVAL
+            .replace(r#"id="hr" name="人事备案""#, r#"id="hr_record" name="人事备案""#)
+            .replace(r#"sourceRef="fork" targetRef="hr""#, r#"sourceRef="fork" targetRef="hr_record""#)
+            .replace(r#"sourceRef="hr" targetRef="join""#, r#"sourceRef="hr_record" targetRef="join""#);
+        deploy(&admin, &v1, opinion_form()).await;
+        let (_, inst) = admin
+            .json(
+                Method::POST,
+                "/api/v1/flow/instances",
+                Some(json!({"process_key": "leave", "variables": {"hr": "flowadmin"}})),
+            )
+            .await;
+        let id = inst["id"].as_str().unwrap().to_string();
+        let d2 = deploy(&admin, &v2, opinion_form()).await;
+        assert_eq!(d2["version"], 2);
+        // Without a mapping the renamed step has no counterpart: refused, nothing changed.
+        let (s, body) = admin
+            .json(Method::POST, &format!("/api/v1/flow/instances/{id}/migrate"), Some(json!({"version": 2})))
+            .await;
+        assert_error(s, &body, 422, "validation_failed");
+        assert!(body["message"].as_str().unwrap().contains("'hr'"), "{body}");
+        let (_, d) = admin.json(Method::GET, &format!("/api/v1/flow/instances/{id}"), None).await;
+        assert_eq!(d["version"], 1);
+        // A mapping to a step of another kind is refused too.
+        let (s, _) = admin
+            .json(
+                Method::POST,
+                &format!("/api/v1/flow/instances/{id}/migrate"),
+                Some(json!({"version": 2, "mapping": {"hr": "fork"}})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+        let (s, body) = admin
+            .json(
+                Method::POST,
+                &format!("/api/v1/flow/instances/{id}/migrate"),
+                Some(json!({"version": 2, "mapping": {"hr": "hr_record"}})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{body}");
+        assert_eq!(body["version"], 2);
+        // The HR task follows the new element id and completes on version 2.
+        let hr = inbox(&admin).await.into_iter().find(|t| t["instance_id"] == id.as_str()).unwrap();
+        assert_eq!(hr["element_id"], "hr_record");
+        let (s, _) = admin
+            .json(
+                Method::POST,
+                &format!("/api/v1/flow/tasks/{}", hr["id"].as_str().unwrap()),
+                Some(json!({"action": "complete"})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK);
+        let (_, d) = admin.json(Method::GET, &format!("/api/v1/flow/instances/{id}"), None).await;
+        assert_eq!(d["active_elements"], json!(["dept", "join"]));
+    }
+}
+
+#[tokio::test]
+async fn two_engine_nodes_on_one_database_fire_each_timer_exactly_once() {
+    for b in test_backends() {
+        let app = TestApp::start(b).await;
+        let a = app.state.services.get::<flow::Flow>().unwrap().clone();
+        // A second node: its own Flow service over the same database.
+        let other = flow::Flow::new(
+            app.state.db.clone(),
+            app.state.identity.clone(),
+            std::sync::Arc::new(app.clock.clone()),
+            Default::default(),
+        );
+        let admin = app.login("flowadmin").await;
+        deploy(&admin, &conformance("events"), json!({})).await;
+        let def = other.definition_id("events", None).await.unwrap();
+        let n = 300;
+        let batch = (0..n)
+            .map(|i| {
+                (Some(format!("T-{i}")), serde_json::Map::from_iter([("orderId".to_string(), json!(format!("K{i}")))]))
+            })
+            .collect();
+        a.start_batch(&def, batch).await.unwrap();
+        app.clock.advance_secs(3601);
+        let (x, y) = tokio::join!(
+            async {
+                let mut t = 0;
+                loop {
+                    let k = a.fire_due_timers().await.unwrap();
+                    if k == 0 {
+                        return t;
+                    }
+                    t += k;
+                }
+            },
+            async {
+                let mut t = 0;
+                loop {
+                    let k = other.fire_due_timers().await.unwrap();
+                    if k == 0 {
+                        return t;
+                    }
+                    t += k;
+                }
+            }
+        );
+        assert_eq!(x + y, n, "every timer fired once across the two nodes ({x} + {y})");
+        let done: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM flow_instances WHERE status = 'completed'")
+            .fetch_one(app.state.db.reader())
+            .await
+            .unwrap();
+        let histories: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM flow_history").fetch_one(app.state.db.reader()).await.unwrap();
+        assert_eq!(done as usize, n);
+        assert_eq!(histories as usize, 2 * n, "one history row for the start, one for the timer");
+    }
+}
