@@ -288,6 +288,11 @@ impl<'a, 'i> DefParser<'a, 'i> {
                 inputs: vec![],
                 line: line(self.doc, n),
             };
+            for listeners in ["executionListeners", "taskListeners"] {
+                if ext(n, listeners).is_some() {
+                    self.err(n, format!("{listeners} are not supported by this engine; use a service task instead"));
+                }
+            }
             el.looping = self.looping(n);
             (el.inputs, el.outputs) = self.io_mapping(n);
             let attached_to = n.attribute("attachedToRef").map(str::to_string);

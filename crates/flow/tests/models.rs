@@ -69,6 +69,10 @@ fn unsupported_elements_are_refused_by_name() {
     assert!(has(&errors(&xml), "js", "javascript"));
     let xml = wrap(r#"<bpmn:serviceTask id="st"/>"#);
     assert!(has(&errors(&xml), "st", "no handler"));
+    let xml = wrap(
+        r#"<bpmn:startEvent id="s"><bpmn:extensionElements><zeebe:executionListeners><zeebe:executionListener eventType="start" type="x"/></zeebe:executionListeners></bpmn:extensionElements></bpmn:startEvent>"#,
+    );
+    assert!(has(&errors(&xml), "s", "executionListeners are not supported"));
 }
 
 #[test]
