@@ -2,6 +2,7 @@
 //! the demo city as data, a fake clock for timeouts.
 
 mod audit_trail;
+mod conformance;
 mod crash;
 mod helpers;
 mod identity_flows;

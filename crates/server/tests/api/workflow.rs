@@ -652,3 +652,41 @@ async fn two_engine_nodes_on_one_database_fire_each_timer_exactly_once() {
         assert_eq!(histories as usize, 2 * n, "one history row for the start, one for the timer");
     }
 }
+
+#[tokio::test]
+async fn ended_instances_past_the_retention_period_are_removed_with_their_history() {
+    for b in test_backends() {
+        let app = TestApp::start(b).await;
+        let flow = app.state.services.get::<flow::Flow>().unwrap().clone();
+        let admin = app.login("flowadmin").await;
+        deploy(&admin, &conformance("reference"), json!({})).await;
+        deploy(&admin, APPROVAL, opinion_form()).await;
+        let (_, done) = admin
+            .json(
+                Method::POST,
+                "/api/v1/flow/instances",
+                Some(json!({"process_key": "reference", "variables": {"amount": 1}})),
+            )
+            .await;
+        let (_, running) = admin
+            .json(
+                Method::POST,
+                "/api/v1/flow/instances",
+                Some(json!({"process_key": "leave", "variables": {"hr": "flowadmin"}})),
+            )
+            .await;
+        app.clock.advance_secs(364 * 86_400);
+        assert_eq!(flow.cleanup_history().await.unwrap(), 0, "kept within the 365 days");
+        app.clock.advance_secs(2 * 86_400);
+        assert_eq!(flow.cleanup_history().await.unwrap(), 1);
+        let left: Vec<String> =
+            sqlx::query_scalar("SELECT id FROM flow_instances").fetch_all(app.state.db.reader()).await.unwrap();
+        assert_eq!(left, vec![running["id"].as_str().unwrap().to_string()], "running instances stay however old");
+        let orphans: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM flow_history WHERE instance_id = $1")
+            .bind(done["id"].as_str().unwrap())
+            .fetch_one(app.state.db.reader())
+            .await
+            .unwrap();
+        assert_eq!(orphans, 0);
+    }
+}
