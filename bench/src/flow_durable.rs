@@ -56,7 +56,7 @@ const TIMER_MODEL: &str = r#"<?xml version="1.0"?>
 <bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL" id="d">
   <bpmn:process id="timers" isExecutable="true">
     <bpmn:startEvent id="s"/>
-    <bpmn:intermediateCatchEvent id="wait"><bpmn:timerEventDefinition><bpmn:timeDuration>=delay</bpmn:timeDuration></bpmn:timerEventDefinition></bpmn:intermediateCatchEvent>
+    <bpmn:intermediateCatchEvent id="wait"><bpmn:timerEventDefinition><bpmn:timeDate>=due</bpmn:timeDate></bpmn:timerEventDefinition></bpmn:intermediateCatchEvent>
     <bpmn:endEvent id="e"/>
     <bpmn:sequenceFlow id="f1" sourceRef="s" targetRef="wait"/><bpmn:sequenceFlow id="f2" sourceRef="wait" targetRef="e"/>
   </bpmn:process>
@@ -84,18 +84,21 @@ pub async fn timers(n: usize) {
             .deploy(&identity::users::system_caller(), &identity::Actor::system(), TIMER_MODEL, Default::default())
             .await
             .unwrap();
-        // Everything is due in the same second, well after the last instance exists.
-        let due_at = clock.now_ms() + 5_000 + (n as i64) / 20;
+        // Everything is due in the same second (a fixed date), well after the last instance exists.
+        let due_at = clock.now_ms() + 5_000 + (n as i64) / 5;
         let started = Instant::now();
         let mut done = 0;
         while done < n {
             let k = BATCH.min(n - done);
-            let delay = format!("PT{:.3}S", (due_at + (done as i64 % 1000) - clock.now_ms()) as f64 / 1000.0);
+            let due = chrono::DateTime::<chrono::Utc>::from_timestamp_millis(due_at + (done as i64 % 1000))
+                .unwrap()
+                .to_rfc3339();
             let mut vars = serde_json::Map::new();
-            vars.insert("delay".into(), delay.into());
+            vars.insert("due".into(), due.into());
             flow.start_batch(&def.id, (0..k).map(|_| (None, vars.clone())).collect()).await.unwrap();
             done += k;
         }
+        assert!(clock.now_ms() < due_at, "creating the timers took longer than the lead time; raise it");
         let created = started.elapsed();
         let rss_before = rss_mb();
         let worker = flow::runtime::spawn_workers(&flow);
@@ -105,7 +108,9 @@ pub async fn timers(n: usize) {
                 .await
                 .unwrap()
         };
+        let give_up = Instant::now() + std::time::Duration::from_secs(300);
         while remaining().await > 0 {
+            assert!(Instant::now() < give_up, "timers still pending after five minutes");
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
         let last = clock.now_ms() - (due_at + 999);

@@ -133,41 +133,58 @@ impl<'f> Unit<'f> {
         if self.loaded.contains_key(id) {
             return Ok(());
         }
-        let lock = if self.flow.db().backend() == Backend::Postgres { " FOR UPDATE" } else { "" };
-        let sql = format!(
-            "SELECT definition_id, state, rev, business_key, org_id, started_by, parent_id, parent_token, incidents, started_at
-             FROM flow_instances WHERE id = $1{lock}"
-        );
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(id)
-            .fetch_optional(&mut *self.tx)
-            .await
-            .db()?
-            .ok_or_else(|| Error::not_found("process instance"))?;
-        let def = self.flow.deployed(&row.get::<String, _>(0)).await?;
-        let state: InstanceState = serde_json::from_str(&row.get::<String, _>(1)).map_err(super::json_err)?;
-        let parent = match (row.get::<Option<String>, _>(6), row.get::<Option<i64>, _>(7)) {
-            (Some(p), Some(t)) => Some((p, t as u64)),
-            _ => None,
-        };
-        self.loaded.insert(
-            id.to_string(),
-            Loaded {
-                def,
-                state,
-                rev: row.get(2),
-                is_new: false,
-                business_key: row.get(3),
-                org_id: row.get(4),
-                started_by: row.get(5),
-                started_at: row.get(9),
-                parent,
-                incidents: row.get(8),
-                events: Vec::new(),
-                migrated: false,
-            },
-        );
-        self.order.push(id.to_string());
+        self.preload(&[id.to_string()]).await?;
+        if !self.loaded.contains_key(id) {
+            return Err(Error::not_found("process instance"));
+        }
+        Ok(())
+    }
+
+    /// Loads many instances in a few statements (`FOR UPDATE` on PostgreSQL). Unknown ids are
+    /// skipped; commands for them fail as usual when they run.
+    pub async fn preload(&mut self, ids: &[String]) -> Result<()> {
+        let want: Vec<&String> = ids.iter().filter(|id| !self.loaded.contains_key(id.as_str())).collect();
+        let lock = if self.flow.db().backend() == Backend::Postgres { " ORDER BY id FOR UPDATE" } else { "" };
+        for chunk in want.chunks(INSERT_ROWS * 8) {
+            let marks: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+            let sql = format!(
+                "SELECT id, definition_id, state, rev, business_key, org_id, started_by, parent_id, parent_token, incidents, started_at
+                 FROM flow_instances WHERE id IN ({}){lock}",
+                marks.join(", ")
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for id in chunk {
+                q = q.bind(id.as_str());
+            }
+            let rows = q.fetch_all(&mut *self.tx).await.db()?;
+            for row in rows {
+                let id: String = row.get(0);
+                let def = self.flow.deployed(&row.get::<String, _>(1)).await?;
+                let state: InstanceState = serde_json::from_str(&row.get::<String, _>(2)).map_err(super::json_err)?;
+                let parent = match (row.get::<Option<String>, _>(7), row.get::<Option<i64>, _>(8)) {
+                    (Some(p), Some(t)) => Some((p, t as u64)),
+                    _ => None,
+                };
+                self.loaded.insert(
+                    id.clone(),
+                    Loaded {
+                        def,
+                        state,
+                        rev: row.get(3),
+                        is_new: false,
+                        business_key: row.get(4),
+                        org_id: row.get(5),
+                        started_by: row.get(6),
+                        started_at: row.get(10),
+                        parent,
+                        incidents: row.get(9),
+                        events: Vec::new(),
+                        migrated: false,
+                    },
+                );
+                self.order.push(id);
+            }
+        }
         Ok(())
     }
 
@@ -568,6 +585,7 @@ impl<'f> Unit<'f> {
     pub async fn flush(&mut self) -> Result<()> {
         let mut new_rows: Vec<NewRow> = Vec::new();
         let mut history: Vec<(String, i64, String)> = Vec::new();
+        let mut updates: Vec<Update> = Vec::new();
         for id in std::mem::take(&mut self.order) {
             let Some(l) = self.loaded.get_mut(&id) else { continue };
             if !l.is_new && l.events.is_empty() && !l.migrated {
@@ -603,25 +621,8 @@ impl<'f> Unit<'f> {
                 l.is_new = false;
                 l.rev = 1;
             } else {
-                let n = sqlx::query(
-                    "UPDATE flow_instances SET state = $2, status = $3, rev = rev + 1, incidents = $4, ended_at = $5, definition_id = $7
-                     WHERE id = $1 AND rev = $6",
-                )
-                .bind(&id)
-                .bind(&state)
-                .bind(status)
-                .bind(l.incidents)
-                .bind(ended_at)
-                .bind(l.rev)
-                .bind(&l.def.id)
-                .execute(&mut *self.tx)
-                .await
-                .db()?
-                .rows_affected();
-                if n != 1 {
-                    return Err(Error::conflict("the process instance was changed at the same moment; try again"));
-                }
                 l.rev += 1;
+                updates.push((id.clone(), state, status, l.incidents, ended_at, l.rev - 1, l.def.id.clone()));
             }
             if !l.events.is_empty() {
                 let p = l.def.process();
@@ -653,6 +654,43 @@ impl<'f> Unit<'f> {
                     .bind(r.parent_token);
             }
             q.execute(&mut *self.tx).await.db()?;
+        }
+        // Changed instances: one UPDATE … FROM (VALUES …) per chunk, each row checked against the
+        // revision it was loaded at.
+        for chunk in updates.chunks(INSERT_ROWS) {
+            // `SELECT … UNION ALL SELECT …` rather than `VALUES … AS v(cols)`: SQLite cannot name
+            // the columns of a VALUES list.
+            let selects: Vec<String> = (0..chunk.len())
+                .map(|r| {
+                    let b = r * 7;
+                    format!(
+                        "SELECT CAST(${} AS TEXT) AS id, CAST(${} AS TEXT) AS state, CAST(${} AS TEXT) AS status, CAST(${} AS BIGINT) AS incidents, \
+                         CAST(${} AS BIGINT) AS ended_at, CAST(${} AS BIGINT) AS rev, CAST(${} AS TEXT) AS definition_id",
+                        b + 1,
+                        b + 2,
+                        b + 3,
+                        b + 4,
+                        b + 5,
+                        b + 6,
+                        b + 7
+                    )
+                })
+                .collect();
+            let sql = format!(
+                "UPDATE flow_instances SET state = v.state, status = v.status, rev = flow_instances.rev + 1,
+                    incidents = v.incidents, ended_at = v.ended_at, definition_id = v.definition_id
+                 FROM ({}) AS v
+                 WHERE flow_instances.id = v.id AND flow_instances.rev = v.rev",
+                selects.join(" UNION ALL ")
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for (id, state, status, incidents, ended_at, rev, def) in chunk {
+                q = q.bind(id).bind(state).bind(*status).bind(*incidents).bind(*ended_at).bind(*rev).bind(def);
+            }
+            let n = q.execute(&mut *self.tx).await.db()?.rows_affected();
+            if n != chunk.len() as u64 {
+                return Err(Error::conflict("a process instance was changed at the same moment; try again"));
+            }
         }
         for chunk in history.chunks(INSERT_ROWS * 2) {
             let mut sql = String::from("INSERT INTO flow_history (instance_id, seq, at, actor, events) VALUES ");
@@ -777,6 +815,9 @@ impl<'f> Unit<'f> {
 /// Rows per multi-row INSERT. SQLite looks parameter names up by a linear scan, so a statement
 /// with n parameters costs O(n²) to bind: a few hundred parameters per statement is the sweet spot.
 const INSERT_ROWS: usize = 16;
+
+/// A changed instance: (id, state, status, incidents, ended_at, loaded revision, definition id).
+type Update = (String, String, &'static str, i64, Option<i64>, i64, String);
 
 struct NewRow {
     id: String,

@@ -282,15 +282,25 @@ impl Flow {
         if rows.is_empty() {
             return Ok(0);
         }
-        for r in &rows {
-            let (instance, token): (String, i64) = (r.get(0), r.get(1));
-            sqlx::query("DELETE FROM flow_timers WHERE instance_id = $1 AND token = $2")
-                .bind(&instance)
-                .bind(token)
-                .execute(&mut *unit.tx)
-                .await
-                .db()?;
-            unit.push(&instance, Command::FireTimer { token: token as u64 }, false);
+        let fired: Vec<(String, i64)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+        // The fired timers go in a few statements, and their instances load in a few more.
+        for chunk in fired.chunks(64) {
+            let pairs: Vec<String> = (0..chunk.len())
+                .map(|i| format!("(instance_id = ${} AND token = ${})", 2 * i + 1, 2 * i + 2))
+                .collect();
+            let sql = format!("DELETE FROM flow_timers WHERE {}", pairs.join(" OR "));
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for (instance, token) in chunk {
+                q = q.bind(instance.as_str()).bind(*token);
+            }
+            q.execute(&mut *unit.tx).await.db()?;
+        }
+        let mut ids: Vec<String> = fired.iter().map(|(i, _)| i.clone()).collect();
+        ids.sort();
+        ids.dedup();
+        unit.preload(&ids).await?;
+        for (instance, token) in &fired {
+            unit.push(instance, Command::FireTimer { token: *token as u64 }, false);
         }
         unit.run().await?;
         unit.commit().await?;

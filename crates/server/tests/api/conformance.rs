@@ -129,7 +129,7 @@ async fn every_conformance_model_takes_the_same_path_durably_as_in_memory() {
                             )
                             .await;
                         if let Err(e) = r {
-                            assert_eq!(e.code, kernel::ErrorCode::Conflict, "{e}");
+                            assert_eq!(e.code, kernel::ErrorCode::Conflict, "{e:?}");
                             continue;
                         }
                     }
@@ -137,7 +137,7 @@ async fn every_conformance_model_takes_the_same_path_durably_as_in_memory() {
                         .task_action(&admin, &actor, &t.id, TaskAction::Complete { variables: obj(task_vars.clone()) })
                         .await;
                     if let Err(e) = r {
-                        assert_eq!(e.code, kernel::ErrorCode::Conflict, "{e}");
+                        assert_eq!(e.code, kernel::ErrorCode::Conflict, "{e:?}");
                     }
                 }
                 while flow.run_due_jobs().await.unwrap() > 0 {}
