@@ -137,6 +137,10 @@ test('a flow admin designs and deploys a two-step approval with a parallel branc
 test('the demo shows an overdue task in red and an incident an operator can retry', async () => {
   const page = await browser.newPage({ viewport: { width: 1440, height: 900 } })
   await signIn(page, 'cgj_handler')
+  // The portal home counts the work waiting.
+  await page.waitForSelector('[data-test=work-summary] .late')
+  await page.waitForFunction(() => Number(document.querySelector('[data-test=work-summary] .late')?.textContent) >= 1)
+  await page.screenshot({ path: `${SHOTS}portal-work-summary.png` })
   await page.goto(`${demo.url}/flow/tasks`)
   await page.waitForSelector('[data-test=tasks] .el-tag--danger')
   assert.match(await page.textContent('[data-test=tasks]'), /已超期/)
