@@ -80,7 +80,19 @@ pub(crate) fn register_builtins(flow: &Flow) {
         "fail",
         Handler::inline(|job| JobResult::Failed(job.header("message").unwrap_or("failed on purpose").to_string())),
     );
-    flow.register("http", Handler::remote(http_connector));
+    let allowed = flow.options().http_allowed_hosts.clone();
+    flow.register(
+        "http",
+        Handler::remote(move |job| {
+            let allowed = allowed.clone();
+            async move {
+                match host_allowed(job.header("url").map(|u| template(u, &job.vars)).as_deref(), &allowed) {
+                    Ok(()) => http_connector(job).await,
+                    Err(e) => JobResult::Failed(e),
+                }
+            }
+        }),
+    );
 }
 
 /// The generic HTTP connector: headers `url`, `method` (GET/POST/PUT/PATCH/DELETE),
@@ -133,6 +145,20 @@ pub async fn http_connector(job: JobInput) -> JobResult {
     JobResult::Done(out)
 }
 
+/// Checks the URL's host against the allow-list (`gov.cn` allows itself and its subdomains).
+pub fn host_allowed(url: Option<&str>, allowed: &[String]) -> Result<(), String> {
+    if allowed.is_empty() {
+        return Ok(());
+    }
+    let url = url.ok_or("the http task has no 'url' header")?;
+    let host = reqwest::Url::parse(url)
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_lowercase))
+        .ok_or_else(|| format!("'{url}' is not a URL"))?;
+    let ok = allowed.iter().map(|a| a.trim().to_lowercase()).any(|a| host == a || host.ends_with(&format!(".{a}")));
+    if ok { Ok(()) } else { Err(format!("the host '{host}' is not in flow.http_allowed_hosts")) }
+}
+
 fn truncate(s: &str, max: usize) -> String {
     s.chars().take(max).collect()
 }
@@ -163,6 +189,16 @@ pub fn template(t: &str, vars: &VarMap) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_host_allow_list_takes_subdomains_and_refuses_the_rest() {
+        let allowed = vec!["jinan.gov.cn".to_string(), "10.1.2.3".to_string()];
+        assert!(host_allowed(Some("https://api.jinan.gov.cn/x"), &allowed).is_ok());
+        assert!(host_allowed(Some("http://10.1.2.3:8080/x"), &allowed).is_ok());
+        assert!(host_allowed(Some("http://169.254.169.254/latest"), &allowed).unwrap_err().contains("169.254.169.254"));
+        assert!(host_allowed(Some("http://evil-jinan.gov.cn.example.com/"), &allowed).is_err());
+        assert!(host_allowed(Some("http://anything/"), &[]).is_ok());
+    }
 
     #[test]
     fn templates_fill_variables() {

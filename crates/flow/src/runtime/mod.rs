@@ -55,6 +55,9 @@ pub struct FlowOptions {
     pub max_cascade: usize,
     /// The working-day calendar for task deadlines given in days (`[flow.calendar]`).
     pub calendar: kernel::WorkCalendar,
+    /// Hosts the HTTP connector may call (`gov.cn` also allows `*.gov.cn`); empty = any host.
+    /// Set it in production so a process model cannot reach arbitrary internal addresses.
+    pub http_allowed_hosts: Vec<String>,
 }
 
 impl Default for FlowOptions {
@@ -67,6 +70,7 @@ impl Default for FlowOptions {
             history_retention_days: 365,
             max_cascade: 10_000,
             calendar: Default::default(),
+            http_allowed_hosts: Vec::new(),
         }
     }
 }
