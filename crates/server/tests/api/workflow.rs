@@ -690,3 +690,67 @@ async fn ended_instances_past_the_retention_period_are_removed_with_their_histor
         assert_eq!(orphans, 0);
     }
 }
+
+#[tokio::test]
+async fn bad_workflow_input_gets_a_clear_error_and_changes_nothing() {
+    for b in test_backends() {
+        let app = TestApp::start(b).await;
+        let admin = app.login("flowadmin").await;
+        deploy(&admin, APPROVAL, opinion_form()).await;
+        let cases: Vec<(Method, &str, Option<Value>, u16, &str)> = vec![
+            (Method::POST, "/api/v1/flow/instances", Some(json!({"process_key": "nope"})), 404, "not_found"),
+            (
+                Method::POST,
+                "/api/v1/flow/instances",
+                Some(json!({"process_key": "leave", "version": 9})),
+                404,
+                "not_found",
+            ),
+            (
+                Method::POST,
+                "/api/v1/flow/instances",
+                Some(json!({"process_key": "leave", "variables": {"bad name": 1}})),
+                422,
+                "validation_failed",
+            ),
+            (
+                Method::POST,
+                "/api/v1/flow/instances",
+                Some(json!({"process_key": "leave", "business_key": ""})),
+                422,
+                "validation_failed",
+            ),
+            (Method::POST, "/api/v1/flow/instances", Some(json!({"process_key": 5})), 400, "invalid_json"),
+            (Method::GET, "/api/v1/flow/instances?status=sleeping", None, 400, "invalid_query"),
+            (Method::GET, "/api/v1/flow/tasks?view=everything", None, 400, "invalid_query"),
+            (Method::GET, "/api/v1/flow/tasks?flag=purple", None, 400, "invalid_query"),
+            (Method::GET, "/api/v1/flow/incidents?state=maybe", None, 400, "invalid_query"),
+            (
+                Method::POST,
+                "/api/v1/flow/tasks/01a1fee8-fd7b-706c-8646-c70b34f740d4",
+                Some(json!({"action": "complete"})),
+                404,
+                "not_found",
+            ),
+            (Method::POST, "/api/v1/flow/tasks/x", Some(json!({"action": "fly"})), 400, "invalid_json"),
+            (Method::POST, "/api/v1/flow/definitions", Some(json!({"xml": ""})), 422, "validation_failed"),
+            (Method::POST, "/api/v1/flow/signals", Some(json!({"name": " "})), 422, "validation_failed"),
+            (
+                Method::POST,
+                "/api/v1/flow/incidents/x/resolve",
+                Some(json!({"resolution": "ignore"})),
+                400,
+                "invalid_json",
+            ),
+            (Method::POST, "/api/v1/flow/instances/x/migrate", Some(json!({"version": 2})), 404, "not_found"),
+        ];
+        for (method, path, body, status, code) in cases {
+            let (s, b) = admin.json(method.clone(), path, body).await;
+            assert_error(s, &b, status, code);
+        }
+        let (_, list) = admin.json(Method::GET, "/api/v1/flow/instances", None).await;
+        assert_eq!(list["total"], 0, "nothing was started by the refused requests");
+        let (_, defs) = admin.json(Method::GET, "/api/v1/flow/definitions", None).await;
+        assert_eq!(defs.as_array().unwrap().len(), 1);
+    }
+}
