@@ -487,6 +487,15 @@ impl Notify {
     /// Sends every due delivery once. Returns how many were attempted.
     pub async fn relay_once(&self) -> Result<usize> {
         let now = self.now();
+        // Ask the read pool first, so idle polling takes no write transaction.
+        let due = sqlx::query("SELECT 1 FROM notify_deliveries WHERE state = 'pending' AND next_at <= $1 LIMIT 1")
+            .bind(now)
+            .fetch_optional(self.db().reader())
+            .await
+            .db()?;
+        if due.is_none() {
+            return Ok(0);
+        }
         let mut tx = self.db().begin().await?;
         let skip = if self.db().backend() == Backend::Postgres { " FOR UPDATE OF d SKIP LOCKED" } else { "" };
         let sql = format!(

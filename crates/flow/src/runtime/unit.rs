@@ -61,7 +61,10 @@ pub(crate) struct Unit<'f> {
     loaded: HashMap<String, Loaded>,
     order: Vec<String>,
     steps: usize,
+    /// Timers or jobs were scheduled: wake the engine's workers after the commit.
     wake: bool,
+    /// Messages were queued: wake the message relay after the commit.
+    wake_notify: bool,
 }
 
 impl<'f> Unit<'f> {
@@ -77,6 +80,7 @@ impl<'f> Unit<'f> {
             order: Vec::new(),
             steps: 0,
             wake: false,
+            wake_notify: false,
         })
     }
 
@@ -440,7 +444,7 @@ impl<'f> Unit<'f> {
                     ..Default::default()
                 };
                 n.send_in(&mut self.tx, &req).await?;
-                self.wake = true;
+                self.wake_notify = true;
             }
         }
         Ok(())
@@ -804,6 +808,8 @@ impl<'f> Unit<'f> {
         self.tx.commit().await.db()?;
         if self.wake {
             self.flow.wake();
+        }
+        if self.wake_notify {
             if let Some(n) = self.flow.notifier() {
                 n.wake();
             }

@@ -217,6 +217,12 @@ impl Flow {
         Ok(n)
     }
 
+    /// Asks the read pool whether any row is due (`$1` = now) before a worker takes the writer:
+    /// idle polling and wake-ups then cost no write transaction.
+    async fn any_due(&self, sql: &'static str) -> Result<bool> {
+        Ok(sqlx::query(sql).bind(self.now()).fetch_optional(self.db().reader()).await.db()?.is_some())
+    }
+
     /// Milliseconds until the next timer is due (`None`: no timers).
     pub async fn next_timer_in(&self) -> Result<Option<i64>> {
         let row = sqlx::query("SELECT MIN(due_at) FROM flow_timers").fetch_one(self.db().reader()).await.db()?;
@@ -226,6 +232,9 @@ impl Flow {
     /// Starts an instance for every due timer start event (and schedules the next one of a
     /// cycle). Returns how many instances were started.
     pub async fn fire_start_timers(&self) -> Result<usize> {
+        if !self.any_due("SELECT 1 FROM flow_start_timers WHERE due_at <= $1 LIMIT 1").await? {
+            return Ok(0);
+        }
         let mut unit = Unit::begin(self, Some("system".into())).await?;
         let skip = if self.db().backend() == Backend::Postgres { " FOR UPDATE SKIP LOCKED" } else { "" };
         let sql = format!(
@@ -269,6 +278,9 @@ impl Flow {
 
     /// Fires every timer due now, a batch per transaction. Returns how many fired.
     pub async fn fire_due_timers(&self) -> Result<usize> {
+        if !self.any_due("SELECT 1 FROM flow_timers WHERE due_at <= $1 LIMIT 1").await? {
+            return Ok(0);
+        }
         let mut unit = Unit::begin(self, Some("system".into())).await?;
         let skip = if self.db().backend() == Backend::Postgres { " FOR UPDATE SKIP LOCKED" } else { "" };
         let sql =
@@ -310,6 +322,12 @@ impl Flow {
     /// Claims due remote jobs, runs their handlers outside any transaction, and records the
     /// outcome (done, BPMN error, retry with backoff, or an incident when retries run out).
     pub async fn run_due_jobs(&self) -> Result<usize> {
+        if !self
+            .any_due("SELECT 1 FROM flow_jobs WHERE run_at <= $1 AND (lease_until IS NULL OR lease_until < $1) LIMIT 1")
+            .await?
+        {
+            return Ok(0);
+        }
         let now = self.now();
         let lease = self.options().job_lease_ms;
         let mut tx = self.db().begin().await?;
