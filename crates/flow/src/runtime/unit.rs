@@ -809,10 +809,10 @@ impl<'f> Unit<'f> {
         if self.wake {
             self.flow.wake();
         }
-        if self.wake_notify {
-            if let Some(n) = self.flow.notifier() {
-                n.wake();
-            }
+        if self.wake_notify
+            && let Some(n) = self.flow.notifier()
+        {
+            n.wake();
         }
         Ok(())
     }
