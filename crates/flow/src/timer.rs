@@ -2,7 +2,7 @@
 //! (`2026-12-01T09:00:00+08:00`; without an offset, China Standard Time is assumed), and cycles
 //! (`R3/PT10M`, `R/P1D`, `R2/2026-12-01T09:00:00+08:00/PT1H`).
 
-use chrono::{DateTime, Duration, FixedOffset, Months, NaiveDateTime, TimeZone, Utc};
+use chrono::{DateTime, Duration, FixedOffset, Months, NaiveDateTime, TimeZone};
 
 /// A parsed ISO 8601 duration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -123,17 +123,8 @@ pub fn parse_cycle(s: &str, now: i64) -> Result<Cycle, String> {
     Ok(Cycle { repetitions: repetitions.map(|r| r.saturating_sub(1)), first_due, every_ms })
 }
 
-/// A due time from either a duration (relative to `now`) or a date-time.
-pub fn due_from_text(s: &str, now: i64) -> Result<i64, String> {
-    let t = s.trim();
-    if t.starts_with('P') {
-        return parse_duration(t)?.after(now).ok_or_else(|| format!("'{t}' is out of range"));
-    }
-    parse_date(t)
-}
-
-/// A task deadline: like [`due_from_text`], but whole days count working days on `cal`
-/// (`P2D` from a Friday is the Tuesday after).
+/// A task deadline from a duration (relative to `now`; whole days count working days on `cal`,
+/// so `P2D` from a Friday is the Tuesday after) or a date-time.
 pub fn deadline(s: &str, now: i64, cal: &kernel::WorkCalendar) -> Result<i64, String> {
     let t = s.trim();
     if !t.starts_with('P') {
@@ -150,11 +141,6 @@ pub fn deadline(s: &str, now: i64, cal: &kernel::WorkCalendar) -> Result<i64, St
 pub fn fmt_local(ms: i64) -> String {
     let tz = FixedOffset::east_opt(8 * 3600).expect("offset");
     tz.timestamp_millis_opt(ms).single().map(|t| t.format("%Y-%m-%d %H:%M").to_string()).unwrap_or_default()
-}
-
-/// Formats unix ms as RFC 3339 UTC.
-pub fn fmt_ms(ms: i64) -> String {
-    Utc.timestamp_millis_opt(ms).single().map(|t| t.to_rfc3339()).unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -90,7 +90,7 @@ impl Step<'_> {
             _ => {}
         }
         if self.s.tokens.contains_key(&t) {
-            self.leave(t);
+            self.take_outgoing(t);
         }
     }
 
@@ -148,13 +148,13 @@ impl Step<'_> {
                     self.s.tokens.get_mut(&t).expect("exists").wait = Wait::Ready;
                     self.history(t, tok.element, EventKind::Started);
                     self.set_vars(tok.scope, vars);
-                    self.leave(t);
+                    self.take_outgoing(t);
                 } else {
                     let n = self.new_token(tok.element, tok.scope, None);
                     self.history(n, tok.element, EventKind::Started);
                     self.set_vars(tok.scope, vars);
                     self.rearm_or_drop(t, rearm);
-                    self.leave(n);
+                    self.take_outgoing(n);
                 }
             }
             ElementKind::StartEvent { interrupting, .. } => {
@@ -187,7 +187,7 @@ impl Step<'_> {
                     self.complete_activity(t, vars);
                 } else {
                     self.set_vars(tok.scope, vars);
-                    self.leave(t);
+                    self.take_outgoing(t);
                 }
             }
         }
@@ -249,7 +249,7 @@ impl Step<'_> {
         self.arm_event_subprocesses(Some(sp), child);
         let st = self.new_token(start, child, None);
         self.history(st, start, EventKind::Started);
-        self.leave(st);
+        self.take_outgoing(st);
     }
 
     pub(super) fn new_scope(&mut self, parent: u64, host: u64) -> u64 {
@@ -358,7 +358,7 @@ impl Step<'_> {
                 let n = self.new_token(boundary, scope, None);
                 self.history(n, boundary, EventKind::Started);
                 self.set_vars(scope, vars);
-                self.leave(n);
+                self.take_outgoing(n);
             }
             Catcher::EventSub { sp, start, scope, interrupting } => {
                 if interrupting {

@@ -199,7 +199,7 @@ impl Step<'_> {
             self.complete_activity(listener, vars);
         } else {
             self.set_vars(scope, vars);
-            self.leave(listener);
+            self.take_outgoing(listener);
         }
     }
 

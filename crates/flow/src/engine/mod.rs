@@ -344,26 +344,6 @@ impl InstanceState {
     pub fn vars(&self) -> &VarMap {
         &self.scopes[&ROOT].vars
     }
-
-    /// Tokens that wait for something from outside (for listings and tests).
-    pub fn waiting(&self) -> impl Iterator<Item = (u64, &Token)> {
-        self.tokens.iter().map(|(id, t)| (*id, t))
-    }
-
-    /// Element ids where tokens are, sorted (handy in tests).
-    pub fn positions(&self, p: &Process) -> Vec<String> {
-        let mut v: Vec<String> = self.tokens.values().map(|t| p.elements[t.element].id.clone()).collect();
-        v.sort();
-        v
-    }
-
-    /// The token waiting at element `id`, if exactly one.
-    pub fn token_at(&self, p: &Process, id: &str) -> Option<u64> {
-        let el = p.element(id)?;
-        let mut it = self.tokens.iter().filter(|(_, t)| t.element == el);
-        let (tid, _) = it.next()?;
-        if it.next().is_some() { None } else { Some(*tid) }
-    }
 }
 
 /// Variable lookup through a scope chain without copying.

@@ -187,7 +187,7 @@ impl Step<'_> {
                 let start = start.or_else(|| self.p.none_start(None)).expect("checked");
                 let t = self.new_token(start, ROOT, None);
                 self.history(t, start, EventKind::Started);
-                self.leave(t);
+                self.take_outgoing(t);
             }
             Command::CompleteTask { token, vars } | Command::CompleteJob { token, vars } => {
                 self.complete_activity(token, vars);
@@ -315,11 +315,11 @@ impl Step<'_> {
         }
         let element = &self.p.elements[el];
         match &element.kind {
-            ElementKind::StartEvent { .. } => self.leave(t),
+            ElementKind::StartEvent { .. } => self.take_outgoing(t),
             ElementKind::EndEvent { trigger } => self.end_event(t, trigger.clone()),
             ElementKind::IntermediateThrow { trigger } => self.throw_event(t, trigger.clone()),
             ElementKind::IntermediateCatch { trigger } => self.catch_event(t, trigger.clone()),
-            ElementKind::Boundary { .. } => self.leave(t),
+            ElementKind::Boundary { .. } => self.take_outgoing(t),
             ElementKind::UserTask(_) => self.user_task(t),
             ElementKind::ServiceTask(_) => self.create_job(t),
             ElementKind::ScriptTask { expression, result_variable } => {
@@ -421,11 +421,6 @@ impl Step<'_> {
             self.queue.push_back(Entry { token: n, via: None, fresh: true });
         }
         again
-    }
-
-    /// Leaves an element that has nothing left to do (events, gateways passing through).
-    pub(super) fn leave(&mut self, t: u64) {
-        self.take_outgoing(t);
     }
 
     /// Takes the outgoing flows of the token's element (conditions evaluated where present).

@@ -9,7 +9,7 @@ use serde_json::Value;
 use store::{DbResultExt, Row, Where, like_escape};
 
 use super::unit::Unit;
-use super::{Flow, obj, to_json};
+use super::{Flow, to_json};
 use crate::engine::{Command, Wait};
 use crate::model::{ElementKind, Looping};
 
@@ -535,5 +535,5 @@ pub(crate) fn check_vars(vars: serde_json::Map<String, Value>) -> Result<serde_j
     if to_json(&vars)?.len() > 64 * 1024 {
         return Err(Error::validation("the variables are larger than 64 KiB"));
     }
-    Ok(obj(Value::Object(vars)))
+    Ok(vars)
 }
