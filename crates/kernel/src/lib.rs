@@ -8,6 +8,7 @@ pub mod clock;
 pub mod error;
 pub mod ids;
 pub mod paging;
+pub mod text;
 
 pub use calendar::WorkCalendar;
 pub use clock::{Clock, FakeClock, SystemClock};

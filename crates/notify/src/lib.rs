@@ -237,24 +237,11 @@ const BUILTIN_TEMPLATES: &[(&str, &str, &str, &str, &[Channel])] = &[
 
 /// Replaces `{{name}}` with the variable (strings bare, other values as JSON, missing as empty).
 pub fn render(t: &str, vars: &serde_json::Map<String, Value>) -> String {
-    let mut out = String::with_capacity(t.len());
-    let mut rest = t;
-    while let Some(start) = rest.find("{{") {
-        out.push_str(&rest[..start]);
-        let Some(end) = rest[start + 2..].find("}}") else {
-            out.push_str(&rest[start..]);
-            return out;
-        };
-        let name = rest[start + 2..start + 2 + end].trim();
-        match vars.get(name) {
-            Some(Value::String(s)) => out.push_str(s),
-            Some(Value::Null) | None => {}
-            Some(v) => out.push_str(&v.to_string()),
-        }
-        rest = &rest[start + 2 + end + 2..];
-    }
-    out.push_str(rest);
-    out
+    kernel::text::fill(t, "{{", "}}", |name| match vars.get(name) {
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(Value::Null) | None => None,
+        Some(v) => Some(v.to_string()),
+    })
 }
 
 fn list(chs: &[Channel]) -> String {

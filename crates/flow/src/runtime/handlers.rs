@@ -165,25 +165,12 @@ fn truncate(s: &str, max: usize) -> String {
 
 /// Replaces `${name}` with the variable's value (strings bare, other values as JSON).
 pub fn template(t: &str, vars: &VarMap) -> String {
-    let mut out = String::with_capacity(t.len());
-    let mut rest = t;
-    while let Some(start) = rest.find("${") {
-        out.push_str(&rest[..start]);
-        let after = &rest[start + 2..];
-        let Some(end) = after.find('}') else {
-            out.push_str(&rest[start..]);
-            return out;
-        };
-        let name = after[..end].trim();
-        match vars.get(name) {
-            Some(Value::String(s)) => out.push_str(s),
-            Some(v) => out.push_str(&v.to_string()),
-            None => {}
-        }
-        rest = &after[end + 1..];
-    }
-    out.push_str(rest);
-    out
+    kernel::text::fill(t, "${", "}", |name| {
+        vars.get(name).map(|v| match v {
+            Value::String(s) => s.clone(),
+            v => v.to_string(),
+        })
+    })
 }
 
 #[cfg(test)]
