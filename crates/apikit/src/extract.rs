@@ -72,3 +72,25 @@ impl PageParams {
         kernel::PageRequest::new(self.page, self.page_size).map_err(ApiError)
     }
 }
+
+/// Declares the OpenAPI-visible page type of a list endpoint (`{items, total, page, page_size}`)
+/// with a conversion from [`kernel::Page`].
+#[macro_export]
+macro_rules! page_type {
+    ($name:ident, $item:ty, $doc:literal) => {
+        #[doc = $doc]
+        #[derive(serde::Serialize, utoipa::ToSchema)]
+        pub struct $name {
+            pub items: Vec<$item>,
+            pub total: i64,
+            pub page: u32,
+            pub page_size: u32,
+        }
+
+        impl From<kernel::Page<$item>> for $name {
+            fn from(p: kernel::Page<$item>) -> Self {
+                $name { items: p.items, total: p.total, page: p.page, page_size: p.page_size }
+            }
+        }
+    };
+}

@@ -4,7 +4,7 @@
 use apikit::{ApiResult, AppState, ErrorBody, Json, Need, Query, Svc};
 use axum::extract::Path;
 use axum::http::StatusCode;
-use kernel::{Error, Page};
+use kernel::Error;
 use serde::{Deserialize, Serialize};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -29,28 +29,9 @@ pub mod perm {
 
 const TAG: &str = "流程";
 
-macro_rules! page_type {
-    ($name:ident, $item:ty, $doc:literal) => {
-        #[doc = $doc]
-        #[derive(Serialize, utoipa::ToSchema)]
-        pub struct $name {
-            pub items: Vec<$item>,
-            pub total: i64,
-            pub page: u32,
-            pub page_size: u32,
-        }
-
-        impl From<Page<$item>> for $name {
-            fn from(p: Page<$item>) -> Self {
-                $name { items: p.items, total: p.total, page: p.page, page_size: p.page_size }
-            }
-        }
-    };
-}
-
-page_type!(InstancePage, Instance, "A page of process instances.");
-page_type!(TaskPage, Task, "A page of tasks.");
-page_type!(IncidentPage, Incident, "A page of incidents.");
+apikit::page_type!(InstancePage, Instance, "A page of process instances.");
+apikit::page_type!(TaskPage, Task, "A page of tasks.");
+apikit::page_type!(IncidentPage, Incident, "A page of incidents.");
 
 /// The workflow routes; the server registers the [`Flow`] service in `AppState::services`.
 pub fn router() -> OpenApiRouter<AppState> {

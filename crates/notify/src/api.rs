@@ -9,7 +9,7 @@ use axum::extract::Path;
 use axum::http::StatusCode;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures::Stream;
-use kernel::{Page, PageRequest};
+use kernel::PageRequest;
 use serde::{Deserialize, Serialize};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -40,35 +40,8 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(resend))
 }
 
-/// A page of inbox messages.
-#[derive(Serialize, utoipa::ToSchema)]
-pub struct MessagePage {
-    pub items: Vec<Message>,
-    pub total: i64,
-    pub page: u32,
-    pub page_size: u32,
-}
-
-impl From<Page<Message>> for MessagePage {
-    fn from(p: Page<Message>) -> Self {
-        MessagePage { items: p.items, total: p.total, page: p.page, page_size: p.page_size }
-    }
-}
-
-/// A page of deliveries.
-#[derive(Serialize, utoipa::ToSchema)]
-pub struct DeliveryPage {
-    pub items: Vec<Delivery>,
-    pub total: i64,
-    pub page: u32,
-    pub page_size: u32,
-}
-
-impl From<Page<Delivery>> for DeliveryPage {
-    fn from(p: Page<Delivery>) -> Self {
-        DeliveryPage { items: p.items, total: p.total, page: p.page, page_size: p.page_size }
-    }
-}
+apikit::page_type!(MessagePage, Message, "A page of inbox messages.");
+apikit::page_type!(DeliveryPage, Delivery, "A page of deliveries.");
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]

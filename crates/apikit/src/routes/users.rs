@@ -5,7 +5,6 @@ use axum::http::StatusCode;
 use identity::roles::GrantInput;
 use identity::users::{CreatedUser, NewUser, UserFilter, UserPatch};
 use identity::{Grant, User};
-use kernel::Page;
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -14,20 +13,7 @@ use crate::error::{ApiResult, ErrorBody};
 use crate::extract::{Json, PageParams, Query};
 use crate::state::AppState;
 
-/// A page of users.
-#[derive(Serialize, ToSchema)]
-pub struct UserPage {
-    pub items: Vec<User>,
-    pub total: i64,
-    pub page: u32,
-    pub page_size: u32,
-}
-
-impl From<Page<User>> for UserPage {
-    fn from(p: Page<User>) -> Self {
-        UserPage { items: p.items, total: p.total, page: p.page, page_size: p.page_size }
-    }
-}
+crate::page_type!(UserPage, User, "A page of users.");
 
 /// Users within the caller's `user.read` scope; mobile and e-mail masked unless `pi.unmask`.
 #[utoipa::path(get, path = "/users", tag = "用户", params(UserFilter, PageParams),
