@@ -13,7 +13,11 @@ use store::{DbResultExt, Row, Where, like_escape};
 use super::tasks::check_vars;
 use super::unit::{StoredEvent, StoredKind, Unit};
 use super::{Flow, to_json};
+use std::sync::Arc;
+
+use super::defs::Deployed;
 use crate::engine::{Command, InstanceState, Status};
+use crate::model::{El, ElementKind, Trigger};
 
 /// An instance as listed.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -293,32 +297,18 @@ impl Flow {
         key: Option<String>,
         vars: serde_json::Map<String, Value>,
     ) -> Result<Instance> {
-        for d in self.definitions(&identity::users::system_caller(), None, true).await? {
-            let def = self.deployed(&d.id).await?;
-            let p = def.process();
-            let start = p.start_events(None).find(|s| {
-                matches!(&p.elements[*s].kind, crate::model::ElementKind::StartEvent { trigger: crate::model::Trigger::Message(m), .. } if m.name == name)
-            });
-            if let Some(start) = start {
-                let mut unit = Unit::begin(self, Some(caller.username.clone())).await?;
-                let org = Some(caller.primary_org_id.0.clone()).filter(|o| !o.is_empty());
-                let id = unit.new_instance(
-                    def.clone(),
-                    key,
-                    org,
-                    Some(caller.username.clone()),
-                    None,
-                    vars,
-                    Some(start),
-                    true,
-                );
-                unit.run().await?;
-                unit.flush().await?;
-                let entry = actor.entry(unit.now, "flow.instance.start").object("flow_instance", &id);
-                self.identity().audit_log().append(&mut unit.tx, &entry).await?;
-                unit.commit().await?;
-                return self.instance_row(&id).await;
-            }
+        let starts = self.latest_starting_on(|t| matches!(t, Trigger::Message(m) if m.name == name)).await?;
+        if let Some((def, start)) = starts.into_iter().next() {
+            let mut unit = Unit::begin(self, Some(caller.username.clone())).await?;
+            let org = Some(caller.primary_org_id.0.clone()).filter(|o| !o.is_empty());
+            let id =
+                unit.new_instance(def.clone(), key, org, Some(caller.username.clone()), None, vars, Some(start), true);
+            unit.run().await?;
+            unit.flush().await?;
+            let entry = actor.entry(unit.now, "flow.instance.start").object("flow_instance", &id);
+            self.identity().audit_log().append(&mut unit.tx, &entry).await?;
+            unit.commit().await?;
+            return self.instance_row(&id).await;
         }
         Err(Error::new(
             ErrorCode::NotFound,
@@ -327,6 +317,37 @@ impl Flow {
                 key.map(|k| format!(" with key '{k}'")).unwrap_or_default()
             ),
         ))
+    }
+
+    /// The latest version of every process with a process-level start event whose trigger
+    /// `matches`, with that start event.
+    async fn latest_starting_on(&self, matches: impl Fn(&Trigger) -> bool) -> Result<Vec<(Arc<Deployed>, El)>> {
+        let mut out = Vec::new();
+        for d in self.definitions(&identity::users::system_caller(), None, true).await? {
+            let def = self.deployed(&d.id).await?;
+            let p = def.process();
+            let start = p
+                .start_events(None)
+                .find(|s| matches!(&p.elements[*s].kind, ElementKind::StartEvent { trigger, .. } if matches(trigger)));
+            if let Some(start) = start {
+                out.push((def.clone(), start));
+            }
+        }
+        Ok(out)
+    }
+
+    /// The instance, if the caller may see it (the row only; see [`Self::instance`] for the
+    /// tracking view).
+    async fn visible_instance(&self, caller: &Caller, id: &str) -> Result<Instance> {
+        let mut w = Where::new();
+        w.and("i.id = ?", [id.to_string().into()]);
+        self.restrict_instances(caller, &mut w)?;
+        let sql = format!(
+            "SELECT {INSTANCE_COLUMNS} FROM flow_instances i JOIN flow_definitions d ON d.id = i.definition_id {}",
+            w.clause()
+        );
+        let row = w.bind(sqlx::query(sqlx::AssertSqlSafe(sql))).fetch_optional(self.db().reader()).await.db()?;
+        row.as_ref().map(instance_from_row).ok_or_else(|| Error::not_found("process instance"))
     }
 
     /// Sends a signal to every instance waiting for it. Returns how many were reached.
@@ -342,26 +363,21 @@ impl Flow {
         let mut unit = Unit::begin(self, Some(caller.username.clone())).await?;
         let mut n = unit.signal(name, vars.clone()).await?;
         // Processes whose (latest version's) start event is this signal start too.
-        for d in self.definitions(&identity::users::system_caller(), None, true).await? {
-            let def = self.deployed(&d.id).await?;
-            let p = def.process();
-            let start = p.start_events(None).find(|s| {
-                matches!(&p.elements[*s].kind, crate::model::ElementKind::StartEvent { trigger: crate::model::Trigger::Signal { name: sig }, .. } if sig == name)
-            });
-            if let Some(start) = start {
-                let org = Some(caller.primary_org_id.0.clone()).filter(|o| !o.is_empty());
-                unit.new_instance(
-                    def.clone(),
-                    None,
-                    org,
-                    Some(caller.username.clone()),
-                    None,
-                    vars.clone(),
-                    Some(start),
-                    false,
-                );
-                n += 1;
-            }
+        for (def, start) in
+            self.latest_starting_on(|t| matches!(t, Trigger::Signal { name: sig } if sig == name)).await?
+        {
+            let org = Some(caller.primary_org_id.0.clone()).filter(|o| !o.is_empty());
+            unit.new_instance(
+                def.clone(),
+                None,
+                org,
+                Some(caller.username.clone()),
+                None,
+                vars.clone(),
+                Some(start),
+                false,
+            );
+            n += 1;
         }
         unit.run().await?;
         unit.flush().await?;
@@ -374,8 +390,8 @@ impl Flow {
 
     /// Cancels an instance (and the processes it called).
     pub async fn cancel(&self, caller: &Caller, actor: &Actor, id: &str, reason: &str) -> Result<Instance> {
-        let inst = self.instance(caller, id).await?;
-        let mine = inst.instance.started_by.as_deref() == Some(caller.username.as_str());
+        let inst = self.visible_instance(caller, id).await?;
+        let mine = inst.started_by.as_deref() == Some(caller.username.as_str());
         if !mine {
             caller.require(FLOW_INSTANCE_MANAGE)?;
         }
@@ -397,7 +413,7 @@ impl Flow {
     /// Moves a running instance to another version of its process with an explicit element mapping.
     pub async fn migrate(&self, caller: &Caller, actor: &Actor, id: &str, req: MigrateRequest) -> Result<Instance> {
         caller.require(FLOW_INSTANCE_MANAGE)?;
-        let current = self.instance(caller, id).await?.instance;
+        let current = self.visible_instance(caller, id).await?;
         let target = self.deployed(&self.definition_id(&current.process_key, Some(req.version)).await?).await?;
         if target.id == current.definition_id {
             return Err(Error::validation("the instance already runs on that version"));
@@ -673,7 +689,7 @@ impl Flow {
 
     /// The raw history rows of an instance.
     pub async fn history(&self, caller: &Caller, id: &str) -> Result<Vec<HistoryEntry>> {
-        self.instance(caller, id).await?;
+        self.visible_instance(caller, id).await?;
         let rows = sqlx::query("SELECT seq, at, actor, events FROM flow_history WHERE instance_id = $1 ORDER BY seq")
             .bind(id)
             .fetch_all(self.db().reader())
