@@ -47,6 +47,11 @@ async fn deploy(admin: &Session, xml: &str, forms: Value) -> Value {
     body
 }
 
+/// Acts on a task (`{"action": …}`).
+async fn task_act(s: &Session, id: &str, body: Value) -> (StatusCode, Value) {
+    s.json(Method::POST, &format!("/api/v1/flow/tasks/{id}"), Some(body)).await
+}
+
 async fn inbox(s: &Session) -> Vec<Value> {
     let (st, body) = s.json(Method::GET, "/api/v1/flow/tasks", None).await;
     assert_eq!(st, StatusCode::OK, "{body}");
@@ -79,30 +84,17 @@ async fn a_two_step_approval_with_a_parallel_branch_runs_through_the_api() {
         let dept_id = dept["id"].as_str().unwrap();
 
         // Completing before claiming is refused; claiming takes it out of other inboxes.
-        let (s, body) = handler
-            .json(
-                Method::POST,
-                &format!("/api/v1/flow/tasks/{dept_id}"),
-                Some(json!({"action": "complete", "variables": {"decision": "agree"}})),
-            )
-            .await;
+        let (s, body) =
+            task_act(&handler, dept_id, json!({"action": "complete", "variables": {"decision": "agree"}})).await;
         assert_error(s, &body, 403, "forbidden");
-        let (s, _) = handler
-            .json(Method::POST, &format!("/api/v1/flow/tasks/{dept_id}"), Some(json!({"action": "claim"})))
-            .await;
+        let (s, _) = task_act(&handler, dept_id, json!({"action": "claim"})).await;
         assert_eq!(s, StatusCode::OK);
         let gw = app.login("gridworker").await;
         assert!(
             inbox(&gw).await.iter().all(|t| t["id"] != dept["id"]),
             "claimed tasks leave other candidates' inboxes"
         );
-        let (s, body) = gw
-            .json(
-                Method::POST,
-                &format!("/api/v1/flow/tasks/{dept_id}"),
-                Some(json!({"action": "complete", "variables": {"decision": "agree"}})),
-            )
-            .await;
+        let (s, body) = task_act(&gw, dept_id, json!({"action": "complete", "variables": {"decision": "agree"}})).await;
         assert_error(s, &body, 404, "not_found");
 
         // The form is enforced on the server.
@@ -110,30 +102,20 @@ async fn a_two_step_approval_with_a_parallel_branch_runs_through_the_api() {
         assert_eq!(s, StatusCode::OK);
         assert_eq!(view["form"]["components"][0]["key"], "decision");
         assert_eq!(view["variables"]["days"], 3);
-        let (s, body) = handler
-            .json(
-                Method::POST,
-                &format!("/api/v1/flow/tasks/{dept_id}"),
-                Some(json!({"action": "complete", "variables": {"decision": "maybe", "x": 1}})),
-            )
-            .await;
+        let (s, body) =
+            task_act(&handler, dept_id, json!({"action": "complete", "variables": {"decision": "maybe", "x": 1}}))
+                .await;
         assert_error(s, &body, 422, "validation_failed");
         assert!(body["message"].as_str().unwrap().contains("'x' is not a field"), "{body}");
-        let (s, body) = handler
-            .json(
-                Method::POST,
-                &format!("/api/v1/flow/tasks/{dept_id}"),
-                Some(json!({"action": "complete", "variables": {"decision": "agree", "comment": "同意"}})),
-            )
-            .await;
+        let (s, body) = task_act(
+            &handler,
+            dept_id,
+            json!({"action": "complete", "variables": {"decision": "agree", "comment": "同意"}}),
+        )
+        .await;
         assert_eq!(s, StatusCode::OK, "{body}");
-        let (s, body) = handler
-            .json(
-                Method::POST,
-                &format!("/api/v1/flow/tasks/{dept_id}"),
-                Some(json!({"action": "complete", "variables": {"decision": "agree"}})),
-            )
-            .await;
+        let (s, body) =
+            task_act(&handler, dept_id, json!({"action": "complete", "variables": {"decision": "agree"}})).await;
         assert_error(s, &body, 409, "conflict");
 
         // Still waiting for HR at the join.
@@ -144,13 +126,7 @@ async fn a_two_step_approval_with_a_parallel_branch_runs_through_the_api() {
         app.clock.advance_secs(90);
         let hr =
             inbox(&admin).await.into_iter().find(|t| t["element_id"] == "hr").expect("hr task assigned by expression");
-        let (s, _) = admin
-            .json(
-                Method::POST,
-                &format!("/api/v1/flow/tasks/{}", hr["id"].as_str().unwrap()),
-                Some(json!({"action": "complete"})),
-            )
-            .await;
+        let (s, _) = task_act(&admin, hr["id"].as_str().unwrap(), json!({"action": "complete"})).await;
         assert_eq!(s, StatusCode::OK);
 
         let (_, detail) = starter.json(Method::GET, &format!("/api/v1/flow/instances/{id}"), None).await;
@@ -413,69 +389,36 @@ async fn send_back_transfer_and_countersign_work_on_real_users() {
         let id = inst["id"].as_str().unwrap().to_string();
         // The draft goes to the initiator.
         let draft = inbox(&starter).await.into_iter().find(|t| t["element_id"] == "draft").unwrap();
-        let (s, _) = starter
-            .json(
-                Method::POST,
-                &format!("/api/v1/flow/tasks/{}", draft["id"].as_str().unwrap()),
-                Some(json!({"action": "complete"})),
-            )
-            .await;
+        let (s, _) = task_act(&starter, draft["id"].as_str().unwrap(), json!({"action": "complete"})).await;
         assert_eq!(s, StatusCode::OK);
         // Legal review: transferred from cgj_handler to gridworker.
         let h = app.login("cgj_handler").await;
         let legal = inbox(&h).await.into_iter().find(|t| t["element_id"] == "legal").unwrap();
         let legal_id = legal["id"].as_str().unwrap().to_string();
-        let (s, _) =
-            h.json(Method::POST, &format!("/api/v1/flow/tasks/{legal_id}"), Some(json!({"action": "claim"}))).await;
+        let (s, _) = task_act(&h, &legal_id, json!({"action": "claim"})).await;
         assert_eq!(s, StatusCode::OK);
-        let (s, body) = h
-            .json(
-                Method::POST,
-                &format!("/api/v1/flow/tasks/{legal_id}"),
-                Some(json!({"action": "transfer", "to": "nobody"})),
-            )
-            .await;
+        let (s, body) = task_act(&h, &legal_id, json!({"action": "transfer", "to": "nobody"})).await;
         assert_error(s, &body, 422, "validation_failed");
-        let (s, t) = h
-            .json(
-                Method::POST,
-                &format!("/api/v1/flow/tasks/{legal_id}"),
-                Some(json!({"action": "transfer", "to": "gridworker", "comment": "请协助"})),
-            )
-            .await;
+        let (s, t) =
+            task_act(&h, &legal_id, json!({"action": "transfer", "to": "gridworker", "comment": "请协助"})).await;
         assert_eq!((s, t["assignee"].as_str()), (StatusCode::OK, Some("gridworker")));
         // The gridworker sends it back to the draft with a reason.
         let gw = app.login("gridworker").await;
         let (_, view) = gw.json(Method::GET, &format!("/api/v1/flow/tasks/{legal_id}"), None).await;
         assert!(view["send_back_targets"].as_array().unwrap().iter().any(|t| t["element_id"] == "draft"), "{view}");
-        let (s, body) = gw
-            .json(
-                Method::POST,
-                &format!("/api/v1/flow/tasks/{legal_id}"),
-                Some(json!({"action": "send_back", "to_element": "draft", "reason": ""})),
-            )
-            .await;
+        let (s, body) =
+            task_act(&gw, &legal_id, json!({"action": "send_back", "to_element": "draft", "reason": ""})).await;
         assert_error(s, &body, 422, "validation_failed");
-        let (s, _) = gw
-            .json(
-                Method::POST,
-                &format!("/api/v1/flow/tasks/{legal_id}"),
-                Some(json!({"action": "send_back", "to_element": "draft", "reason": "材料不全"})),
-            )
-            .await;
+        let (s, _) =
+            task_act(&gw, &legal_id, json!({"action": "send_back", "to_element": "draft", "reason": "材料不全"})).await;
         assert_eq!(s, StatusCode::OK);
         let back = inbox(&starter).await.into_iter().find(|t| t["element_id"] == "draft").expect("back at the draft");
         let (_, view) =
             starter.json(Method::GET, &format!("/api/v1/flow/tasks/{}", back["id"].as_str().unwrap()), None).await;
         assert_eq!(view["variables"]["sendBackReason"], "材料不全");
         // Urging is recorded on the task.
-        let (s, t) = admin
-            .json(
-                Method::POST,
-                &format!("/api/v1/flow/tasks/{}", back["id"].as_str().unwrap()),
-                Some(json!({"action": "urge", "comment": "请尽快"})),
-            )
-            .await;
+        let (s, t) =
+            task_act(&admin, back["id"].as_str().unwrap(), json!({"action": "urge", "comment": "请尽快"})).await;
         assert_eq!((s, t["urge_count"].as_i64()), (StatusCode::OK, Some(1)));
         let (_, d) = admin.json(Method::GET, &format!("/api/v1/flow/instances/{id}"), None).await;
         assert_eq!(d["status"], "active");
@@ -583,13 +526,7 @@ async fn a_waiting_instance_migrates_to_a_new_version_with_an_element_mapping() 
         // The HR task follows the new element id and completes on version 2.
         let hr = inbox(&admin).await.into_iter().find(|t| t["instance_id"] == id.as_str()).unwrap();
         assert_eq!(hr["element_id"], "hr_record");
-        let (s, _) = admin
-            .json(
-                Method::POST,
-                &format!("/api/v1/flow/tasks/{}", hr["id"].as_str().unwrap()),
-                Some(json!({"action": "complete"})),
-            )
-            .await;
+        let (s, _) = task_act(&admin, hr["id"].as_str().unwrap(), json!({"action": "complete"})).await;
         assert_eq!(s, StatusCode::OK);
         let (_, d) = admin.json(Method::GET, &format!("/api/v1/flow/instances/{id}"), None).await;
         assert_eq!(d["active_elements"], json!(["dept", "join"]));
