@@ -310,3 +310,40 @@ async fn tasks_notify_their_assignee_and_overdue_tasks_warn_the_supervisor() {
         assert!(inbox["items"][0]["body"].as_str().unwrap().contains("请今天完成"));
     }
 }
+
+#[tokio::test]
+async fn templates_are_edited_and_rendered_with_variables() {
+    for b in test_backends() {
+        let app = TestApp::start(b).await;
+        let n = app.state.services.get::<notify::Notify>().unwrap().clone();
+        let admin = app.login("flowadmin").await;
+        let t = json!({"code": "case.dispatched", "name": "案件派遣", "title": "新案件：{{title}}", "body": "请于{{hours}}小时内处置。", "channels": ["inapp"]});
+        let (s, body) = admin.json(Method::PUT, "/api/v1/notify/templates", Some(t)).await;
+        assert_eq!(s, StatusCode::OK, "{body}");
+        let (s, body) = admin
+            .json(
+                Method::PUT,
+                "/api/v1/notify/templates",
+                Some(json!({"code": "bad code!", "name": "x", "title": "x", "body": "", "channels": []})),
+            )
+            .await;
+        assert_error(s, &body, 422, "validation_failed");
+        let (_, list) = admin.json(Method::GET, "/api/v1/notify/templates", None).await;
+        assert!(list.as_array().unwrap().iter().any(|t| t["code"] == "case.dispatched"));
+        let (s, _) = admin
+            .json(Method::POST, "/api/v1/notify/send", Some(json!({"template": "case.dispatched", "variables": {"title": "井盖缺失", "hours": 2}, "recipients": ["gridworker"]})))
+            .await;
+        assert_eq!(s, StatusCode::OK);
+        let (s, body) = admin
+            .json(Method::POST, "/api/v1/notify/send", Some(json!({"template": "nope", "recipients": ["gridworker"]})))
+            .await;
+        assert_error(s, &body, 422, "validation_failed");
+        n.relay_once().await.unwrap();
+        let gw = app.login("gridworker").await;
+        let (_, inbox) = gw.json(Method::GET, "/api/v1/notify/inbox", None).await;
+        assert_eq!(inbox["items"][0]["title"], "新案件：井盖缺失");
+        assert_eq!(inbox["items"][0]["body"], "请于2小时内处置。");
+        let (_, staff) = gw.json(Method::GET, "/api/v1/notify/templates", None).await;
+        assert_eq!(staff["code"], "forbidden");
+    }
+}
