@@ -23,7 +23,7 @@ pub mod validate;
 pub use engine::{Action, Command, CommandError, Ctx, InstanceState, Status, step};
 pub use model::{Definitions, Process};
 pub use parse::{ModelError, parse};
-pub use runtime::{Flow, FlowOptions, MIGRATIONS};
+pub use runtime::{Flow, FlowOptions, FlowTx, InstanceChange, MIGRATIONS, Observer};
 pub use validate::validate;
 
 /// Parses and validates a model: the deployable process, or every problem found.

@@ -28,6 +28,11 @@ pub const FLOW_INSTANCE_READ: Perm = "flow.instance.read";
 pub const FLOW_INSTANCE_MANAGE: Perm = "flow.instance.manage";
 pub const FLOW_TASK: Perm = "flow.task.work";
 pub const NOTIFY_MANAGE: Perm = "notify.manage";
+pub const GRID_AREA_READ: Perm = "grid.area.read";
+pub const GRID_MANAGE: Perm = "grid.manage";
+pub const GRID_CASE_REPORT: Perm = "grid.case.report";
+pub const GRID_CASE_READ: Perm = "grid.case.read";
+pub const GRID_CASE_WORK: Perm = "grid.case.work";
 
 /// One permission with its Chinese name for the UI.
 #[derive(Debug, Clone, Copy, serde::Serialize, utoipa::ToSchema)]
@@ -65,6 +70,11 @@ pub const CATALOGUE: &[PermInfo] = &[
     },
     PermInfo { code: FLOW_TASK, name: "办理待办", module: "流程" },
     PermInfo { code: NOTIFY_MANAGE, name: "管理消息模板与发送记录", module: "消息服务" },
+    PermInfo { code: GRID_AREA_READ, name: "查看网格与地图", module: "网格" },
+    PermInfo { code: GRID_MANAGE, name: "管理网格、事件分类与派遣规则", module: "网格" },
+    PermInfo { code: GRID_CASE_REPORT, name: "上报事件", module: "网格" },
+    PermInfo { code: GRID_CASE_READ, name: "查看事件案卷", module: "网格" },
+    PermInfo { code: GRID_CASE_WORK, name: "办理事件（立案、派遣、处置、核查）", module: "网格" },
 ];
 
 pub fn is_known(code: &str) -> bool {
@@ -137,15 +147,30 @@ pub const BUILTIN_ROLES: &[BuiltinRole] = &[
             FLOW_MODEL_READ,
             FLOW_START,
             FLOW_TASK,
+            GRID_AREA_READ,
+            GRID_CASE_REPORT,
+            GRID_CASE_READ,
+            GRID_CASE_WORK,
         ],
         mfa_required: false,
     },
     BuiltinRole {
         code: "staff",
         name: "工作人员",
-        description: "使用门户，查看本范围的组织机构和同事，发起流程、办理待办",
+        description: "使用门户，查看本范围的组织机构和同事，发起流程、办理待办，上报和办理网格事件",
         admin_role: None,
-        perms: &[PORTAL_USE, ORG_READ, USER_READ, FLOW_MODEL_READ, FLOW_START, FLOW_TASK],
+        perms: &[
+            PORTAL_USE,
+            ORG_READ,
+            USER_READ,
+            FLOW_MODEL_READ,
+            FLOW_START,
+            FLOW_TASK,
+            GRID_AREA_READ,
+            GRID_CASE_REPORT,
+            GRID_CASE_READ,
+            GRID_CASE_WORK,
+        ],
         mfa_required: false,
     },
     BuiltinRole {
@@ -164,6 +189,25 @@ pub const BUILTIN_ROLES: &[BuiltinRole] = &[
             FLOW_INSTANCE_MANAGE,
             FLOW_TASK,
             NOTIFY_MANAGE,
+        ],
+        mfa_required: false,
+    },
+    BuiltinRole {
+        code: "grid_admin",
+        name: "网格管理员",
+        description: "管理网格边界、网格员、事件分类与时限、派遣规则，查看和办理全部事件",
+        admin_role: None,
+        perms: &[
+            PORTAL_USE,
+            ORG_READ,
+            USER_READ,
+            FLOW_MODEL_READ,
+            FLOW_TASK,
+            GRID_AREA_READ,
+            GRID_MANAGE,
+            GRID_CASE_REPORT,
+            GRID_CASE_READ,
+            GRID_CASE_WORK,
         ],
         mfa_required: false,
     },

@@ -78,20 +78,28 @@ impl Scope {
     /// Restricts a query to this scope: `org_col` holds the object's org id, `owner_col` (if the
     /// object has one) its owner's user id.
     pub fn restrict(&self, w: &mut Where, org_col: &str, owner_col: Option<&str>) {
+        self.restrict_any(w, &[org_col], owner_col)
+    }
+
+    /// Like `restrict`, for objects that belong to several orgs at once (a case belongs to its
+    /// grid and to the department handling it): visible when any of `org_cols` is in scope.
+    pub fn restrict_any(&self, w: &mut Where, org_cols: &[&str], owner_col: Option<&str>) {
         if self.all {
             return;
         }
         let mut parts: Vec<String> = Vec::new();
         let mut values: Vec<Value> = Vec::new();
-        for p in &self.subtrees {
-            parts.push(format!("{org_col} IN (SELECT id FROM orgs WHERE path >= ? AND path < ?)"));
-            values.push(p.clone().into());
-            values.push(subtree_end(p).into());
-        }
-        if !self.orgs.is_empty() {
-            let marks = vec!["?"; self.orgs.len()].join(", ");
-            parts.push(format!("{org_col} IN ({marks})"));
-            values.extend(self.orgs.iter().map(|o| Value::from(o.clone())));
+        for org_col in org_cols {
+            for p in &self.subtrees {
+                parts.push(format!("{org_col} IN (SELECT id FROM orgs WHERE path >= ? AND path < ?)"));
+                values.push(p.clone().into());
+                values.push(subtree_end(p).into());
+            }
+            if !self.orgs.is_empty() {
+                let marks = vec!["?"; self.orgs.len()].join(", ");
+                parts.push(format!("{org_col} IN ({marks})"));
+                values.extend(self.orgs.iter().map(|o| Value::from(o.clone())));
+            }
         }
         if let (Some(owner), Some(col)) = (&self.owner, owner_col) {
             parts.push(format!("{col} = ?"));

@@ -28,7 +28,7 @@ use crate::config::Config;
 
 /// Every component's migrations, in dependency order.
 pub fn migration_sets() -> Vec<&'static store::MigrationSet> {
-    vec![&audit::MIGRATIONS, &identity::MIGRATIONS, &notify::MIGRATIONS, &flow::MIGRATIONS]
+    vec![&audit::MIGRATIONS, &identity::MIGRATIONS, &notify::MIGRATIONS, &flow::MIGRATIONS, &grid::MIGRATIONS]
 }
 
 /// Options that tests change.
@@ -119,8 +119,13 @@ pub async fn open(cfg: &Config, opts: OpenOptions) -> anyhow::Result<AppState> {
         .map_err(|e| anyhow::anyhow!("cannot start the message service: {e}"))?;
     let flow = flow::Flow::new(db.clone(), identity.clone(), opts.clock.clone(), cfg.flow.clone());
     flow.set_notify(notify.clone());
+    let grid = grid::Grid::new(db.clone(), identity.clone(), flow.clone(), opts.clock.clone(), cfg.grid.clone())
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot start the grid platform: {e}"))?;
+    grid.ensure_installed().await.map_err(|e| anyhow::anyhow!("cannot install the grid platform: {e}"))?;
     services.insert(notify);
     services.insert(flow);
+    services.insert(grid);
     Ok(AppState {
         db,
         identity,
@@ -202,7 +207,10 @@ struct ApiDoc;
 /// The whole HTTP application. `main` and the tests serve the same router.
 pub fn router(state: AppState) -> Router {
     let (api, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
-        .nest("/api/v1", apikit::routes::router().merge(flow::api::router()).merge(notify::api::router()))
+        .nest(
+            "/api/v1",
+            apikit::routes::router().merge(flow::api::router()).merge(notify::api::router()).merge(grid::api::router()),
+        )
         .split_for_parts();
     let limit = state.http.body_limit;
     Router::new()

@@ -43,7 +43,10 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
 }
 
 /// `zhongshu demo`: a fresh data dir with the demo city, then serve.
-pub async fn demo(cfg: Config) -> anyhow::Result<()> {
+pub async fn demo(mut cfg: Config) -> anyhow::Result<()> {
+    if cfg.grid.dispatch_center.is_empty() {
+        cfg.grid.dispatch_center = crate::demo::DISPATCH_CENTER.into();
+    }
     let dir = &cfg.storage.data_dir;
     let marker = dir.join(".zhongshu-demo");
     if dir.exists() {
@@ -58,6 +61,7 @@ pub async fn demo(cfg: Config) -> anyhow::Result<()> {
     let state = app::open(&cfg, OpenOptions::default()).await?;
     let accounts = crate::demo::seed(&state).await?;
     crate::demo_flow::seed(&state).await?;
+    crate::demo_grid::seed(&state).await?;
     state.sealer.seal_all().await.map_err(|e| anyhow!("{e}"))?;
     let listener = bind(&cfg).await?;
     let addr = listener.local_addr()?;

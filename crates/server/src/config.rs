@@ -19,6 +19,7 @@ pub struct Config {
     pub platform: PlatformConfig,
     pub flow: flow::FlowOptions,
     pub notify: notify::NotifyOptions,
+    pub grid: grid::GridOptions,
     pub log: LogConfig,
 }
 

@@ -8,6 +8,9 @@ use identity::roles::RoleInput;
 use identity::users::NewUser;
 use identity::{Actor, DataScope, Org, OrgKind};
 
+/// The org running the demo city's dispatch centre (`[grid] dispatch_center`).
+pub const DISPATCH_CENTER: &str = "370100-zhzx";
+
 /// The password of every demo user.
 pub const DEMO_PASSWORD: &str = "Jinan@2026";
 
@@ -251,6 +254,14 @@ pub async fn seed(state: &AppState) -> anyhow::Result<Vec<DemoAccount>> {
             name: "何静",
             role: "flow_admin",
             org: depts["370100-dsj"].clone(),
+            scope: DataScope::All,
+            admin: false,
+        },
+        Plan {
+            username: "gridadmin",
+            name: "高峰",
+            role: "grid_admin",
+            org: depts["370100-zhzx"].clone(),
             scope: DataScope::All,
             admin: false,
         },

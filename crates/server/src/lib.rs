@@ -7,4 +7,5 @@ pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod demo_flow;
+pub mod demo_grid;
 pub mod web;

@@ -144,8 +144,12 @@ pub fn check_siblings(siblings: &[(String, &Shape)], parent: Option<(&str, &Shap
         }
         None => {
             // Holes in the union are areas enclosed by the siblings but covered by none.
-            let gap: f64 =
-                union.0.iter().flat_map(|p| p.interiors()).map(|r| geo::Polygon::new(r.clone(), vec![]).unsigned_area()).sum();
+            let gap: f64 = union
+                .0
+                .iter()
+                .flat_map(|p| p.interiors())
+                .map(|r| geo::Polygon::new(r.clone(), vec![]).unsigned_area())
+                .sum();
             if gap >= MIN_AREA_M2 {
                 out.push(GeometryProblem {
                     kind: "gap".into(),
@@ -191,7 +195,8 @@ mod tests {
         let a = sq(117.0, 36.6, 117.01, 36.61);
         let b = sq(117.009, 36.6, 117.02, 36.61); // overlaps a by ~0.001° × 0.01°
         let c = sq(117.0, 36.612, 117.02, 36.62); // leaves a strip uncovered
-        let bowtie = Shape::polygon(vec![[117.0, 36.6], [117.01, 36.61], [117.01, 36.6], [117.0, 36.61], [117.0, 36.6]]);
+        let bowtie =
+            Shape::polygon(vec![[117.0, 36.6], [117.01, 36.61], [117.01, 36.6], [117.0, 36.61], [117.0, 36.6]]);
         let stray = sq(117.03, 36.6, 117.04, 36.61);
         let parent = sq(117.0, 36.6, 117.02, 36.62);
         let sib = vec![

@@ -54,7 +54,13 @@ pub fn parse(text: &str, crs: Crs) -> Result<(Vec<Feature>, Vec<FeatureProblem>)
         },
         Some("Feature") => vec![v],
         Some("Polygon" | "MultiPolygon") => vec![json!({"type": "Feature", "properties": {}, "geometry": v})],
-        Some(t) => return Err(problem(None, None, format!("GeoJSON type '{t}' is not a FeatureCollection, Feature or (Multi)Polygon"))),
+        Some(t) => {
+            return Err(problem(
+                None,
+                None,
+                format!("GeoJSON type '{t}' is not a FeatureCollection, Feature or (Multi)Polygon"),
+            ));
+        }
         None => return Err(problem(None, None, "not GeoJSON: there is no \"type\" member")),
     };
     if features.len() > MAX_FEATURES {
@@ -124,13 +130,15 @@ fn read_polygon(v: &Value, crs: Crs, positions: &mut usize, part: Option<usize>)
         }
         let mut ring_out: Ring = Vec::with_capacity(pts.len());
         for (k, p) in pts.iter().enumerate() {
-            let xy = p.as_array().filter(|a| a.len() >= 2).ok_or_else(|| {
-                format!("{} position {} is not [longitude, latitude]", where_(r), k + 1)
-            })?;
+            let xy = p
+                .as_array()
+                .filter(|a| a.len() >= 2)
+                .ok_or_else(|| format!("{} position {} is not [longitude, latitude]", where_(r), k + 1))?;
             let (Some(lon), Some(lat)) = (xy[0].as_f64(), xy[1].as_f64()) else {
                 return Err(format!("{} position {} is not a pair of numbers", where_(r), k + 1));
             };
-            let ll = LonLat::checked(lon, lat).map_err(|e| format!("{} position {}: {}", where_(r), k + 1, e.message))?;
+            let ll =
+                LonLat::checked(lon, lat).map_err(|e| format!("{} position {}: {}", where_(r), k + 1, e.message))?;
             let w = to_wgs84(crs, ll);
             ring_out.push([w.lon, w.lat]);
         }
@@ -154,9 +162,7 @@ pub fn feature(shape: &Shape, properties: Map<String, Value>) -> Value {
     let round = |x: f64| (x * 1e7).round() / 1e7;
     let poly = |p: &Polygon| -> Value {
         Value::Array(
-            p.iter()
-                .map(|r| Value::Array(r.iter().map(|c| json!([round(c[0]), round(c[1])])).collect()))
-                .collect(),
+            p.iter().map(|r| Value::Array(r.iter().map(|c| json!([round(c[0]), round(c[1])])).collect())).collect(),
         )
     };
     let geometry = if shape.polygons.len() == 1 {

@@ -263,7 +263,12 @@ mod tests {
     #[test]
     fn holes_and_multi_polygons() {
         let ring = |x0: f64, y0: f64, x1: f64, y1: f64| vec![[x0, y0], [x1, y0], [x1, y1], [x0, y1], [x0, y0]];
-        let donut = Shape { polygons: vec![vec![ring(0.0, 0.0, 10.0, 10.0), ring(4.0, 4.0, 6.0, 6.0)], vec![ring(20.0, 0.0, 22.0, 2.0)]] };
+        let donut = Shape {
+            polygons: vec![
+                vec![ring(0.0, 0.0, 10.0, 10.0), ring(4.0, 4.0, 6.0, 6.0)],
+                vec![ring(20.0, 0.0, 22.0, 2.0)],
+            ],
+        };
         let idx = GridIndex::build([("donut", donut)]);
         assert_eq!(idx.lookup(1.0, 1.0), Some(&"donut"));
         assert_eq!(idx.lookup(5.0, 5.0), None);

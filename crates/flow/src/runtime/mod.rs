@@ -9,6 +9,7 @@
 //! acknowledged; after it, nothing is done twice.
 
 mod defs;
+mod embed;
 mod handlers;
 mod instances;
 mod tasks;
@@ -25,6 +26,7 @@ use store::Db;
 use identity::Identity;
 
 pub use defs::{Definition, DefinitionSummary, Deployed};
+pub use embed::{FlowTx, InstanceChange, Observer};
 pub use handlers::{Handler, JobInput, JobResult};
 pub use instances::{
     DelayRow, HistoryEntry, Incident, IncidentFilter, Instance, InstanceDetail, InstanceFilter, MessageRequest,
@@ -90,6 +92,7 @@ pub(crate) struct Inner {
     pub handlers: RwLock<HashMap<String, Handler>>,
     pub wake: tokio::sync::Notify,
     pub notify: std::sync::OnceLock<notify::Notify>,
+    pub observers: RwLock<HashMap<String, Arc<dyn embed::Observer>>>,
 }
 
 impl Flow {
@@ -104,6 +107,7 @@ impl Flow {
                 handlers: RwLock::new(HashMap::new()),
                 wake: tokio::sync::Notify::new(),
                 notify: std::sync::OnceLock::new(),
+                observers: RwLock::new(HashMap::new()),
             }),
         };
         handlers::register_builtins(&flow);

@@ -349,37 +349,7 @@ impl Flow {
                 ("flow.task.unclaim", None)
             }
             TaskAction::Complete { variables } => {
-                if !mine {
-                    let hint = if t.task.assignee.is_none() {
-                        "claim the task first"
-                    } else {
-                        "the task is assigned to someone else"
-                    };
-                    return Err(Error::forbidden(format!("you cannot complete this task: {hint}")));
-                }
-                let (_, def) = unit.state(&t.task.instance_id).await?;
-                let vars = match t.task.form_key.as_ref().and_then(|k| def.forms.get(k)) {
-                    Some(schema) => crate::forms::validate(schema, &variables).map_err(|errs| {
-                        Error::validation(format!("the form has {} problem(s): {}", errs.len(), errs.join("; ")))
-                    })?,
-                    None => check_vars(variables)?,
-                };
-                let n = sqlx::query(
-                    "UPDATE flow_tasks SET state = 'completed', completed_at = $2, completed_by = $3 WHERE id = $1 AND state = 'open'",
-                )
-                .bind(id)
-                .bind(now)
-                .bind(&me)
-                .execute(&mut *unit.tx)
-                .await
-                .db()?
-                .rows_affected();
-                if n != 1 {
-                    return Err(Error::conflict("the task was completed at the same moment by someone else"));
-                }
-                let names: Vec<&String> = vars.keys().collect();
-                let detail = to_json(&names)?;
-                unit.push(&t.task.instance_id, Command::CompleteTask { token: t.token, vars }, true);
+                let detail = self.complete_row(&mut unit, caller, &t, variables, false).await?;
                 ("flow.task.complete", Some(detail))
             }
             TaskAction::Transfer { to, comment } => {
@@ -488,6 +458,95 @@ impl Flow {
         let after = self.task_row(id, Some(&mut unit.tx)).await?;
         unit.commit().await?;
         Ok(after.task)
+    }
+
+    /// Completes an open task the caller may see (see `FlowTx::complete_task`).
+    pub(crate) async fn complete_in(
+        &self,
+        unit: &mut Unit<'_>,
+        caller: &Caller,
+        actor: &Actor,
+        id: &str,
+        variables: serde_json::Map<String, Value>,
+        auto_claim: bool,
+    ) -> Result<String> {
+        let t = self.task_row(id, Some(&mut unit.tx)).await?;
+        if !self.may_see(caller, &t) {
+            return Err(Error::not_found("task"));
+        }
+        if t.task.state != "open" {
+            return Err(Error::conflict("the task has already been dealt with"));
+        }
+        let detail = self.complete_row(unit, caller, &t, variables, auto_claim).await?;
+        let mut entry = actor.entry(unit.now, "flow.task.complete").object("flow_task", id);
+        entry.detail = Some(detail.clone());
+        self.identity().audit_log().append(&mut unit.tx, &entry).await?;
+        Ok(detail)
+    }
+
+    /// Completes `t` (open, visible to the caller): checks the caller may, validates the form
+    /// data, marks the row and queues the engine command. Returns the audit detail.
+    async fn complete_row(
+        &self,
+        unit: &mut Unit<'_>,
+        caller: &Caller,
+        t: &TaskRow,
+        variables: serde_json::Map<String, Value>,
+        auto_claim: bool,
+    ) -> Result<String> {
+        let me = &caller.username;
+        let mine = t.task.assignee.as_deref() == Some(me.as_str());
+        let claimable = auto_claim && t.task.assignee.is_none() && is_candidate(caller, t);
+        if !mine && !claimable {
+            let hint =
+                if t.task.assignee.is_none() { "claim the task first" } else { "the task is assigned to someone else" };
+            return Err(Error::forbidden(format!("you cannot complete this task: {hint}")));
+        }
+        let (_, def) = unit.state(&t.task.instance_id).await?;
+        let vars = match t.task.form_key.as_ref().and_then(|k| def.forms.get(k)) {
+            Some(schema) => crate::forms::validate(schema, &variables).map_err(|errs| {
+                Error::validation(format!("the form has {} problem(s): {}", errs.len(), errs.join("; ")))
+            })?,
+            None => check_vars(variables)?,
+        };
+        let n = sqlx::query(
+            "UPDATE flow_tasks SET state = 'completed', completed_at = $2, completed_by = $3,
+                assignee = COALESCE(assignee, $3), claimed_at = COALESCE(claimed_at, $2)
+             WHERE id = $1 AND state = 'open'",
+        )
+        .bind(&t.task.id)
+        .bind(unit.now)
+        .bind(me)
+        .execute(&mut *unit.tx)
+        .await
+        .db()?
+        .rows_affected();
+        if n != 1 {
+            return Err(Error::conflict("the task was completed at the same moment by someone else"));
+        }
+        let names: Vec<&String> = vars.keys().collect();
+        let detail = to_json(&names)?;
+        unit.push(&t.task.instance_id, Command::CompleteTask { token: t.token, vars }, true);
+        Ok(detail)
+    }
+
+    /// The open task at `element_id` of an instance, read in the unit's transaction.
+    pub(crate) async fn open_task_in(
+        &self,
+        unit: &mut Unit<'_>,
+        instance_id: &str,
+        element_id: &str,
+    ) -> Result<Option<Task>> {
+        let sql = format!(
+            "SELECT {TASK_COLUMNS} FROM flow_tasks t WHERE t.instance_id = $1 AND t.element_id = $2 AND t.state = 'open' ORDER BY t.created_at LIMIT 1"
+        );
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(instance_id)
+            .bind(element_id)
+            .fetch_optional(&mut *unit.tx)
+            .await
+            .db()?;
+        Ok(row.map(|r| task_from_row(&r, unit.now).task))
     }
 
     async fn set_assignee(

@@ -84,6 +84,10 @@ impl<'f> Unit<'f> {
         })
     }
 
+    pub fn flow(&self) -> &'f Flow {
+        self.flow
+    }
+
     /// Creates a new instance (written at flush) and queues its start.
     #[allow(clippy::too_many_arguments)]
     pub fn new_instance(
@@ -590,10 +594,41 @@ impl<'f> Unit<'f> {
         let mut new_rows: Vec<NewRow> = Vec::new();
         let mut history: Vec<(String, i64, String)> = Vec::new();
         let mut updates: Vec<Update> = Vec::new();
+        let mut observed: Vec<(Arc<dyn super::Observer>, super::InstanceChange)> = Vec::new();
         for id in std::mem::take(&mut self.order) {
             let Some(l) = self.loaded.get_mut(&id) else { continue };
             if !l.is_new && l.events.is_empty() && !l.migrated {
                 continue; // loaded for reading only
+            }
+            if let Some(o) = self.flow.observer(&l.def.key) {
+                let p = l.def.process();
+                let open_tasks = l
+                    .state
+                    .tokens
+                    .values()
+                    .filter(|t| t.wait == crate::engine::Wait::Task)
+                    .filter_map(|t| p.elements.get(t.element).map(|e| e.id.clone()))
+                    .collect();
+                let completed = l
+                    .events
+                    .iter()
+                    .filter(|e| e.kind == EventKind::Completed)
+                    .filter_map(|e| p.elements.get(e.element).map(|x| x.id.clone()))
+                    .collect();
+                observed.push((
+                    o,
+                    super::InstanceChange {
+                        instance_id: id.clone(),
+                        process_key: l.def.key.clone(),
+                        business_key: l.business_key.clone(),
+                        status: l.state.status,
+                        open_tasks,
+                        completed,
+                        variables: l.state.vars().clone(),
+                        actor: self.actor.clone(),
+                        now: self.now,
+                    },
+                ));
             }
             let status = match l.state.status {
                 Status::Active => "active",
@@ -704,6 +739,17 @@ impl<'f> Unit<'f> {
                 q = q.bind(id).bind(*seq).bind(self.now).bind(&self.actor).bind(events);
             }
             q.execute(&mut *self.tx).await.db()?;
+        }
+        // Observers last, so they see the instance rows written. One call per observer.
+        while let Some((o, first)) = observed.pop() {
+            let mut batch = vec![first];
+            let mut rest = Vec::new();
+            for (o2, c) in observed.drain(..) {
+                if Arc::ptr_eq(&o, &o2) { batch.push(c) } else { rest.push((o2, c)) }
+            }
+            observed = rest;
+            batch.reverse();
+            o.changed(&mut self.tx, &batch).await?;
         }
         Ok(())
     }

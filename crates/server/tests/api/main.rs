@@ -4,6 +4,7 @@
 mod audit_trail;
 mod conformance;
 mod crash;
+mod grid;
 mod helpers;
 mod identity_flows;
 mod messaging;

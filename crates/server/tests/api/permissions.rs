@@ -95,7 +95,7 @@ async fn data_scopes_keep_sibling_orgs_apart() {
         assert_eq!(usernames(&lixia, "").await, ["gridworker", "jiefang_admin", "lixia_admin"], "{b:?}");
         assert_eq!(usernames(&jiefang, "").await, ["gridworker", "jiefang_admin"]);
         assert_eq!(usernames(&grid, "").await, ["gridworker"]);
-        assert_eq!(usernames(&leader, "").await.len(), 10, "the whole demo city");
+        assert_eq!(usernames(&leader, "").await.len(), 11, "the whole demo city");
         let count = |v: Value| v.as_array().unwrap().len();
         assert_eq!(count(lixia.json(Method::GET, "/api/v1/orgs", None).await.1), 53);
         assert_eq!(count(jiefang.json(Method::GET, "/api/v1/orgs", None).await.1), 13);

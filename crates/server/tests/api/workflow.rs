@@ -36,6 +36,11 @@ fn opinion_form() -> Value {
     ]}})
 }
 
+/// Deployed definitions other than the ones the platform ships (the grid case loop).
+fn own_definitions(list: &Value) -> usize {
+    list.as_array().unwrap().iter().filter(|d| d["key"] != "grid_case").count()
+}
+
 fn conformance(name: &str) -> String {
     std::fs::read_to_string(format!("{}/../flow/conformance/{name}.bpmn", env!("CARGO_MANIFEST_DIR"))).unwrap()
 }
@@ -192,7 +197,7 @@ async fn broken_and_hostile_models_are_refused_with_the_element_named() {
         assert_error(s, &body, 403, "forbidden");
         // Nothing was deployed.
         let (_, list) = admin.json(Method::GET, "/api/v1/flow/definitions", None).await;
-        assert_eq!(list.as_array().unwrap().len(), 0);
+        assert_eq!(own_definitions(&list), 0);
     }
 }
 
@@ -688,6 +693,6 @@ async fn bad_workflow_input_gets_a_clear_error_and_changes_nothing() {
         let (_, list) = admin.json(Method::GET, "/api/v1/flow/instances", None).await;
         assert_eq!(list["total"], 0, "nothing was started by the refused requests");
         let (_, defs) = admin.json(Method::GET, "/api/v1/flow/definitions", None).await;
-        assert_eq!(defs.as_array().unwrap().len(), 1);
+        assert_eq!(own_definitions(&defs), 1);
     }
 }

@@ -1,0 +1,318 @@
+//! HTTP API of the grid platform (`/api/v1/grid/...`). Thin handlers: each checks the
+//! permission in its extractor type and calls one service method.
+
+use apikit::{ApiResult, AppState, ErrorBody, Json, Need, Query, Svc};
+use axum::extract::Path;
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::Grid;
+use crate::areas::{ImportParams, ImportReport, Location};
+use crate::cases::{Case, CaseAction, CaseDetail, CaseFilter, IntakeRequest, IntakeResult};
+use crate::categories::{Category, CategoryInput, Suggestion};
+use crate::rules::{Route, RouteQuery, Rule, RuleInput};
+
+/// Permission markers of the grid platform.
+pub mod perm {
+    use identity::perms;
+    apikit::permissions! {
+        GridAreaRead = perms::GRID_AREA_READ,
+        GridManage = perms::GRID_MANAGE,
+        GridCaseReport = perms::GRID_CASE_REPORT,
+        GridCaseRead = perms::GRID_CASE_READ,
+        GridCaseWork = perms::GRID_CASE_WORK,
+    }
+}
+
+const TAG: &str = "网格";
+
+apikit::page_type!(CasePage, Case, "A page of cases.");
+
+/// The grid routes; the server registers the [`Grid`] service in `AppState::services`.
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(areas_geojson))
+        .routes(routes!(import_areas))
+        .routes(routes!(locate))
+        .routes(routes!(assign_worker))
+        .routes(routes!(list_categories, create_category))
+        .routes(routes!(update_category))
+        .routes(routes!(suggest_category))
+        .routes(routes!(list_rules, create_rule))
+        .routes(routes!(update_rule, delete_rule))
+        .routes(routes!(test_route))
+        .routes(routes!(list_cases, intake))
+        .routes(routes!(case_map))
+        .routes(routes!(get_case))
+        .routes(routes!(act_on_case))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct AreaQuery {
+    /// Org kind: district, street, community or grid.
+    pub level: Option<String>,
+    /// Only areas under this org.
+    pub under: Option<String>,
+}
+
+/// Area boundaries as a GeoJSON FeatureCollection (for the map and for export).
+#[utoipa::path(get, path = "/grid/areas", tag = TAG, params(AreaQuery),
+    responses((status = 200, description = "GeoJSON FeatureCollection (WGS84)", body = Object)))]
+pub async fn areas_geojson(
+    Svc(g): Svc<Grid>,
+    auth: Need<perm::GridAreaRead>,
+    Query(q): Query<AreaQuery>,
+) -> ApiResult<axum::Json<serde_json::Value>> {
+    Ok(axum::Json(g.areas_geojson(&auth.caller, q.level.as_deref(), q.under.as_deref()).await?))
+}
+
+/// Imports area boundaries from GeoJSON (each feature's `code` names its org). Invalid
+/// polygons and unknown codes refuse the import; overlaps and gaps refuse it unless accepted.
+#[utoipa::path(post, path = "/grid/areas/import", tag = TAG, params(ImportParams),
+    request_body(content = String, content_type = "application/geo+json"),
+    responses((status = 200, body = ImportReport), (status = 422, body = ErrorBody)))]
+pub async fn import_areas(
+    Svc(g): Svc<Grid>,
+    auth: Need<perm::GridManage>,
+    Query(p): Query<ImportParams>,
+    body: String,
+) -> ApiResult<axum::Json<ImportReport>> {
+    Ok(axum::Json(g.import_areas(&auth.caller, &auth.actor(), &body, &p).await?))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct LocateQuery {
+    pub lon: f64,
+    pub lat: f64,
+    /// wgs84 (default), cgcs2000, gcj02 or bd09
+    pub crs: Option<String>,
+}
+
+/// Which grid (and community, street, district) a point is in.
+#[utoipa::path(get, path = "/grid/locate", tag = TAG, params(LocateQuery),
+    responses((status = 200, body = Location), (status = 422, body = ErrorBody)))]
+pub async fn locate(
+    Svc(g): Svc<Grid>,
+    auth: Need<perm::GridAreaRead>,
+    Query(q): Query<LocateQuery>,
+) -> ApiResult<axum::Json<Location>> {
+    Ok(axum::Json(g.locate(&auth.caller, q.lon, q.lat, q.crs.as_deref()).await?))
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WorkerRequest {
+    pub username: String,
+}
+
+/// Assigns a grid worker to a grid.
+#[utoipa::path(post, path = "/grid/areas/{id}/workers", tag = TAG, params(("id" = String, Path)), request_body = WorkerRequest,
+    responses((status = 204), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn assign_worker(
+    Svc(g): Svc<Grid>,
+    auth: Need<perm::GridManage>,
+    Path(id): Path<String>,
+    Json(req): Json<WorkerRequest>,
+) -> ApiResult<StatusCode> {
+    g.assign_worker(&auth.caller, &auth.actor(), &id, &req.username).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The category taxonomy (top classes and their categories).
+#[utoipa::path(get, path = "/grid/categories", tag = TAG, responses((status = 200, body = Vec<Category>)))]
+pub async fn list_categories(
+    Svc(g): Svc<Grid>,
+    auth: Need<perm::GridAreaRead>,
+) -> ApiResult<axum::Json<Vec<Category>>> {
+    Ok(axum::Json(g.categories(&auth.caller).await?))
+}
+
+/// Adds a category or top class.
+#[utoipa::path(post, path = "/grid/categories", tag = TAG, request_body = CategoryInput,
+    responses((status = 201, body = Category), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn create_category(
+    Svc(g): Svc<Grid>,
+    auth: Need<perm::GridManage>,
+    Json(input): Json<CategoryInput>,
+) -> ApiResult<(StatusCode, axum::Json<Category>)> {
+    Ok((StatusCode::CREATED, axum::Json(g.save_category(&auth.caller, &auth.actor(), None, input).await?)))
+}
+
+/// Changes a category: name, owner department, urgencies, time limits, keywords.
+#[utoipa::path(put, path = "/grid/categories/{id}", tag = TAG, params(("id" = String, Path)), request_body = CategoryInput,
+    responses((status = 200, body = Category), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn update_category(
+    Svc(g): Svc<Grid>,
+    auth: Need<perm::GridManage>,
+    Path(id): Path<String>,
+    Json(input): Json<CategoryInput>,
+) -> ApiResult<axum::Json<Category>> {
+    Ok(axum::Json(g.save_category(&auth.caller, &auth.actor(), Some(&id), input).await?))
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SuggestRequest {
+    pub text: String,
+}
+
+/// Suggested categories for free text (keywords and what dispatchers chose before).
+#[utoipa::path(post, path = "/grid/categories/suggest", tag = TAG, request_body = SuggestRequest,
+    responses((status = 200, body = Vec<Suggestion>)))]
+pub async fn suggest_category(
+    Svc(g): Svc<Grid>,
+    auth: Need<perm::GridCaseRead>,
+    Json(req): Json<SuggestRequest>,
+) -> ApiResult<axum::Json<Vec<Suggestion>>> {
+    Ok(axum::Json(g.suggest(&auth.caller, &req.text).await?))
+}
+
+/// Assignment rules (属主/属地).
+#[utoipa::path(get, path = "/grid/rules", tag = TAG, responses((status = 200, body = Vec<Rule>)))]
+pub async fn list_rules(Svc(g): Svc<Grid>, auth: Need<perm::GridCaseRead>) -> ApiResult<axum::Json<Vec<Rule>>> {
+    Ok(axum::Json(g.rules(&auth.caller).await?))
+}
+
+/// Adds an assignment rule.
+#[utoipa::path(post, path = "/grid/rules", tag = TAG, request_body = RuleInput,
+    responses((status = 201, body = Rule), (status = 422, body = ErrorBody)))]
+pub async fn create_rule(
+    Svc(g): Svc<Grid>,
+    auth: Need<perm::GridManage>,
+    Json(input): Json<RuleInput>,
+) -> ApiResult<(StatusCode, axum::Json<Rule>)> {
+    Ok((StatusCode::CREATED, axum::Json(g.save_rule(&auth.caller, &auth.actor(), None, input).await?)))
+}
+
+/// Replaces an assignment rule.
+#[utoipa::path(put, path = "/grid/rules/{id}", tag = TAG, params(("id" = String, Path)), request_body = RuleInput,
+    responses((status = 200, body = Rule), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn update_rule(
+    Svc(g): Svc<Grid>,
+    auth: Need<perm::GridManage>,
+    Path(id): Path<String>,
+    Json(input): Json<RuleInput>,
+) -> ApiResult<axum::Json<Rule>> {
+    Ok(axum::Json(g.save_rule(&auth.caller, &auth.actor(), Some(&id), input).await?))
+}
+
+/// Deletes an assignment rule.
+#[utoipa::path(delete, path = "/grid/rules/{id}", tag = TAG, params(("id" = String, Path)),
+    responses((status = 204), (status = 404, body = ErrorBody)))]
+pub async fn delete_rule(
+    Svc(g): Svc<Grid>,
+    auth: Need<perm::GridManage>,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    g.delete_rule(&auth.caller, &auth.actor(), &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// "Where would this event go?": the department the rules choose, and why.
+#[utoipa::path(post, path = "/grid/rules/test", tag = TAG, request_body = RouteQuery,
+    responses((status = 200, body = Route), (status = 422, body = ErrorBody)))]
+pub async fn test_route(
+    Svc(g): Svc<Grid>,
+    auth: Need<perm::GridCaseRead>,
+    Json(q): Json<RouteQuery>,
+) -> ApiResult<axum::Json<Route>> {
+    Ok(axum::Json(g.test_route(&auth.caller, &q).await?))
+}
+
+/// Searches cases in the caller's scope.
+#[utoipa::path(get, path = "/grid/cases", tag = TAG, params(CaseFilter),
+    responses((status = 200, body = CasePage), (status = 400, body = ErrorBody)))]
+pub async fn list_cases(
+    Svc(g): Svc<Grid>,
+    auth: Need<perm::GridCaseRead>,
+    Query(f): Query<CaseFilter>,
+) -> ApiResult<axum::Json<CasePage>> {
+    Ok(axum::Json(g.cases(&auth.caller, &f).await?.into()))
+}
+
+/// Receives an event from any source (idempotent on source + external_id) and opens its case.
+#[utoipa::path(post, path = "/grid/cases", tag = TAG, request_body = IntakeRequest,
+    responses((status = 201, body = IntakeResult), (status = 200, description = "already received", body = IntakeResult),
+        (status = 422, body = ErrorBody)))]
+pub async fn intake(
+    Svc(g): Svc<Grid>,
+    auth: Need<perm::GridCaseReport>,
+    Json(req): Json<IntakeRequest>,
+) -> ApiResult<(StatusCode, axum::Json<IntakeResult>)> {
+    let r = g.intake(&auth.caller, &auth.actor(), req).await?;
+    Ok((if r.created { StatusCode::CREATED } else { StatusCode::OK }, axum::Json(r)))
+}
+
+/// A case on the map.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct CasePoint {
+    pub id: String,
+    pub case_no: String,
+    pub title: String,
+    pub lon: f64,
+    pub lat: f64,
+    pub stage: String,
+    pub flag: String,
+    pub urgency: String,
+}
+
+/// Open cases with a position, for the map (at most 2,000, newest first).
+#[utoipa::path(get, path = "/grid/cases/map", tag = TAG, params(CaseFilter), responses((status = 200, body = Vec<CasePoint>)))]
+pub async fn case_map(
+    Svc(g): Svc<Grid>,
+    auth: Need<perm::GridCaseRead>,
+    Query(mut f): Query<CaseFilter>,
+) -> ApiResult<axum::Json<Vec<CasePoint>>> {
+    f.page = Some(1);
+    f.page_size = Some(200);
+    let mut out = Vec::new();
+    for page in 1..=10 {
+        f.page = Some(page);
+        let p = g.cases(&auth.caller, &f).await?;
+        let n = p.items.len();
+        out.extend(p.items.into_iter().filter_map(|c| {
+            Some(CasePoint {
+                lon: c.lon?,
+                lat: c.lat?,
+                id: c.id,
+                case_no: c.case_no,
+                title: c.title,
+                stage: c.stage,
+                flag: c.flag,
+                urgency: c.urgency,
+            })
+        }));
+        if n < 200 {
+            break;
+        }
+    }
+    Ok(axum::Json(out))
+}
+
+/// One case with its timeline and the actions open to the caller.
+#[utoipa::path(get, path = "/grid/cases/{id}", tag = TAG, params(("id" = String, Path)),
+    responses((status = 200, body = CaseDetail), (status = 404, body = ErrorBody)))]
+pub async fn get_case(
+    Svc(g): Svc<Grid>,
+    auth: Need<perm::GridCaseRead>,
+    Path(id): Path<String>,
+) -> ApiResult<axum::Json<CaseDetail>> {
+    Ok(axum::Json(g.case(&auth.caller, &id).await?))
+}
+
+/// Acts on a case: accept, reject, merge, dispatch, handle, decline, request_extension,
+/// decide_extension, verify.
+#[utoipa::path(post, path = "/grid/cases/{id}/actions", tag = TAG, params(("id" = String, Path)), request_body = CaseAction,
+    responses((status = 200, body = CaseDetail), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn act_on_case(
+    Svc(g): Svc<Grid>,
+    auth: Need<perm::GridCaseWork>,
+    Path(id): Path<String>,
+    Json(action): Json<CaseAction>,
+) -> ApiResult<axum::Json<CaseDetail>> {
+    Ok(axum::Json(g.act(&auth.caller, &auth.actor(), &id, action).await?))
+}

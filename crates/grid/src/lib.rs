@@ -1,0 +1,214 @@
+//! Multi-grid fusion (多网格融合应用平台, part B of the standards): area boundaries over the org
+//! tree with the point → grid index ([`areas`]), the event category taxonomy with suggestions
+//! ([`categories`]), automatic assignment by category owner and territory ([`rules`]), and
+//! cases — intake from every source and the case loop, which runs on the workflow engine as the
+//! shipped, editable process `grid_case` ([`cases`]). `api` serves `/api/v1/grid/...`.
+//!
+//! Architecture invariant: a case's stage, timestamps and timeline are written by the process
+//! observer inside the same transaction as the engine step that changed the instance, so they
+//! cannot disagree with the process — whoever moved it (these screens, the generic inbox, a timer).
+
+pub mod api;
+pub mod areas;
+pub mod cases;
+pub mod categories;
+pub mod rules;
+mod taxonomy;
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use identity::{Actor, Identity};
+use kernel::{Clock, Error, Result};
+use serde::{Deserialize, Serialize};
+use store::{Db, DbResultExt, Row};
+
+pub static MIGRATIONS: store::MigrationSet = store::migrations!("grid": 1 => portable "0001_grid");
+
+/// The case process shipped with the platform (deployed on first start; editable in the designer
+/// as long as the user task ids stay).
+pub const CASE_PROCESS_XML: &str = include_str!("../process/grid_case.bpmn");
+pub const CASE_PROCESS_KEY: &str = "grid_case";
+
+/// `[grid]` settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GridOptions {
+    /// Code of the org that runs the dispatch centre (accepts and dispatches cases). When empty
+    /// or unknown, the root org.
+    pub dispatch_center: String,
+    /// Reports of the same category within this many metres …
+    pub duplicate_radius_m: f64,
+    /// … and this many minutes of each other are flagged as possible duplicates.
+    pub duplicate_window_minutes: i64,
+}
+
+impl Default for GridOptions {
+    fn default() -> Self {
+        GridOptions { dispatch_center: String::new(), duplicate_radius_m: 50.0, duplicate_window_minutes: 120 }
+    }
+}
+
+/// An org as the grid platform needs it.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct OrgRef {
+    pub id: String,
+    pub code: String,
+    pub name: String,
+    pub kind: String,
+    #[serde(skip)]
+    pub parent_id: Option<String>,
+    #[serde(skip)]
+    pub path: String,
+}
+
+/// The grid service. Cheap to clone.
+#[derive(Clone)]
+pub struct Grid {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub db: Db,
+    pub identity: Identity,
+    pub flow: flow::Flow,
+    pub clock: Arc<dyn Clock>,
+    pub opts: GridOptions,
+    pub index: RwLock<areas::Loaded>,
+    pub orgs: RwLock<HashMap<String, OrgRef>>,
+}
+
+impl Grid {
+    /// Builds the service, deploys the case process when it is not deployed yet, and hooks the
+    /// case observer into the engine.
+    pub async fn new(
+        db: Db,
+        identity: Identity,
+        flow: flow::Flow,
+        clock: Arc<dyn Clock>,
+        opts: GridOptions,
+    ) -> Result<Grid> {
+        let grid = Grid {
+            inner: Arc::new(Inner {
+                db,
+                identity,
+                flow,
+                clock,
+                opts,
+                index: RwLock::new(areas::Loaded::default()),
+                orgs: RwLock::new(HashMap::new()),
+            }),
+        };
+        grid.inner.flow.observe(CASE_PROCESS_KEY, Arc::new(cases::CaseObserver));
+        Ok(grid)
+    }
+
+    /// First-start work that needs the org tree: the case process and the shipped taxonomy.
+    pub async fn ensure_installed(&self) -> Result<()> {
+        if self.inner.flow.definition_id(CASE_PROCESS_KEY, None).await.is_err() {
+            let system = identity::users::system_caller();
+            self.inner.flow.deploy(&system, &Actor::system(), CASE_PROCESS_XML, Default::default()).await?;
+        }
+        categories::seed_taxonomy(self).await?;
+        Ok(())
+    }
+
+    pub fn db(&self) -> &Db {
+        &self.inner.db
+    }
+
+    pub fn identity(&self) -> &Identity {
+        &self.inner.identity
+    }
+
+    pub fn flow(&self) -> &flow::Flow {
+        &self.inner.flow
+    }
+
+    pub fn options(&self) -> &GridOptions {
+        &self.inner.opts
+    }
+
+    pub fn now(&self) -> i64 {
+        self.inner.clock.now_ms()
+    }
+
+    /// An org by id (cached; the org tree changes rarely).
+    pub async fn org(&self, id: &str) -> Result<OrgRef> {
+        if let Some(o) = self.inner.orgs.read().expect("orgs lock").get(id) {
+            return Ok(o.clone());
+        }
+        self.reload_orgs().await?;
+        self.inner.orgs.read().expect("orgs lock").get(id).cloned().ok_or_else(|| Error::not_found("organisation"))
+    }
+
+    /// An org by code.
+    pub async fn org_by_code(&self, code: &str) -> Result<Option<OrgRef>> {
+        let row = sqlx::query("SELECT id FROM orgs WHERE code = $1")
+            .bind(code)
+            .fetch_optional(self.db().reader())
+            .await
+            .db()?;
+        match row {
+            Some(r) => Ok(Some(self.org(&r.get::<String, _>(0)).await?)),
+            None => Ok(None),
+        }
+    }
+
+    pub(crate) async fn reload_orgs(&self) -> Result<()> {
+        let rows = sqlx::query("SELECT id, code, name, kind, parent_id, path FROM orgs")
+            .fetch_all(self.db().reader())
+            .await
+            .db()?;
+        let map = rows
+            .into_iter()
+            .map(|r| {
+                let o = OrgRef {
+                    id: r.get(0),
+                    code: r.get(1),
+                    name: r.get(2),
+                    kind: r.get(3),
+                    parent_id: r.get(4),
+                    path: r.get(5),
+                };
+                (o.id.clone(), o)
+            })
+            .collect();
+        *self.inner.orgs.write().expect("orgs lock") = map;
+        Ok(())
+    }
+
+    /// The org and its ancestors, nearest first.
+    pub async fn lineage(&self, id: &str) -> Result<Vec<OrgRef>> {
+        let mut out = Vec::new();
+        let mut cur = Some(id.to_string());
+        while let Some(c) = cur {
+            let o = self.org(&c).await?;
+            cur = o.parent_id.clone();
+            out.push(o);
+            if out.len() > 32 {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// The dispatch centre's org id.
+    pub async fn dispatch_center(&self) -> Result<OrgRef> {
+        if !self.inner.opts.dispatch_center.is_empty()
+            && let Some(o) = self.org_by_code(&self.inner.opts.dispatch_center).await?
+        {
+            return Ok(o);
+        }
+        let row = sqlx::query("SELECT id FROM orgs WHERE parent_id IS NULL ORDER BY sort, code LIMIT 1")
+            .fetch_optional(self.db().reader())
+            .await
+            .db()?
+            .ok_or_else(|| Error::conflict("there is no organisation yet"))?;
+        self.org(&row.get::<String, _>(0)).await
+    }
+}
+
+pub(crate) fn to_json<T: Serialize>(v: &T) -> Result<String> {
+    serde_json::to_string(v).map_err(|e| Error::internal(format!("cannot encode JSON: {e}")))
+}

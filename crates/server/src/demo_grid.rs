@@ -1,0 +1,476 @@
+//! The grid part of the demo city: boundaries for every district, street, community and grid
+//! (imported through the same GeoJSON import users have), owner departments of the categories,
+//! assignment rules, a grid worker, and cases from every source in every stage.
+
+use anyhow::anyhow;
+use apikit::AppState;
+use grid::Grid;
+use grid::cases::{CaseAction, IntakeRequest};
+use grid::categories::CategoryInput;
+use grid::rules::RuleInput;
+use identity::{Actor, Caller};
+use serde_json::{Map, Value};
+use spatial::{BBox, Shape, synth};
+
+/// The demo city's extent (central Jinan), split west → east into its districts.
+const CITY: BBox = BBox { min_lon: 116.93, min_lat: 36.62, max_lon: 117.09, max_lat: 36.70 };
+/// Districts from west to east.
+const DISTRICT_ORDER: &[&str] = &["370104", "370105", "370103", "370102"];
+
+async fn caller(state: &AppState, username: &str) -> anyhow::Result<(Caller, Actor)> {
+    let id = state
+        .identity
+        .user_id_by_username(username)
+        .await
+        .map_err(|e| anyhow!("{e}"))?
+        .ok_or_else(|| anyhow!("no user {username}"))?;
+    let c = state.identity.load_caller(&id, None).await.map_err(|e| anyhow!("{e}"))?;
+    Ok((c, Actor { username: Some(username.into()), ..Actor::system() }))
+}
+
+fn rect(x0: f64, y0: f64, x1: f64, y1: f64) -> Shape {
+    Shape::polygon(vec![[x0, y0], [x1, y0], [x1, y1], [x0, y1], [x0, y0]])
+}
+
+/// Boundaries for the whole demo tree: districts and streets are columns, communities split
+/// their street into rows, grids split their community with wavy shared edges. Returns the
+/// GeoJSON and each grid's code with a point inside it.
+async fn boundaries(state: &AppState) -> anyhow::Result<(String, Vec<(String, [f64; 2])>)> {
+    use sqlx::Row;
+    let rows = sqlx::query("SELECT id, parent_id, code, kind FROM orgs ORDER BY sort, code")
+        .fetch_all(state.db.reader())
+        .await?;
+    let orgs: Vec<(String, Option<String>, String, String)> =
+        rows.iter().map(|r| (r.get(0), r.get(1), r.get(2), r.get(3))).collect();
+    let children = |parent: &str, kind: &str| -> Vec<(String, String)> {
+        orgs.iter()
+            .filter(|o| o.1.as_deref() == Some(parent) && o.3 == kind)
+            .map(|o| (o.0.clone(), o.2.clone()))
+            .collect()
+    };
+    let id_of = |code: &str| orgs.iter().find(|o| o.2 == code).map(|o| o.0.clone());
+    let streets_per_district: Vec<(String, Vec<(String, String)>)> = DISTRICT_ORDER
+        .iter()
+        .filter_map(|code| id_of(code).map(|id| (code.to_string(), children(&id, "street"))))
+        .collect();
+    let columns: usize = streets_per_district.iter().map(|(_, s)| s.len()).sum();
+    let w = (CITY.max_lon - CITY.min_lon) / columns as f64;
+    let mut features = Vec::new();
+    let mut points = Vec::new();
+    let feature = |code: &str, shape: &Shape| {
+        spatial::geojson::feature(shape, Map::from_iter([("code".to_string(), Value::String(code.into()))]))
+    };
+    let mut col = 0usize;
+    let mut seed = 1u64;
+    for (dcode, streets) in &streets_per_district {
+        let x0 = CITY.min_lon + col as f64 * w;
+        features.push(feature(dcode, &rect(x0, CITY.min_lat, x0 + w * streets.len() as f64, CITY.max_lat)));
+        for (sid, scode) in streets {
+            let sx0 = CITY.min_lon + col as f64 * w;
+            col += 1;
+            features.push(feature(scode, &rect(sx0, CITY.min_lat, sx0 + w, CITY.max_lat)));
+            let communities = children(sid, "community");
+            let h = (CITY.max_lat - CITY.min_lat) / communities.len().max(1) as f64;
+            for (ci, (cid, ccode)) in communities.iter().enumerate() {
+                let cy0 = CITY.min_lat + ci as f64 * h;
+                let area = BBox { min_lon: sx0, min_lat: cy0, max_lon: sx0 + w, max_lat: cy0 + h };
+                features.push(feature(ccode, &rect(area.min_lon, area.min_lat, area.max_lon, area.max_lat)));
+                let grids = children(cid, "grid");
+                seed += 1;
+                let shapes = synth::tessellate(area, 1, grids.len().max(1), 10, seed);
+                for ((_, gcode), shape) in grids.iter().zip(shapes.iter()) {
+                    features.push(feature(gcode, shape));
+                    points.push((gcode.clone(), shape.label_point()));
+                }
+            }
+        }
+    }
+    Ok((spatial::geojson::collection(features).to_string(), points))
+}
+
+/// Everything but the cases: boundaries, category owners, rules, the grid worker. Tests use it too.
+pub async fn seed_setup(state: &AppState) -> anyhow::Result<Vec<(String, [f64; 2])>> {
+    let g = state.services.get::<Grid>().ok_or_else(|| anyhow!("the grid service is not registered"))?.clone();
+    let (admin, actor) = caller(state, "gridadmin").await?;
+    let (text, points) = boundaries(state).await?;
+    let report = g
+        .import_areas(&admin, &actor, &text, &grid::areas::ImportParams::default())
+        .await
+        .map_err(|e| anyhow!("importing the demo boundaries: {e}"))?;
+    if report.imported == 0 {
+        return Err(anyhow!(
+            "the demo boundaries were refused: {:?} {:?}",
+            report.feature_problems,
+            report.geometry_problems
+        ));
+    }
+    // Owners (属主) of the categories.
+    let dept = |code: &str| {
+        let g = g.clone();
+        let code = code.to_string();
+        async move {
+            g.org_by_code(&code)
+                .await
+                .map_err(|e| anyhow!("{e}"))?
+                .map(|o| o.id)
+                .ok_or_else(|| anyhow!("no org {code}"))
+        }
+    };
+    let cgj = dept("370100-cgj").await?;
+    let zjj = dept("370100-zjj").await?;
+    let yjj = dept("370100-yjj").await?;
+    let sthj = dept("370100-sthj").await?;
+    let cats = g.categories(&admin).await.map_err(|e| anyhow!("{e}"))?;
+    for c in cats.iter().filter(|c| c.parent_id.is_some()) {
+        let owner = match &c.code[..4] {
+            "BJ01" | "BJ02" | "BJ03" | "BJ04" | "BJ05" | "SJ01" | "SJ02" | "SJ05" | "SJ06" => Some(&cgj),
+            "SJ03" if c.code == "SJ0302" => Some(&sthj),
+            "SJ03" => Some(&zjj),
+            "SJ04" => Some(&yjj),
+            _ => None,
+        };
+        if let Some(o) = owner {
+            let input = CategoryInput {
+                parent_id: c.parent_id.clone(),
+                code: c.code.clone(),
+                name: c.name.clone(),
+                kind: None,
+                owner_org_id: Some(o.clone()),
+                urgencies: None,
+                limits: None,
+                keywords: None,
+                sort: None,
+                enabled: None,
+            };
+            g.save_category(&admin, &actor, Some(&c.id), input).await.map_err(|e| anyhow!("{e}"))?;
+        }
+    }
+    // Territory rules (属地).
+    let top = |code: &str| cats.iter().find(|c| c.code == code).map(|c| c.id.clone());
+    let lixia = dept("370102").await?;
+    let shizhong = dept("370103").await?;
+    let rules = [
+        (
+            "历下区街面秩序由区综合行政执法局处置",
+            top("SJ05"),
+            Some(lixia.clone()),
+            Some(dept("370102-d2").await?),
+            None,
+            10,
+        ),
+        (
+            "历下区市容环境由区城市管理局处置",
+            top("SJ01"),
+            Some(lixia.clone()),
+            Some(dept("370102-d1").await?),
+            None,
+            10,
+        ),
+        ("市中区噪声扰民由区生态环境分局处置", top("SJ0601"), Some(shizhong), Some(dept("370103-d2").await?), None, 10),
+        ("矛盾纠纷属地街道调处", top("ZZ01"), None, None, Some("street"), 0),
+        ("治安隐患属地街道处置", top("ZZ02"), None, None, Some("street"), 0),
+        ("安全隐患属地街道处置", top("ZZ03"), None, None, Some("street"), 0),
+        ("特殊人群属地社区管理", top("ZZ04"), None, None, Some("community"), 0),
+        ("社情民意属地街道办理", top("ZZ05"), None, None, Some("street"), 0),
+    ];
+    for (name, category, area, department, level, priority) in rules {
+        let input = RuleInput {
+            name: name.into(),
+            category_id: category,
+            area_org_id: area,
+            department_id: department,
+            target_level: level.map(String::from),
+            priority,
+            enabled: None,
+        };
+        g.save_rule(&admin, &actor, None, input).await.map_err(|e| anyhow!("{name}: {e}"))?;
+    }
+    // The grid worker of the first grid.
+    let (gw, _) = caller(state, "gridworker").await?;
+    g.assign_worker(&admin, &actor, &gw.primary_org_id.0, "gridworker").await.map_err(|e| anyhow!("{e}"))?;
+    Ok(points)
+}
+
+/// The whole grid demo: setup, then cases in every stage.
+pub async fn seed(state: &AppState) -> anyhow::Result<()> {
+    let points = seed_setup(state).await?;
+    let g = state.services.get::<Grid>().ok_or_else(|| anyhow!("the grid service is not registered"))?.clone();
+    let at = |code: &str, dx: f64, dy: f64| -> (f64, f64) {
+        let p = points.iter().find(|(c, _)| c == code).map(|(_, p)| *p).unwrap_or(points[0].1);
+        (p[0] + dx, p[1] + dy)
+    };
+    // Most reports come from the grid worker's own grid (山大路社区第1网格), where she verifies.
+    let (gw, gw_actor) = caller(state, "gridworker").await?;
+    let first = g.org(&gw.primary_org_id.0).await.map_err(|e| anyhow!("{e}"))?.code;
+    let (disp, disp_actor) = caller(state, "dispatcher").await?;
+    let (cgj, cgj_actor) = caller(state, "cgj_handler").await?;
+    struct Report {
+        who: &'static str,
+        source: &'static str,
+        ext: Option<&'static str>,
+        category: &'static str,
+        title: &'static str,
+        description: &'static str,
+        address: &'static str,
+        at: (f64, f64),
+        /// How far the case goes: report, accept, dispatch, handle, verify, close, reject, spot, extension, rework
+        to: &'static str,
+        urgency: &'static str,
+    }
+    let p0 = at(&first, 0.0, 0.0);
+    let near = |dx: f64, dy: f64| (p0.0 + dx, p0.1 + dy);
+    let reports = vec![
+        Report {
+            who: "gridworker",
+            source: "patrol",
+            ext: None,
+            category: "BJ0102",
+            title: "山大路与文化东路路口污水井盖破损",
+            description: "污水井盖边缘破损约20厘米，行人和非机动车经过有安全隐患，已设置临时警示。",
+            address: "历下区山大路与文化东路交叉口东北角",
+            at: near(0.001, 0.0005),
+            to: "verify",
+            urgency: "urgent",
+        },
+        Report {
+            who: "gridworker",
+            source: "patrol",
+            ext: None,
+            category: "SJ0201",
+            title: "山大路社区楼道小广告",
+            description: "3号楼一单元楼道内张贴小广告十余处，已当场清理完毕。",
+            address: "山大路社区3号楼一单元",
+            at: near(-0.001, 0.0008),
+            to: "spot",
+            urgency: "normal",
+        },
+        Report {
+            who: "dispatcher",
+            source: "hotline",
+            ext: Some("12345-20261120-0381"),
+            category: "SJ0601",
+            title: "夜间广场舞噪声扰民",
+            description: "市民来电反映每晚八点至十点小区广场舞音响声音过大，影响老人和孩子休息，希望协调降低音量。",
+            address: "历下区羊头峪社区中心广场",
+            at: at("37010200100201", 0.0, 0.0),
+            to: "handle",
+            urgency: "normal",
+        },
+        Report {
+            who: "gridworker",
+            source: "citizen",
+            ext: Some("ssp-7f3a91"),
+            category: "BJ0104",
+            title: "文化东路路灯不亮",
+            description: "随手拍：文化东路山大路至历山路段连续三盏路灯夜间不亮，路段较暗。",
+            address: "历下区文化东路",
+            at: near(0.0015, -0.0007),
+            to: "close",
+            urgency: "normal",
+        },
+        Report {
+            who: "dispatcher",
+            source: "video",
+            ext: Some("cam-LX-0219-20261121-0932"),
+            category: "SJ0503",
+            title: "视频巡查：机动车占用消防通道",
+            description: "视频智能分析发现一辆白色轿车在甸柳新村小区消防通道停放超过30分钟。",
+            address: "甸柳新村社区消防通道",
+            at: at("37010200100301", 0.0, 0.0),
+            to: "accept",
+            urgency: "urgent",
+        },
+        Report {
+            who: "dispatcher",
+            source: "iot",
+            ext: Some("iot-ws-0457-20261121"),
+            category: "SJ0404",
+            title: "积水监测点水位超限",
+            description: "物联感知：经十路下穿隧道积水监测点水位达到32厘米，超过预警阈值。",
+            address: "经十路下穿隧道",
+            at: at("37010200200101", 0.0, 0.0),
+            to: "dispatch",
+            urgency: "critical",
+        },
+        Report {
+            who: "dispatcher",
+            source: "opinion",
+            ext: Some("wb-4985523011"),
+            category: "SJ0302",
+            title: "网民反映工地扬尘严重",
+            description: "舆情：有网民在微博发帖称某工地裸土未覆盖，大风天气扬尘严重，获较多转发。",
+            address: "历下区千佛山街道",
+            at: at("37010200200201", 0.0, 0.0),
+            to: "extension",
+            urgency: "normal",
+        },
+        Report {
+            who: "dispatcher",
+            source: "third_party",
+            ext: Some("szcg-2026-118822"),
+            category: "BJ0302",
+            title: "数字城管：垃圾箱破损",
+            description: "数字城管平台转来：山大路公交站旁果皮箱箱体破损、投放口脱落。",
+            address: "山大路公交站",
+            at: near(0.0004, 0.0009),
+            to: "rework",
+            urgency: "normal",
+        },
+        Report {
+            who: "dispatcher",
+            source: "third_party",
+            ext: Some("szcg-2026-118830"),
+            category: "SJ0101",
+            title: "数字城管：暴露垃圾",
+            description: "数字城管平台转来：路边垃圾桶满溢，周边散落生活垃圾。",
+            address: "趵突泉街道黑虎泉西路",
+            at: at("37010200300201", 0.0, 0.0),
+            to: "handle",
+            urgency: "normal",
+        },
+        Report {
+            who: "gridworker",
+            source: "patrol",
+            ext: None,
+            category: "ZZ0101",
+            title: "邻里因漏水产生纠纷",
+            description: "5号楼402住户反映楼上卫生间漏水，双方协商未果，情绪较为激动，需社区和街道调解。",
+            address: "山大路社区5号楼",
+            at: near(-0.0005, -0.0006),
+            to: "handle",
+            urgency: "normal",
+        },
+        Report {
+            who: "dispatcher",
+            source: "hotline",
+            ext: Some("12345-20261121-0112"),
+            category: "SJ0504",
+            title: "共享单车堆积占用人行道",
+            description: "市民反映泉城路地铁口共享单车大量堆积，影响通行。",
+            address: "泉城路地铁站C口",
+            at: at("37010200400101", 0.0, 0.0),
+            to: "reject",
+            urgency: "normal",
+        },
+        Report {
+            who: "gridworker",
+            source: "patrol",
+            ext: None,
+            category: "BJ0401",
+            title: "行道树枝杈遮挡交通标志",
+            description: "山大路北段行道树枝杈过长，遮挡限速标志，需修剪。",
+            address: "山大路北段",
+            at: near(0.0008, 0.0012),
+            to: "report",
+            urgency: "normal",
+        },
+        Report {
+            who: "dispatcher",
+            source: "hotline",
+            ext: Some("12345-20261121-0208"),
+            category: "ZZ0501",
+            title: "建议增设老年人休息座椅",
+            description: "市民建议在社区公园步道旁增设休息座椅，方便老年人锻炼途中休息。",
+            address: "大明湖街道百花洲社区",
+            at: at("37010200500201", 0.0, 0.0),
+            to: "handle",
+            urgency: "normal",
+        },
+    ];
+    for r in reports {
+        let (who, who_actor) = match r.who {
+            "gridworker" => (&gw, &gw_actor),
+            _ => (&disp, &disp_actor),
+        };
+        let req = IntakeRequest {
+            source: r.source.into(),
+            external_id: r.ext.map(String::from),
+            title: Some(r.title.into()),
+            description: r.description.into(),
+            category_code: Some(r.category.into()),
+            urgency: Some(r.urgency.into()),
+            lon: Some(r.at.0),
+            lat: Some(r.at.1),
+            address: Some(r.address.into()),
+            reporter: (r.who != "gridworker").then(|| "市民".to_string()),
+            resolved_on_spot: r.to == "spot",
+            ..Default::default()
+        };
+        let case = g.intake(who, who_actor, req).await.map_err(|e| anyhow!("{}: {e}", r.title))?.case;
+        let id = case.id.clone();
+        let act = |c: &Caller, a: &Actor, action: CaseAction| {
+            let g = g.clone();
+            let id = id.clone();
+            let c = c.clone();
+            let a = a.clone();
+            async move { g.act(&c, &a, &id, action).await.map_err(|e| anyhow!("{e}")) }
+        };
+        if matches!(r.to, "report" | "spot") {
+            continue;
+        }
+        if r.to == "reject" {
+            act(&disp, &disp_actor, CaseAction::Reject { reason: "经核实已由运营企业当日清理，不予立案。".into() })
+                .await?;
+            continue;
+        }
+        if r.to == "accept" {
+            continue;
+        }
+        act(
+            &disp,
+            &disp_actor,
+            CaseAction::Accept {
+                category_id: None,
+                urgency: None,
+                note: Some("信息完整，予以立案".into()),
+                department_id: None,
+                override_reason: None,
+            },
+        )
+        .await?;
+        if r.to == "dispatch" {
+            continue;
+        }
+        act(&disp, &disp_actor, CaseAction::Dispatch { department_id: None, override_reason: None, note: None })
+            .await?;
+        let detail = g.case(&disp, &id).await.map_err(|e| anyhow!("{e}"))?;
+        let dept = detail.case.department_id.clone().unwrap_or_default();
+        // The department's handler: 周强 for the city's urban management bureau, else a system stand-in.
+        let handler = if dept == cgj.primary_org_id.0 { Some((&cgj, &cgj_actor)) } else { None };
+        if r.to == "handle" {
+            continue;
+        }
+        let Some((h, ha)) = handler else { continue };
+        if r.to == "extension" {
+            act(h, ha, CaseAction::RequestExtension { days: 3, reason: "需协调施工单位采购防尘网".into() }).await?;
+            continue;
+        }
+        act(
+            h,
+            ha,
+            CaseAction::Handle {
+                feedback: "已安排作业班组到场处置完毕，现场照片已上传。".into()
+            },
+        )
+        .await?;
+        if r.to == "verify" {
+            continue;
+        }
+        if case.grid_id.as_deref() != Some(gw.primary_org_id.0.as_str()) {
+            continue; // only the demo grid worker's own grid has someone to verify
+        }
+        let verifier = (&gw, &gw_actor);
+        if r.to == "rework" {
+            act(
+                verifier.0,
+                verifier.1,
+                CaseAction::Verify { passed: false, note: Some("现场复核仍有散落垃圾未清理".into()) },
+            )
+            .await?;
+            continue;
+        }
+        act(verifier.0, verifier.1, CaseAction::Verify { passed: true, note: Some("现场复核已处置到位".into()) })
+            .await?;
+    }
+    Ok(())
+}

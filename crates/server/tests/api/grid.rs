@@ -1,0 +1,398 @@
+//! The grid platform through the HTTP API, on every backend: boundaries, routing, intake and the
+//! whole case loop on the workflow engine.
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use store::testing::test_backends;
+
+use crate::helpers::{Session, TestApp, assert_error};
+
+async fn grid_app(backend: store::Backend) -> (TestApp, Vec<(String, [f64; 2])>) {
+    let app =
+        TestApp::start_with(backend, |cfg| cfg.grid.dispatch_center = zhongshu::demo::DISPATCH_CENTER.into()).await;
+    let points = zhongshu::demo_grid::seed_setup(&app.state).await.expect("grid demo setup");
+    (app, points)
+}
+
+/// A point inside the grid with `code`, in WGS84.
+fn point(points: &[(String, [f64; 2])], code: &str) -> [f64; 2] {
+    points.iter().find(|(c, _)| c == code).unwrap_or_else(|| panic!("no grid {code}")).1
+}
+
+async fn act(s: &Session, case: &str, body: Value) -> (StatusCode, Value) {
+    s.json(Method::POST, &format!("/api/v1/grid/cases/{case}/actions"), Some(body)).await
+}
+
+async fn case(s: &Session, id: &str) -> Value {
+    let (st, body) = s.json(Method::GET, &format!("/api/v1/grid/cases/{id}"), None).await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    body
+}
+
+#[tokio::test]
+async fn a_patrol_report_goes_round_the_whole_case_loop() {
+    for backend in test_backends() {
+        let (app, points) = grid_app(backend).await;
+        let gw = app.login("gridworker").await;
+        let disp = app.login("dispatcher").await;
+        let cgj = app.login("cgj_handler").await;
+        let my_grid = app.org_id("37010200100101").await;
+        let cgj_org = app.org_id("370100-cgj").await;
+        // The phone reports in GCJ-02, as phones in China do.
+        let w = point(&points, "37010200100101");
+        let g = spatial::coord::wgs84_to_gcj02(spatial::LonLat::new(w[0], w[1]));
+        let report = json!({
+            "source": "patrol", "external_id": "gw-app-0001", "category_code": "BJ0102",
+            "description": "污水井盖破损，已设置警示", "lon": g.lon, "lat": g.lat, "crs": "gcj02",
+            "address": "山大路与文化东路交叉口"
+        });
+        let (s, body) = gw.json(Method::POST, "/api/v1/grid/cases", Some(report.clone())).await;
+        assert_eq!(s, StatusCode::CREATED, "{body}");
+        let c = &body["case"];
+        let id = c["id"].as_str().unwrap().to_string();
+        assert_eq!(c["grid_id"], my_grid.as_str());
+        assert_eq!(c["stage"], "accept");
+        assert_eq!(c["department_id"], cgj_org.as_str(), "the category's owner is suggested");
+        assert!((c["lon"].as_f64().unwrap() - w[0]).abs() < 1e-7, "stored in WGS84");
+        // The same report sent again (a retry from a slow network) is the same case.
+        let (s, again) = gw.json(Method::POST, "/api/v1/grid/cases", Some(report)).await;
+        assert_eq!(s, StatusCode::OK);
+        assert_eq!(again["created"], false);
+        assert_eq!(again["case"]["id"], id.as_str());
+
+        // The department cannot act before dispatch; the dispatcher may accept.
+        let (s, body) = act(&cgj, &id, json!({"action": "handle", "feedback": "done"})).await;
+        assert!(s == StatusCode::CONFLICT || s == StatusCode::NOT_FOUND, "{s} {body}");
+        let d = case(&disp, &id).await;
+        assert_eq!(d["actions"], json!(["accept", "reject", "merge"]));
+        // Dispatching elsewhere than the rules say needs a reason.
+        let other = app.org_id("370100-zjj").await;
+        let (s, body) = act(&disp, &id, json!({"action": "accept", "department_id": other})).await;
+        assert_error(s, &body, 422, "validation_failed");
+        let (s, body) = act(&disp, &id, json!({"action": "accept", "note": "予以立案"})).await;
+        assert_eq!(s, StatusCode::OK, "{body}");
+        assert_eq!(body["stage"], "dispatch");
+        let (s, body) = act(&disp, &id, json!({"action": "dispatch"})).await;
+        assert_eq!(s, StatusCode::OK, "{body}");
+        assert_eq!(body["stage"], "handle");
+        assert!(body["stage_due_at"].as_i64().is_some());
+
+        // The department sees it among its cases; it declines, the dispatcher sends it again.
+        let (_, mine) = cgj.json(Method::GET, "/api/v1/grid/cases?mine=true", None).await;
+        assert!(mine["items"].as_array().unwrap().iter().any(|c| c["id"] == id.as_str()), "{mine}");
+        let (s, body) = act(&cgj, &id, json!({"action": "decline", "reason": "非本单位职责"})).await;
+        assert_eq!(s, StatusCode::OK, "{body}");
+        assert_eq!(body["stage"], "dispatch");
+        let (s, _) = act(&disp, &id, json!({"action": "dispatch", "note": "请城管局处置"})).await;
+        assert_eq!(s, StatusCode::OK);
+        // An extension, approved: the handling deadline moves.
+        let due_before = case(&cgj, &id).await["stage_due_at"].as_i64().unwrap();
+        let (s, body) = act(&cgj, &id, json!({"action": "request_extension", "days": 3, "reason": "需更换井座"})).await;
+        assert_eq!(s, StatusCode::OK, "{body}");
+        assert_eq!(body["stage"], "extension");
+        let (s, body) = act(&disp, &id, json!({"action": "decide_extension", "approve": true})).await;
+        assert_eq!(s, StatusCode::OK, "{body}");
+        assert_eq!(body["stage"], "handle");
+        assert!(body["stage_due_at"].as_i64().unwrap() > due_before, "{body}");
+        // Handled; the grid worker finds it not done (rework), then done.
+        let (s, _) = act(&cgj, &id, json!({"action": "handle", "feedback": "已更换井盖"})).await;
+        assert_eq!(s, StatusCode::OK);
+        let (s, body) = act(&gw, &id, json!({"action": "verify", "passed": false})).await;
+        assert_error(s, &body, 422, "validation_failed");
+        let (s, body) = act(&gw, &id, json!({"action": "verify", "passed": false, "note": "井盖仍松动"})).await;
+        assert_eq!(s, StatusCode::OK, "{body}");
+        assert_eq!(body["stage"], "handle");
+        assert_eq!(body["rework_count"], 1);
+        let (s, _) = act(&cgj, &id, json!({"action": "handle", "feedback": "已加固井座"})).await;
+        assert_eq!(s, StatusCode::OK);
+        // The last step through the generic inbox: the case follows its process all the same.
+        let (_, tasks) = gw.json(Method::GET, "/api/v1/flow/tasks?process_key=grid_case", None).await;
+        let t = tasks["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["business_key"] == id.as_str())
+            .expect("verify task")
+            .clone();
+        let tid = t["id"].as_str().unwrap();
+        let (s, _) =
+            gw.json(Method::POST, &format!("/api/v1/flow/tasks/{tid}"), Some(json!({"action": "claim"}))).await;
+        assert_eq!(s, StatusCode::OK);
+        let (s, body) = gw
+            .json(
+                Method::POST,
+                &format!("/api/v1/flow/tasks/{tid}"),
+                Some(json!({"action": "complete", "variables": {"verify_passed": true, "verify_note": "复核通过"}})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{body}");
+
+        let d = case(&disp, &id).await;
+        assert_eq!(d["status"], "closed");
+        assert_eq!(d["stage"], "closed");
+        for stamp in ["created_at", "accepted_at", "dispatched_at", "handled_at", "verified_at", "closed_at"] {
+            assert!(d[stamp].as_i64().is_some(), "{stamp} recorded: {d}");
+        }
+        let actions: Vec<&str> =
+            d["timeline"].as_array().unwrap().iter().map(|s| s["action"].as_str().unwrap()).collect();
+        assert_eq!(
+            actions,
+            [
+                "report",
+                "accept",
+                "dispatch",
+                "decline",
+                "dispatch",
+                "request_extension",
+                "extension_granted",
+                "handle",
+                "verify_fail",
+                "handle",
+                "verify_pass",
+                "close"
+            ]
+        );
+        let last = d["timeline"].as_array().unwrap().last().unwrap();
+        assert_eq!(last["stage"], "closed");
+        assert_eq!(last["actor"], "gridworker");
+        // Closed cases refuse further actions.
+        let (s, body) = act(&disp, &id, json!({"action": "reject", "reason": "x"})).await;
+        assert_error(s, &body, 409, "conflict");
+    }
+}
+
+#[tokio::test]
+async fn bad_intake_is_refused_clearly_and_leaves_nothing_behind() {
+    for backend in test_backends() {
+        let (app, points) = grid_app(backend).await;
+        let gw = app.login("gridworker").await;
+        let w = point(&points, "37010200100101");
+        let base =
+            json!({"source": "patrol", "category_code": "BJ0102", "description": "井盖破损", "lon": w[0], "lat": w[1]});
+        let with = |patch: Value| {
+            let mut b = base.clone();
+            for (k, v) in patch.as_object().unwrap() {
+                b[k] = v.clone();
+            }
+            b
+        };
+        for (patch, needle) in [
+            (json!({"lon": 121.47, "lat": 31.23}), "outside every grid"),
+            (json!({"lat": 95.0}), "latitude"),
+            (json!({"lon": null}), "both lon and lat"),
+            (json!({"category_code": "NOPE"}), "unknown category"),
+            (json!({"category_code": "BJ01"}), "top class"),
+            (json!({"source": "fax"}), "unknown source"),
+            (json!({"description": "   "}), "description"),
+            (json!({"urgency": "whenever"}), "urgency"),
+            (json!({"crs": "mars"}), "coordinate system"),
+            (json!({"resolved_on_spot": true, "source": "hotline"}), "on the spot"),
+        ] {
+            let (s, body) = gw.json(Method::POST, "/api/v1/grid/cases", Some(with(patch.clone()))).await;
+            assert_error(s, &body, 422, "validation_failed");
+            assert!(body["message"].as_str().unwrap().contains(needle), "{patch}: {body}");
+        }
+        let (s, body) = gw.json(Method::POST, "/api/v1/grid/cases", Some(json!({"source": "patrol"}))).await;
+        assert_error(s, &body, 400, "invalid_json");
+        let (_, list) = gw.json(Method::GET, "/api/v1/grid/cases?status=all", None).await;
+        assert_eq!(list["total"], 0, "nothing half-made: {list}");
+        let (_, inst) =
+            app.login("flowadmin").await.json(Method::GET, "/api/v1/flow/instances?process_key=grid_case", None).await;
+        assert_eq!(inst["total"], 0, "no process started: {inst}");
+    }
+}
+
+#[tokio::test]
+async fn resolved_on_the_spot_closes_at_once_and_duplicates_are_flagged_and_merged() {
+    for backend in test_backends() {
+        let (app, points) = grid_app(backend).await;
+        let gw = app.login("gridworker").await;
+        let disp = app.login("dispatcher").await;
+        let w = point(&points, "37010200100101");
+        let (s, body) = gw
+            .json(Method::POST, "/api/v1/grid/cases", Some(json!({"source": "patrol", "category_code": "SJ0201", "description": "楼道小广告已清理", "lon": w[0], "lat": w[1], "resolved_on_spot": true})))
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{body}");
+        assert_eq!(body["case"]["status"], "closed");
+        assert!(body["case"]["closed_at"].as_i64().is_some());
+        // Two reports of the same thing 20 m apart.
+        let first = json!({"source": "citizen", "external_id": "ssp-1", "category_code": "SJ0101", "description": "路边垃圾", "lon": w[0], "lat": w[1]});
+        let (_, a) = disp.json(Method::POST, "/api/v1/grid/cases", Some(first)).await;
+        let (_, b) = disp
+            .json(Method::POST, "/api/v1/grid/cases", Some(json!({"source": "hotline", "external_id": "12345-9", "category_code": "SJ0101", "description": "有垃圾没人收", "lon": w[0] + 0.0002, "lat": w[1]})))
+            .await;
+        let (a, b) = (a["case"]["id"].as_str().unwrap().to_string(), b["case"].clone());
+        assert_eq!(b["possible_duplicate_of"], a.as_str(), "{b}");
+        let bid = b["id"].as_str().unwrap();
+        let (s, body) = act(&disp, bid, json!({"action": "merge", "into": a})).await;
+        assert_eq!(s, StatusCode::OK, "{body}");
+        assert_eq!(body["status"], "merged");
+        assert_eq!(body["duplicate_of"], a.as_str());
+        let (s, body) = act(&disp, &a, json!({"action": "merge", "into": a})).await;
+        assert_error(s, &body, 422, "validation_failed");
+    }
+}
+
+#[tokio::test]
+async fn routing_by_territory_and_owner_and_learned_suggestions() {
+    for backend in test_backends() {
+        let (app, points) = grid_app(backend).await;
+        let admin = app.login("gridadmin").await;
+        let (_, cats) = admin.json(Method::GET, "/api/v1/grid/categories", None).await;
+        let cat = |code: &str| {
+            cats.as_array().unwrap().iter().find(|c| c["code"] == code).unwrap()["id"].as_str().unwrap().to_string()
+        };
+        let lixia = point(&points, "37010200100101");
+        let huaiyin = point(&points, "37010400100101");
+        let route = |category: String, p: [f64; 2]| json!({"category_id": category, "lon": p[0], "lat": p[1]});
+        // A territory rule: street order in 历下区 goes to its enforcement bureau; elsewhere to the owner.
+        let (s, r) = admin.json(Method::POST, "/api/v1/grid/rules/test", Some(route(cat("SJ0503"), lixia))).await;
+        assert_eq!(s, StatusCode::OK, "{r}");
+        assert_eq!(r["by"], "rule");
+        assert_eq!(r["department"]["code"], "370102-d2");
+        let (_, r) = admin.json(Method::POST, "/api/v1/grid/rules/test", Some(route(cat("SJ0503"), huaiyin))).await;
+        assert_eq!(r["by"], "owner");
+        assert_eq!(r["department"]["code"], "370100-cgj");
+        // Disputes go to the event's own street office.
+        let (_, r) = admin.json(Method::POST, "/api/v1/grid/rules/test", Some(route(cat("ZZ0101"), huaiyin))).await;
+        assert_eq!(r["department"]["code"], "370104001", "{r}");
+        // A more local rule wins over the district's.
+        let grid = app.org_id("37010200100101").await;
+        let (s, body) = admin
+            .json(Method::POST, "/api/v1/grid/rules", Some(json!({"name": "山大路网格街面秩序归街道", "category_id": cat("SJ05"), "area_org_id": grid, "target_level": "street"})))
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{body}");
+        let (_, r) = admin.json(Method::POST, "/api/v1/grid/rules/test", Some(route(cat("SJ0503"), lixia))).await;
+        assert_eq!(r["department"]["code"], "370102001", "{r}");
+        let (s, body) = admin
+            .json(Method::POST, "/api/v1/grid/rules", Some(json!({"name": "坏规则", "department_id": grid})))
+            .await;
+        assert_error(s, &body, 422, "validation_failed");
+        let (s, body) = admin.json(Method::POST, "/api/v1/grid/rules", Some(json!({"name": "两者都给", "department_id": app.org_id("370100-cgj").await, "target_level": "street"}))).await;
+        assert_error(s, &body, 422, "validation_failed");
+        // Staff cannot edit rules.
+        let (s, body) = app
+            .login("dispatcher")
+            .await
+            .json(Method::POST, "/api/v1/grid/rules", Some(json!({"name": "x", "target_level": "street"})))
+            .await;
+        assert_error(s, &body, 403, "forbidden");
+
+        // Suggestions from keywords, then from what the dispatcher chose.
+        let (_, s1) = admin
+            .json(
+                Method::POST,
+                "/api/v1/grid/categories/suggest",
+                Some(json!({"text": "小区门口井盖破损有人差点摔倒"})),
+            )
+            .await;
+        assert!(s1[0]["category"]["code"].as_str().unwrap().starts_with("BJ01"), "{s1}");
+        let disp = app.login("dispatcher").await;
+        let text = "东门外那个绿色铁皮箱子门开着晃荡";
+        let (_, before) = disp.json(Method::POST, "/api/v1/grid/categories/suggest", Some(json!({"text": text}))).await;
+        assert!(before.as_array().unwrap().iter().all(|s| s["category"]["code"] != "BJ0106"), "{before}");
+        let (_, c) = disp
+            .json(Method::POST, "/api/v1/grid/cases", Some(json!({"source": "hotline", "description": text, "category_code": "ZZ0501", "address": "山大路东门"})))
+            .await;
+        let id = c["case"]["id"].as_str().unwrap();
+        let (s, body) = act(&disp, id, json!({"action": "accept", "category_id": cat("BJ0106")})).await;
+        assert_eq!(s, StatusCode::OK, "{body}");
+        assert_eq!(body["category_code"], "BJ0106");
+        let (_, after) =
+            disp.json(Method::POST, "/api/v1/grid/categories/suggest", Some(json!({"text": "铁皮箱子门开着"}))).await;
+        assert_eq!(after[0]["category"]["code"], "BJ0106", "{after}");
+        assert!(after[0]["reasons"].as_array().unwrap().contains(&json!("learned")));
+        // Time limits are checked when a category is edited.
+        let (s, body) = admin
+            .json(
+                Method::PUT,
+                &format!("/api/v1/grid/categories/{}", cat("BJ0106")),
+                Some(json!({"code": "BJ0106", "name": "通信交接箱", "limits": {"accept": "soon"}})),
+            )
+            .await;
+        assert_error(s, &body, 422, "validation_failed");
+    }
+}
+
+#[tokio::test]
+async fn boundaries_import_is_checked_and_cases_are_scoped() {
+    for backend in test_backends() {
+        let (app, points) = grid_app(backend).await;
+        let admin = app.login("gridadmin").await;
+        // Export → the same boundaries come back; locate answers the lineage.
+        let (s, fc) = admin.json(Method::GET, "/api/v1/grid/areas?level=grid", None).await;
+        assert_eq!(s, StatusCode::OK);
+        assert_eq!(fc["features"].as_array().unwrap().len(), points.len());
+        let p = point(&points, "37010200100101");
+        let (s, loc) = admin.json(Method::GET, &format!("/api/v1/grid/locate?lon={}&lat={}", p[0], p[1]), None).await;
+        assert_eq!(s, StatusCode::OK, "{loc}");
+        let codes: Vec<&str> = loc["lineage"].as_array().unwrap().iter().map(|o| o["code"].as_str().unwrap()).collect();
+        assert_eq!(&codes[..4], ["37010200100101", "370102001001", "370102001", "370102"]);
+        let (s, body) = admin.json(Method::GET, "/api/v1/grid/locate?lon=121.4&lat=31.2", None).await;
+        assert_error(s, &body, 422, "validation_failed");
+
+        // A file where one grid swallows part of its neighbour, and one is a bow-tie.
+        let feats = fc["features"].as_array().unwrap();
+        let mut first = feats[0].clone();
+        let mut second = feats[2].clone();
+        let ring = first["geometry"]["coordinates"][0].as_array().unwrap().clone();
+        let bbox_max_lat = ring.iter().map(|c| c[1].as_f64().unwrap()).fold(f64::MIN, f64::max);
+        let bbox_min_lon = ring.iter().map(|c| c[0].as_f64().unwrap()).fold(f64::MAX, f64::min);
+        let bbox_max_lon = ring.iter().map(|c| c[0].as_f64().unwrap()).fold(f64::MIN, f64::max);
+        let grown = bbox_max_lat + 0.003;
+        first["geometry"]["coordinates"] = json!([[
+            [bbox_min_lon, grown - 0.02],
+            [bbox_max_lon, grown - 0.02],
+            [bbox_max_lon, grown],
+            [bbox_min_lon, grown],
+            [bbox_min_lon, grown - 0.02]
+        ]]);
+        second["geometry"]["coordinates"] =
+            json!([[[117.0, 36.6], [117.01, 36.61], [117.01, 36.6], [117.0, 36.61], [117.0, 36.6]]]);
+        let file = json!({"type": "FeatureCollection", "features": [first, second]}).to_string();
+        let resp = admin
+            .http
+            .post(format!("{}/api/v1/grid/areas/import", admin.base))
+            .header("x-csrf-token", &admin.csrf)
+            .header("content-type", "application/geo+json")
+            .body(file)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        let report: Value = resp.json().await.unwrap();
+        assert_eq!(report["imported"], 0, "{report}");
+        let kinds: Vec<&str> =
+            report["geometry_problems"].as_array().unwrap().iter().map(|p| p["kind"].as_str().unwrap()).collect();
+        assert!(kinds.contains(&"invalid"), "{report}");
+        assert!(kinds.contains(&"overlap"), "{report}");
+        // Nothing changed: the point is still where it was.
+        let (_, loc2) = admin.json(Method::GET, &format!("/api/v1/grid/locate?lon={}&lat={}", p[0], p[1]), None).await;
+        assert_eq!(loc2["lineage"][0]["code"], "37010200100101");
+        let resp = admin
+            .http
+            .post(format!("{}/api/v1/grid/areas/import", admin.base))
+            .header("x-csrf-token", &admin.csrf)
+            .body("{not json")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::UNPROCESSABLE_ENTITY);
+
+        // Scope: a department sees its own cases only; a grid worker those of her grid.
+        let disp = app.login("dispatcher").await;
+        let far = point(&points, "37010400100101");
+        let (_, c) = disp
+            .json(Method::POST, "/api/v1/grid/cases", Some(json!({"source": "hotline", "category_code": "SJ0404", "description": "积水", "lon": far[0], "lat": far[1]})))
+            .await;
+        let id = c["case"]["id"].as_str().unwrap();
+        let (s, body) =
+            app.login("cgj_handler").await.json(Method::GET, &format!("/api/v1/grid/cases/{id}"), None).await;
+        assert_error(s, &body, 404, "not_found");
+        let (s, body) =
+            app.login("gridworker").await.json(Method::GET, &format!("/api/v1/grid/cases/{id}"), None).await;
+        assert_error(s, &body, 404, "not_found");
+        let (s, _) = disp.json(Method::GET, &format!("/api/v1/grid/cases/{id}"), None).await;
+        assert_eq!(s, StatusCode::OK);
+    }
+}
