@@ -6,6 +6,8 @@ export const router = createRouter({
   history: createWebHistory(),
   routes: [
     { path: '/login', component: () => import('./views/LoginView.vue'), meta: { public: true } },
+    // The grid worker's phone page: full screen, no sidebar.
+    { path: '/m', component: () => import('./views/GridMobile.vue'), meta: { title: '网格员工作台' } },
     {
       path: '/',
       component: () => import('./views/ShellLayout.vue'),
@@ -26,6 +28,8 @@ export const router = createRouter({
         { path: 'flow/incidents', component: () => import('./views/FlowIncidents.vue'), meta: { title: '流程异常' } },
         { path: 'notify/inbox', component: () => import('./views/NotifyInbox.vue'), meta: { title: '我的消息' } },
         { path: 'notify/admin', component: () => import('./views/NotifyAdmin.vue'), meta: { title: '消息管理' } },
+        { path: 'grid/cases', component: () => import('./views/GridCases.vue'), meta: { title: '事件调度台' } },
+        { path: 'grid/admin', component: () => import('./views/GridAdmin.vue'), meta: { title: '网格与规则' } },
       ],
     },
     { path: '/:rest(.*)*', redirect: '/' },

@@ -57,6 +57,11 @@ export function setCsrf(token: string) {
   storage?.setItem('zs_csrf', token)
 }
 
+/** The CSRF header, for requests sent without `api()` (raw bodies such as GeoJSON files). */
+export function csrfHeader(): Record<string, string> {
+  return { 'x-csrf-token': csrfToken }
+}
+
 type Handler = (e: ApiError) => void
 let onUnauthenticated: Handler = () => {}
 export function setUnauthenticatedHandler(h: Handler) {

@@ -180,6 +180,36 @@ pub struct Module {
 pub const MODULES: &[(Module, &str)] = &[
     (
         Module {
+            key: "grid_cases",
+            name: "事件调度台",
+            description: "事件受理、立案、派遣、处置、核查与结案，地图与时限预警",
+            path: "/grid/cases",
+            group: "网格治理",
+        },
+        perms::GRID_CASE_READ,
+    ),
+    (
+        Module {
+            key: "grid_mobile",
+            name: "网格员移动端",
+            description: "手机上报事件（拍照、定位）、我的任务、核查、我的网格地图",
+            path: "/m",
+            group: "网格治理",
+        },
+        perms::GRID_CASE_REPORT,
+    ),
+    (
+        Module {
+            key: "grid_admin",
+            name: "网格与规则",
+            description: "网格边界导入与地图、网格员、事件分类与时限、派遣规则",
+            path: "/grid/admin",
+            group: "网格治理",
+        },
+        perms::GRID_MANAGE,
+    ),
+    (
+        Module {
             key: "flow_tasks",
             name: "待办事项",
             description: "待办、已办，办理、转办、委托、退回、催办",

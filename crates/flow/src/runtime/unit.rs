@@ -595,11 +595,14 @@ impl<'f> Unit<'f> {
         let mut history: Vec<(String, i64, String)> = Vec::new();
         let mut updates: Vec<Update> = Vec::new();
         let mut observed: Vec<(Arc<dyn super::Observer>, super::InstanceChange)> = Vec::new();
-        for id in std::mem::take(&mut self.order) {
+        // Every instance stays in `order`: a unit may flush more than once (a capability running
+        // several steps in one transaction), and each flush writes what changed since the last.
+        for id in self.order.clone() {
             let Some(l) = self.loaded.get_mut(&id) else { continue };
             if !l.is_new && l.events.is_empty() && !l.migrated {
-                continue; // loaded for reading only
+                continue; // loaded for reading only, or unchanged since the last flush
             }
+            l.migrated = false;
             if let Some(o) = self.flow.observer(&l.def.key) {
                 let p = l.def.process();
                 let open_tasks = l

@@ -72,6 +72,7 @@ async fn a_patrol_report_goes_round_the_whole_case_loop() {
         let (s, body) = act(&disp, &id, json!({"action": "accept", "note": "予以立案"})).await;
         assert_eq!(s, StatusCode::OK, "{body}");
         assert_eq!(body["stage"], "dispatch");
+        assert_eq!(body["actions"], json!(["dispatch"]), "{body}");
         let (s, body) = act(&disp, &id, json!({"action": "dispatch"})).await;
         assert_eq!(s, StatusCode::OK, "{body}");
         assert_eq!(body["stage"], "handle");
@@ -155,6 +156,15 @@ async fn a_patrol_report_goes_round_the_whole_case_loop() {
         let last = d["timeline"].as_array().unwrap().last().unwrap();
         assert_eq!(last["stage"], "closed");
         assert_eq!(last["actor"], "gridworker");
+        // Filing and dispatching in one step.
+        let (_, c2) = gw
+            .json(Method::POST, "/api/v1/grid/cases", Some(json!({"source": "patrol", "category_code": "BJ0104", "description": "路灯不亮", "lon": w[0], "lat": w[1]})))
+            .await;
+        let id2 = c2["case"]["id"].as_str().unwrap();
+        let (s, body) = act(&disp, id2, json!({"action": "accept", "category_id": c2["case"]["category_id"], "urgency": "normal", "note": null, "department_id": cgj_org})).await;
+        assert_eq!(s, StatusCode::OK, "{body}");
+        assert_eq!(body["stage"], "handle", "{body}");
+        assert_eq!(body["actions"], json!([]), "the dispatcher has nothing more to do: {body}");
         // Closed cases refuse further actions.
         let (s, body) = act(&disp, &id, json!({"action": "reject", "reason": "x"})).await;
         assert_error(s, &body, 409, "conflict");

@@ -1,0 +1,106 @@
+// Browser tests of the grid platform in headless Chromium: a grid worker reports an event on a
+// phone-sized screen with GPS; it is routed to the category's owner department; the dispatcher
+// files and dispatches it; the department handles it; the grid worker verifies on her phone; the
+// case closes, and every stage carries its time.
+import assert from 'node:assert/strict'
+import { after, before, test } from 'node:test'
+import { PASSWORD, SHOTS, launch, login, startDemo } from './harness.mjs'
+
+let demo, browser
+
+before(async () => {
+  demo = await startDemo()
+  browser = await launch()
+})
+
+after(async () => {
+  await browser?.close()
+  await demo?.stop()
+})
+
+async function signIn(page, username) {
+  await login(page, demo.url, username, PASSWORD)
+  await page.waitForURL((u) => !u.pathname.startsWith('/login'))
+}
+
+/** A point inside the grid worker's own grid (the middle of its boundary's box). */
+async function myGridPoint(page) {
+  return page.evaluate(async () => {
+    const fc = await (await fetch('/api/v1/grid/areas?level=grid')).json()
+    const ring = fc.features[0].geometry.coordinates[0]
+    const xs = ring.map((p) => p[0])
+    const ys = ring.map((p) => p[1])
+    return { longitude: (Math.min(...xs) + Math.max(...xs)) / 2, latitude: (Math.min(...ys) + Math.max(...ys)) / 2 }
+  })
+}
+
+test('a patrol report goes from the phone through dispatch and handling to verification and close', async () => {
+  const title = '文化东路污水井盖破损，行人易绊倒'
+  // 1. The grid worker reports on her phone, with GPS.
+  const phone = await browser.newContext({ viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true, permissions: ['geolocation'] })
+  const gw = await phone.newPage()
+  await signIn(gw, 'gridworker')
+  await gw.goto(`${demo.url}/m`)
+  await phone.setGeolocation(await myGridPoint(gw))
+  await gw.fill('[data-test=m-description]', title)
+  await gw.waitForSelector('[data-test=m-suggestions] .el-tag')
+  const suggested = await gw.textContent('[data-test=m-suggestions]')
+  assert.match(suggested, /井盖/, 'a manhole category is suggested from the words')
+  await gw.click('[data-test=m-locate]')
+  await gw.waitForFunction(() => !document.querySelector('[data-test=m-locate]')?.classList.contains('is-loading') && /\d+\.\d{6}, \d+\.\d{6}/.test(document.querySelector('[data-test=m-report]')?.textContent ?? ''))
+  await gw.fill('[data-test=m-address]', '文化东路与山大路路口')
+  await gw.screenshot({ path: `${SHOTS}grid-phone-report.png`, fullPage: true })
+  await gw.click('[data-test=m-submit]')
+  await gw.waitForSelector('[data-test=m-sent]')
+  const sent = await gw.textContent('[data-test=m-sent]')
+  const caseNo = sent.match(/已上报：(\d{13})/)?.[1]
+  assert.ok(caseNo, sent)
+  assert.match(sent, /济南市城市管理局/, 'routed to the owner department of manhole covers')
+
+  // 2. The dispatcher files and dispatches it in one step.
+  const desk = await browser.newContext({ viewport: { width: 1440, height: 900 } })
+  const disp = await desk.newPage()
+  await signIn(disp, 'dispatcher')
+  await disp.goto(`${demo.url}/grid/cases`)
+  await disp.getByText(caseNo).first().click()
+  await disp.waitForSelector('[data-test=case-drawer] [data-test=action-accept]')
+  await disp.screenshot({ path: `${SHOTS}grid-dispatch-desk.png` })
+  await disp.click('[data-test=case-drawer] [data-test=action-submit]')
+  await disp.waitForFunction(() => document.querySelector('[data-test=case-drawer]')?.textContent?.includes('处置中'))
+
+  // 3. The department handles it.
+  const deptCtx = await browser.newContext({ viewport: { width: 1440, height: 900 } })
+  const dept = await deptCtx.newPage()
+  await signIn(dept, 'cgj_handler')
+  await dept.goto(`${demo.url}/grid/cases?mine=1`)
+  await dept.getByText(caseNo).first().click()
+  await dept.waitForSelector('[data-test=handle-feedback]')
+  await dept.fill('[data-test=handle-feedback]', '已更换新井盖并加固井座')
+  await dept.click('[data-test=case-drawer] [data-test=action-submit]')
+  await dept.waitForFunction(() => document.querySelector('[data-test=case-drawer]')?.textContent?.includes('待核查'))
+
+  // 4. The grid worker verifies on her phone.
+  await gw.click('[data-test=m-tab-tasks]')
+  await gw.getByText(caseNo).first().click()
+  await gw.waitForSelector('[data-test=m-case] [data-test=verify-result]')
+  await gw.fill('[data-test=m-case] [data-test=verify-note]', '现场复核，井盖已更换')
+  await gw.screenshot({ path: `${SHOTS}grid-phone-verify.png`, fullPage: true })
+  await gw.click('[data-test=m-case] [data-test=action-submit]')
+  await gw.waitForSelector('[data-test=m-case]', { state: 'detached' })
+
+  // 5. Closed, with the time of every stage.
+  await disp.goto(`${demo.url}/grid/cases`)
+  await disp.locator('.el-radio-button', { hasText: '已结案' }).click()
+  await disp.getByText(caseNo).first().click()
+  await disp.waitForSelector('[data-test=case-timeline]')
+  const steps = await disp.$$eval('[data-test=case-timeline] .el-timeline-item', (els) =>
+    els.map((e) => ({ text: e.querySelector('.el-timeline-item__content')?.textContent ?? '', at: e.querySelector('.el-timeline-item__timestamp')?.textContent ?? '' })),
+  )
+  const names = steps.map((s) => s.text.split(' · ')[0].trim())
+  assert.deepEqual(names, ['上报', '立案', '派遣', '处置反馈', '核查通过', '结案'])
+  for (const s of steps) assert.match(s.at, /\d{4}-\d{2}-\d{2} \d{2}:\d{2}/, `each stage has its time: ${JSON.stringify(s)}`)
+  await disp.screenshot({ path: `${SHOTS}grid-closed-timeline.png` })
+  await phone.close()
+  await desk.close()
+  await deptCtx.close()
+})
