@@ -5,6 +5,7 @@
 //! - `flow-core [N]`: the engine core in memory on the reference process.
 //! - `flow-durable [N]`: the same process durable, through the service layer.
 //! - `flow-timers [N]`: N pending timers due in the same second, fired by the timer worker.
+//! - `grid-intake [N]`: events through the intake service on SQLite, with the case process started.
 //! - `grid-lookup [N] [FILE]`: point → grid lookups on 5,000 polygons (FILE: input for the shapely peer).
 //! - `flow-http URL`: user-task cycles (start, find, complete) through the HTTP API of a running server.
 
@@ -12,6 +13,7 @@ mod audit;
 mod flow_core;
 mod flow_durable;
 mod flow_http;
+mod grid_intake;
 mod grid_lookup;
 
 #[tokio::main]
@@ -23,10 +25,11 @@ async fn main() {
         Some("flow-core") => flow_core::run(n(1_000_000)),
         Some("flow-durable") => flow_durable::run(n(50_000)).await,
         Some("flow-timers") => flow_durable::timers(n(100_000)).await,
+        Some("grid-intake") => grid_intake::run(n(20_000)).await,
         Some("grid-lookup") => grid_lookup::run(n(5_000_000), args.get(3).map(String::as_str)),
         Some("flow-http") => {
             flow_http::run(args.get(2).map(String::as_str).unwrap_or("http://127.0.0.1:8080"), 10, 16).await
         }
-        _ => eprintln!("usage: zs-bench audit|flow-core|flow-durable|flow-timers|grid-lookup [N] | flow-http URL"),
+        _ => eprintln!("usage: zs-bench audit|flow-core|flow-durable|flow-timers|grid-intake|grid-lookup [N] | flow-http URL"),
     }
 }
