@@ -51,7 +51,8 @@ pub async fn run(n: usize) {
     let started = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..CLIENTS {
-        let (g, caller, actor, queue, latencies) = (g.clone(), caller.clone(), actor.clone(), queue.clone(), latencies.clone());
+        let (g, caller, actor, queue, latencies) =
+            (g.clone(), caller.clone(), actor.clone(), queue.clone(), latencies.clone());
         tasks.push(tokio::spawn(async move {
             loop {
                 let Some(req) = queue.lock().unwrap().pop() else { break };
@@ -66,8 +67,10 @@ pub async fn run(n: usize) {
     }
     let secs = started.elapsed().as_secs_f64();
     let cases: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM grid_cases").fetch_one(state.db.reader()).await.unwrap();
-    let instances: i64 =
-        sqlx::query_scalar("SELECT COUNT(*) FROM flow_instances WHERE def_key = 'grid_case'").fetch_one(state.db.reader()).await.unwrap();
+    let instances: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM flow_instances WHERE def_key = 'grid_case'")
+        .fetch_one(state.db.reader())
+        .await
+        .unwrap();
     assert_eq!(cases as usize, n);
     assert_eq!(instances as usize, n);
     let mut l = latencies.lock().unwrap().clone();

@@ -30,6 +30,8 @@ async fn main() {
         Some("flow-http") => {
             flow_http::run(args.get(2).map(String::as_str).unwrap_or("http://127.0.0.1:8080"), 10, 16).await
         }
-        _ => eprintln!("usage: zs-bench audit|flow-core|flow-durable|flow-timers|grid-intake|grid-lookup [N] | flow-http URL"),
+        _ => eprintln!(
+            "usage: zs-bench audit|flow-core|flow-durable|flow-timers|grid-intake|grid-lookup [N] | flow-http URL"
+        ),
     }
 }
