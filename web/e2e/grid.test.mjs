@@ -1,12 +1,15 @@
 // Browser tests of the grid platform in headless Chromium: a grid worker reports an event on a
-// phone-sized screen with GPS; it is routed to the category's owner department; the dispatcher
-// files and dispatches it; the department handles it; the grid worker verifies on her phone; the
+// phone-sized screen with a photo and GPS; it is routed to the category's owner department; the dispatcher
+// files and dispatches it (the photo shows in the case); the department handles it; the grid worker verifies on her phone; the
 // case closes, and every stage carries its time.
 import assert from 'node:assert/strict'
 import { after, before, test } from 'node:test'
 import { PASSWORD, SHOTS, launch, login, startDemo } from './harness.mjs'
 
 let demo, browser
+
+// A 1×1 PNG.
+const PNG = Buffer.from('89504e470d0a1a0a0000000d49484452000000010000000108020000009077 53de0000000c4944415408d763f8cfc00000030101001 8dd8db00000000049454e44ae426082'.replace(/ /g, ''), 'hex')
 
 before(async () => {
   demo = await startDemo()
@@ -49,6 +52,9 @@ test('a patrol report goes from the phone through dispatch and handling to verif
   await gw.click('[data-test=m-locate]')
   await gw.waitForFunction(() => !document.querySelector('[data-test=m-locate]')?.classList.contains('is-loading') && /\d+\.\d{6}, \d+\.\d{6}/.test(document.querySelector('[data-test=m-report]')?.textContent ?? ''))
   await gw.fill('[data-test=m-address]', '文化东路与山大路路口')
+  // A photo from the camera (a small PNG stands in for it).
+  await gw.setInputFiles('[data-test=m-report] [data-test=photo-input]', { name: 'jinggai.png', mimeType: 'image/png', buffer: PNG })
+  await gw.waitForSelector('[data-test=m-report] [data-test=photo-picker] .thumb img')
   await gw.screenshot({ path: `${SHOTS}grid-phone-report.png`, fullPage: true })
   await gw.click('[data-test=m-submit]')
   await gw.waitForSelector('[data-test=m-sent]')
@@ -64,6 +70,7 @@ test('a patrol report goes from the phone through dispatch and handling to verif
   await disp.goto(`${demo.url}/grid/cases`)
   await disp.getByText(caseNo).first().click()
   await disp.waitForSelector('[data-test=case-drawer] [data-test=action-accept]')
+  await disp.waitForSelector('[data-test=case-drawer] [data-test=case-photos] img')
   await disp.screenshot({ path: `${SHOTS}grid-dispatch-desk.png` })
   await disp.click('[data-test=case-drawer] [data-test=action-submit]')
   await disp.waitForFunction(() => document.querySelector('[data-test=case-drawer]')?.textContent?.includes('处置中'))

@@ -10,6 +10,7 @@ use utoipa_axum::routes;
 
 use crate::Grid;
 use crate::areas::{ImportParams, ImportReport, Location};
+use crate::attachments::Attachment;
 use crate::cases::{Case, CaseAction, CaseDetail, CaseFilter, IntakeRequest, IntakeResult};
 use crate::categories::{Category, CategoryInput, Suggestion};
 use crate::rules::{Route, RouteQuery, Rule, RuleInput};
@@ -47,6 +48,8 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(case_map))
         .routes(routes!(get_case))
         .routes(routes!(act_on_case))
+        .routes(routes!(upload_attachment))
+        .routes(routes!(get_attachment))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -315,4 +318,48 @@ pub async fn act_on_case(
     Json(action): Json<CaseAction>,
 ) -> ApiResult<axum::Json<CaseDetail>> {
     Ok(axum::Json(g.act(&auth.caller, &auth.actor(), &id, action).await?))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct UploadQuery {
+    /// The file name to show.
+    pub name: Option<String>,
+}
+
+/// Uploads a photo (JPEG, PNG or WebP, checked by content; at most `[grid] max_attachment_bytes`).
+/// Use its id in the intake's or an action's `attachments`; unused uploads are removed after a day.
+#[utoipa::path(post, path = "/grid/attachments", tag = TAG, params(UploadQuery),
+    request_body(content = Vec<u8>, content_type = "image/jpeg"),
+    responses((status = 201, body = Attachment), (status = 422, body = ErrorBody)))]
+pub async fn upload_attachment(
+    Svc(g): Svc<Grid>,
+    auth: Need<perm::GridCaseRead>,
+    Query(q): Query<UploadQuery>,
+    body: axum::body::Bytes,
+) -> ApiResult<(StatusCode, axum::Json<Attachment>)> {
+    let a = g.upload(&auth.caller, &auth.actor(), q.name.as_deref().unwrap_or("photo"), &body).await?;
+    Ok((StatusCode::CREATED, axum::Json(a)))
+}
+
+/// The bytes of a photo (its uploader, or whoever may see its case).
+#[utoipa::path(get, path = "/grid/attachments/{id}", tag = TAG, params(("id" = String, Path)),
+    responses((status = 200, content_type = "image/jpeg", body = Vec<u8>), (status = 404, body = ErrorBody)))]
+pub async fn get_attachment(
+    Svc(g): Svc<Grid>,
+    auth: Need<perm::GridCaseRead>,
+    Path(id): Path<String>,
+) -> ApiResult<axum::response::Response> {
+    use axum::http::header;
+    use axum::response::IntoResponse;
+    let (mime, data) = g.attachment_data(&auth.caller, &id).await?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, mime),
+            (header::CACHE_CONTROL, "private, max-age=86400".to_string()),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff".to_string()),
+        ],
+        data,
+    )
+        .into_response())
 }

@@ -51,6 +51,9 @@ pub struct IntakeRequest {
     /// A grid worker solved it on the spot (自行处置): the case closes at once.
     #[serde(default)]
     pub resolved_on_spot: bool,
+    /// Photos uploaded before (`POST /grid/attachments`), by id.
+    #[serde(default)]
+    pub attachments: Vec<String>,
 }
 
 /// A case as listed and shown.
@@ -114,6 +117,8 @@ pub struct CaseDetail {
     #[serde(flatten)]
     pub case: Case,
     pub timeline: Vec<CaseStep>,
+    /// Photos, with the step that added each.
+    pub attachments: Vec<crate::attachments::Attachment>,
     /// What the caller may do now: the actions of the open task the caller can work.
     pub actions: Vec<String>,
 }
@@ -169,8 +174,12 @@ pub enum CaseAction {
     Merge { into: String },
     /// 派遣: to the suggested department, or another one with a reason (override).
     Dispatch { department_id: Option<String>, override_reason: Option<String>, note: Option<String> },
-    /// 处置 done, with feedback.
-    Handle { feedback: String },
+    /// 处置 done, with feedback (and photos of the result).
+    Handle {
+        feedback: String,
+        #[serde(default)]
+        attachments: Vec<String>,
+    },
     /// The department declines: the case goes back to the dispatcher.
     Decline { reason: String },
     /// Ask for more time (working days).
@@ -178,7 +187,12 @@ pub enum CaseAction {
     /// The dispatch centre decides an extension request.
     DecideExtension { approve: bool, note: Option<String> },
     /// 核查: passed closes the case, failed sends it back for rework (返工).
-    Verify { passed: bool, note: Option<String> },
+    Verify {
+        passed: bool,
+        note: Option<String>,
+        #[serde(default)]
+        attachments: Vec<String>,
+    },
 }
 
 const COLUMNS: &str = "c.id, c.case_no, c.source, c.external_id, c.title, c.description, c.category_id, k.name, k.code, c.urgency,
@@ -433,6 +447,7 @@ impl Grid {
             (_, Some(_)) => Some(format!("{}；附近有同类未结事件，可能重复", route.explanation)),
             _ => Some(route.explanation.clone()),
         };
+        Grid::link(ft.tx(), caller, &id, "report", &req.attachments).await?;
         log_step(ft.tx(), &id, now, "report", "report", Some(&caller.username), note.as_deref()).await?;
         let entry = actor
             .entry(now, "grid.case.report")
@@ -623,7 +638,8 @@ impl Grid {
                 }
             }
         }
-        Ok(CaseDetail { case, timeline, actions })
+        let attachments = self.attachments(id).await?;
+        Ok(CaseDetail { case, timeline, attachments, actions })
     }
 
     /// Performs an action on a case: completes its open task of that stage (claiming it when
@@ -641,6 +657,7 @@ impl Grid {
         let mut set_category: Option<(Category, String)> = None;
         let mut dispatch_too: Option<Map<String, Value>> = None;
         let mut merge_into: Option<String> = None;
+        let mut photos: Option<(&str, Vec<String>)> = None;
         match action {
             CaseAction::Accept { category_id, urgency, note, department_id, override_reason } => {
                 vars.insert("accepted".into(), true.into());
@@ -702,7 +719,8 @@ impl Grid {
                 let current = Value::from(case.department_id.clone());
                 self.dispatch_vars(&case, &mut vars, department_id, override_reason, note, Some(&current)).await?;
             }
-            CaseAction::Handle { feedback } => {
+            CaseAction::Handle { feedback, attachments } => {
+                photos = Some(("handle", attachments));
                 vars.insert("outcome".into(), "handled".into());
                 vars.insert("handle_note".into(), text(Some(feedback), "the feedback", 2000, true)?.into());
             }
@@ -733,7 +751,8 @@ impl Grid {
                     vars.insert("handle_limit".into(), format!("P{days}D").into());
                 }
             }
-            CaseAction::Verify { passed, note } => {
+            CaseAction::Verify { passed, note, attachments } => {
+                photos = Some(("verify", attachments));
                 vars.insert("verify_passed".into(), passed.into());
                 let note = text(note, "the note", 500, !passed)
                     .map_err(|_| Error::validation("say what is still wrong when verification fails"))?;
@@ -767,6 +786,9 @@ impl Grid {
                 .execute(&mut **ft.tx())
                 .await
                 .db()?;
+        }
+        if let Some((stage, ids)) = &photos {
+            Grid::link(ft.tx(), caller, &case.id, stage, ids).await?;
         }
         ft.complete_task(caller, actor, &task.id, vars).await?;
         if let Some(dv) = dispatch_too {

@@ -10,6 +10,7 @@
 
 pub mod api;
 pub mod areas;
+pub mod attachments;
 pub mod cases;
 pub mod categories;
 pub mod rules;
@@ -23,7 +24,8 @@ use kernel::{Clock, Error, Result};
 use serde::{Deserialize, Serialize};
 use store::{Db, DbResultExt, Row};
 
-pub static MIGRATIONS: store::MigrationSet = store::migrations!("grid": 1 => portable "0001_grid");
+pub static MIGRATIONS: store::MigrationSet =
+    store::migrations!("grid": 1 => portable "0001_grid", 2 => "0002_attachments");
 
 /// The case process shipped with the platform (deployed on first start; editable in the designer
 /// as long as the user task ids stay).
@@ -41,11 +43,18 @@ pub struct GridOptions {
     pub duplicate_radius_m: f64,
     /// … and this many minutes of each other are flagged as possible duplicates.
     pub duplicate_window_minutes: i64,
+    /// Largest photo accepted, in bytes (the phone page shrinks photos before sending).
+    pub max_attachment_bytes: usize,
 }
 
 impl Default for GridOptions {
     fn default() -> Self {
-        GridOptions { dispatch_center: String::new(), duplicate_radius_m: 50.0, duplicate_window_minutes: 120 }
+        GridOptions {
+            dispatch_center: String::new(),
+            duplicate_radius_m: 50.0,
+            duplicate_window_minutes: 120,
+            max_attachment_bytes: 2 * 1024 * 1024,
+        }
     }
 }
 

@@ -445,14 +445,7 @@ pub async fn seed(state: &AppState) -> anyhow::Result<()> {
             act(h, ha, CaseAction::RequestExtension { days: 3, reason: "需协调施工单位采购防尘网".into() }).await?;
             continue;
         }
-        act(
-            h,
-            ha,
-            CaseAction::Handle {
-                feedback: "已安排作业班组到场处置完毕，现场照片已上传。".into()
-            },
-        )
-        .await?;
+        act(h, ha, CaseAction::Handle { feedback: "已安排作业班组到场处置完毕。".into(), attachments: vec![] }).await?;
         if r.to == "verify" {
             continue;
         }
@@ -464,13 +457,21 @@ pub async fn seed(state: &AppState) -> anyhow::Result<()> {
             act(
                 verifier.0,
                 verifier.1,
-                CaseAction::Verify { passed: false, note: Some("现场复核仍有散落垃圾未清理".into()) },
+                CaseAction::Verify {
+                    passed: false,
+                    note: Some("现场复核仍有散落垃圾未清理".into()),
+                    attachments: vec![],
+                },
             )
             .await?;
             continue;
         }
-        act(verifier.0, verifier.1, CaseAction::Verify { passed: true, note: Some("现场复核已处置到位".into()) })
-            .await?;
+        act(
+            verifier.0,
+            verifier.1,
+            CaseAction::Verify { passed: true, note: Some("现场复核已处置到位".into()), attachments: vec![] },
+        )
+        .await?;
     }
     Ok(())
 }

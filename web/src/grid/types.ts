@@ -73,8 +73,20 @@ export interface CaseStep {
   note: string | null
 }
 
+export interface Attachment {
+  id: string
+  case_id: string | null
+  stage: string | null
+  name: string
+  mime: string
+  size: number
+  uploaded_by: string
+  created_at: number
+}
+
 export interface CaseDetail extends Case {
   timeline: CaseStep[]
+  attachments: Attachment[]
   actions: string[]
 }
 

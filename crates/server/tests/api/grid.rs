@@ -406,3 +406,83 @@ async fn boundaries_import_is_checked_and_cases_are_scoped() {
         assert_eq!(s, StatusCode::OK);
     }
 }
+
+/// A tiny valid PNG (1×1, red).
+const PNG: &[u8] = &[
+    0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A, 0x00, 0x00, 0x00, 0x0D, 0x49, 0x48, 0x44, 0x52, 0x00, 0x00, 0x00,
+    0x01, 0x00, 0x00, 0x00, 0x01, 0x08, 0x02, 0x00, 0x00, 0x00, 0x90, 0x77, 0x53, 0xDE, 0x00, 0x00, 0x00, 0x0C, 0x49,
+    0x44, 0x41, 0x54, 0x08, 0xD7, 0x63, 0xF8, 0xCF, 0xC0, 0x00, 0x00, 0x03, 0x01, 0x01, 0x00, 0x18, 0xDD, 0x8D, 0xB0,
+    0x00, 0x00, 0x00, 0x00, 0x49, 0x45, 0x4E, 0x44, 0xAE, 0x42, 0x60, 0x82,
+];
+
+async fn upload(s: &Session, name: &str, bytes: Vec<u8>) -> (StatusCode, Value) {
+    let r = s
+        .http
+        .post(format!("{}/api/v1/grid/attachments?name={name}", s.base))
+        .header("x-csrf-token", &s.csrf)
+        .header("content-type", "image/png")
+        .body(bytes)
+        .send()
+        .await
+        .unwrap();
+    let st = r.status();
+    (st, r.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn photos_are_checked_linked_to_their_step_and_shown_only_to_who_may_see_the_case() {
+    for backend in test_backends() {
+        let (app, points) = grid_app(backend).await;
+        let gw = app.login("gridworker").await;
+        let disp = app.login("dispatcher").await;
+        // Wrong type (checked by content, whatever the header says), empty, too large.
+        let (s, body) = upload(&gw, "x.png", b"<svg onload=alert(1)>".to_vec()).await;
+        assert_error(s, &body, 422, "validation_failed");
+        let (s, body) = upload(&gw, "x.png", vec![]).await;
+        assert_error(s, &body, 422, "validation_failed");
+        let mut big = PNG.to_vec();
+        big.resize(2 * 1024 * 1024 + 1, 0);
+        let (s, _) = upload(&gw, "big.png", big).await;
+        assert!(s == StatusCode::UNPROCESSABLE_ENTITY || s == StatusCode::PAYLOAD_TOO_LARGE, "{s}");
+        let (s, photo) = upload(&gw, "井盖.png", PNG.to_vec()).await;
+        assert_eq!(s, StatusCode::CREATED, "{photo}");
+        assert_eq!(photo["mime"], "image/png");
+        let pid = photo["id"].as_str().unwrap();
+        // Someone else cannot use my upload.
+        let w = point(&points, "37010200100101");
+        let base = json!({"source": "patrol", "category_code": "BJ0102", "description": "井盖破损", "lon": w[0], "lat": w[1], "attachments": [pid]});
+        let (s, body) = disp.json(Method::POST, "/api/v1/grid/cases", Some(base.clone())).await;
+        assert_error(s, &body, 422, "validation_failed");
+        // Before it is used, only its uploader can fetch it.
+        let (s, body) = disp.json(Method::GET, &format!("/api/v1/grid/attachments/{pid}"), None).await;
+        assert_error(s, &body, 404, "not_found");
+        let (s, body) = gw.json(Method::POST, "/api/v1/grid/cases", Some(base)).await;
+        assert_eq!(s, StatusCode::CREATED, "{body}");
+        let id = body["case"]["id"].as_str().unwrap().to_string();
+        let d = case(&disp, &id).await;
+        assert_eq!(d["attachments"][0]["id"], pid);
+        assert_eq!(d["attachments"][0]["stage"], "report");
+        // The photo is served to who sees the case, with its type; not to others.
+        let r = disp.get(&format!("/api/v1/grid/attachments/{pid}")).await;
+        assert_eq!(r.status(), StatusCode::OK);
+        assert_eq!(r.headers()["content-type"], "image/png");
+        assert_eq!(r.bytes().await.unwrap().as_ref(), PNG);
+        let (s, body) =
+            app.login("leader").await.json(Method::GET, &format!("/api/v1/grid/attachments/{pid}"), None).await;
+        assert_error(s, &body, 403, "forbidden");
+        // A photo cannot be used twice.
+        let (s, body) = act(&disp, &id, json!({"action": "accept", "department_id": d["department_id"]})).await;
+        assert_eq!(s, StatusCode::OK, "{body}");
+        let cgj = app.login("cgj_handler").await;
+        let (s, body) = act(&cgj, &id, json!({"action": "handle", "feedback": "已更换", "attachments": [pid]})).await;
+        assert_error(s, &body, 422, "validation_failed");
+        assert_eq!(case(&disp, &id).await["stage"], "handle", "nothing moved");
+        let (_, after) = upload(&cgj, "after.png", PNG.to_vec()).await;
+        let (s, body) =
+            act(&cgj, &id, json!({"action": "handle", "feedback": "已更换", "attachments": [after["id"]]})).await;
+        assert_eq!(s, StatusCode::OK, "{body}");
+        let stages: Vec<&str> =
+            body["attachments"].as_array().unwrap().iter().map(|a| a["stage"].as_str().unwrap()).collect();
+        assert_eq!(stages, ["report", "handle"]);
+    }
+}
