@@ -10,7 +10,7 @@ use identity::perms::{GRID_CASE_READ, GRID_CASE_REPORT, GRID_CASE_WORK};
 use identity::{Actor, Caller};
 use kernel::{Error, Page, PageRequest, Result};
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 use spatial::{Crs, LonLat};
 use store::{DbResultExt, Row, Tx, Where, like_escape};
 
@@ -391,71 +391,47 @@ impl Grid {
         vars.insert("urgency".into(), urgency.clone().into());
         vars.insert("source".into(), source.clone().into());
 
-        let id = uuid::Uuid::now_v7().to_string();
-        let mut ft = self.flow().begin(Some(&caller.username)).await?;
-        let now = ft.now();
-        let case_no = next_case_no(ft.tx(), now).await?;
-        vars.insert("case_no".into(), case_no.clone().into());
-        let instance = ft.start(
-            def,
-            Some(id.clone()),
-            grid_id.clone().or(Some(center.id.clone())),
-            Some(caller.username.clone()),
-            vars,
-        );
-        let inserted = sqlx::query(
-            "INSERT INTO grid_cases (id, case_no, source, external_id, title, description, category_id, urgency, lon, lat, address,
-                grid_id, org_id, reporter, reporter_user, department_id, assigned_by_rule, stage, status, possible_duplicate_of,
-                instance_id, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, 'report', 'open', $18, $19, $20, $20)",
-        )
-        .bind(&id)
-        .bind(&case_no)
-        .bind(&source)
-        .bind(&external_id)
-        .bind(&title)
-        .bind(&description)
-        .bind(&category.id)
-        .bind(&urgency)
-        .bind(point.map(|p| p.lon))
-        .bind(point.map(|p| p.lat))
-        .bind(&address)
-        .bind(&grid_id)
-        .bind(grid_id.clone().unwrap_or_else(|| center.id.clone()))
-        .bind(&reporter)
-        .bind(&caller.id)
-        .bind(route.department.as_ref().map(|d| d.id.clone()))
-        .bind(route.rule.as_ref().map(|r| r.id.clone()))
-        .bind(&duplicate)
-        .bind(&instance)
-        .bind(now)
-        .execute(&mut **ft.tx())
-        .await;
-        if let Err(e) = inserted {
-            // The same event sent twice at the same moment: the other one won.
-            if let Some(ext) = &external_id
-                && let Some(c) = {
-                    drop(ft);
-                    self.case_by_external(&source, ext).await?
-                }
-            {
-                return Ok(IntakeResult { case: c, created: false });
-            }
-            return Err(Error::internal(e));
-        }
-        let note = match (&route.department, &duplicate) {
-            (_, Some(_)) => Some(format!("{}；附近有同类未结事件，可能重复", route.explanation)),
-            _ => Some(route.explanation.clone()),
+        let note = match &duplicate {
+            Some(_) => format!("{}；附近有同类未结事件，可能重复", route.explanation),
+            None => route.explanation.clone(),
         };
-        Grid::link(ft.tx(), caller, &id, "report", &req.attachments).await?;
-        log_step(ft.tx(), &id, now, "report", "report", Some(&caller.username), note.as_deref()).await?;
-        let entry = actor
-            .entry(now, "grid.case.report")
-            .object("grid_case", &id)
-            .detail(json!({"case_no": case_no, "source": source}));
-        self.identity().audit_log().append(ft.tx(), &entry).await?;
-        ft.commit().await?;
-        Ok(IntakeResult { case: self.case_row(&id).await?, created: true })
+        let id = uuid::Uuid::now_v7().to_string();
+        let item = crate::intake::Prepared {
+            id: id.clone(),
+            source: source.clone(),
+            external_id: external_id.clone(),
+            title,
+            description,
+            category_id: category.id.clone(),
+            urgency,
+            point,
+            address,
+            org_id: grid_id.clone().unwrap_or_else(|| center.id.clone()),
+            grid_id,
+            reporter,
+            reporter_id: caller.id.clone(),
+            username: caller.username.clone(),
+            department: route.department.as_ref().map(|d| d.id.clone()),
+            rule: route.rule.as_ref().map(|r| r.id.clone()),
+            duplicate,
+            vars,
+            attachments: req.attachments,
+            note,
+            def,
+            audit: actor.entry(0, "grid.case.report").object("grid_case", &id),
+        };
+        match self.file(item).await {
+            Ok(()) => Ok(IntakeResult { case: self.case_row(&id).await?, created: true }),
+            Err(e) => {
+                // The same event sent twice at the same moment: the other one won.
+                if let Some(ext) = &external_id
+                    && let Some(c) = self.case_by_external(&source, ext).await?
+                {
+                    return Ok(IntakeResult { case: c, created: false });
+                }
+                Err(e)
+            }
+        }
     }
 
     async fn case_by_external(&self, source: &str, ext: &str) -> Result<Option<Case>> {
@@ -854,127 +830,221 @@ impl Grid {
     }
 }
 
-async fn next_case_no(tx: &mut Tx, now: i64) -> Result<String> {
-    let day = chrono::DateTime::from_timestamp_millis(now + 8 * 3_600_000)
-        .map(|d| d.format("%Y%m%d").to_string())
-        .unwrap_or_default();
-    let row = sqlx::query(
-        "INSERT INTO grid_counters (name, value) VALUES ($1, 1)
-         ON CONFLICT (name) DO UPDATE SET value = grid_counters.value + 1 RETURNING value",
-    )
-    .bind(format!("case:{day}"))
-    .fetch_one(&mut **tx)
-    .await
-    .db()?;
-    Ok(format!("{day}{:05}", row.get::<i64, _>(0)))
-}
-
-async fn log_step(
-    tx: &mut Tx,
-    case: &str,
-    at: i64,
-    action: &str,
-    stage: &str,
-    actor: Option<&str>,
-    note: Option<&str>,
-) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO grid_case_log (case_id, seq, at, action, stage, actor, note)
-         VALUES ($1, (SELECT COALESCE(MAX(seq), 0) + 1 FROM grid_case_log WHERE case_id = $1), $2, $3, $4, $5, $6)",
-    )
-    .bind(case)
-    .bind(at)
-    .bind(action)
-    .bind(stage)
-    .bind(actor)
-    .bind(note.filter(|n| !n.is_empty()))
-    .execute(&mut **tx)
-    .await
-    .db()?;
-    Ok(())
-}
-
 /// Keeps cases in step with their process instances (see the crate's invariant).
 pub(crate) struct CaseObserver;
 
 impl flow::Observer for CaseObserver {
     fn changed<'a>(&'a self, tx: &'a mut Tx, changes: &'a [flow::InstanceChange]) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
-            for c in changes {
-                sync_case(tx, c).await?;
+            for chunk in changes.chunks(CHUNK) {
+                sync_cases(tx, chunk).await?;
             }
             Ok(())
         })
     }
 }
 
+/// Instances per batch of observer statements.
+const CHUNK: usize = 128;
+/// Rows per multi-row statement (SQLite binds parameters by a linear name lookup).
+const ROWS: usize = 8;
+
 fn var_str<'v>(vars: &'v Map<String, Value>, k: &str) -> Option<&'v str> {
     vars.get(k).and_then(Value::as_str).filter(|s| !s.is_empty())
 }
 
-async fn sync_case(tx: &mut Tx, c: &flow::InstanceChange) -> Result<()> {
-    let row = sqlx::query("SELECT id, stage, rework_count FROM grid_cases WHERE instance_id = $1")
-        .bind(&c.instance_id)
-        .fetch_optional(&mut **tx)
-        .await
-        .db()?;
-    let Some(row) = row else { return Ok(()) }; // started by hand outside the grid platform
-    let id: String = row.get(0);
+/// What one change does to its case.
+struct Sync {
+    id: String,
+    stage: String,
+    status: &'static str,
+    due: Option<i64>,
+    department: Option<String>,
+    rework: i64,
+    stamps: [Option<i64>; 5],
+    steps: Vec<(String, String, Option<String>)>,
+    now: i64,
+    actor: Option<String>,
+}
+
+fn marks(from: usize, n: usize) -> String {
+    (from + 1..=from + n).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
+}
+
+/// Brings the cases of a batch of changed instances in step, in a handful of statements: their
+/// rows, their open tasks' deadlines and their last timeline numbers read with `IN (…)`, then
+/// multi-row updates and timeline inserts.
+async fn sync_cases(tx: &mut Tx, changes: &[flow::InstanceChange]) -> Result<()> {
+    let ids: Vec<&str> = changes.iter().map(|c| c.instance_id.as_str()).collect();
+    let sql =
+        format!("SELECT id, instance_id, rework_count FROM grid_cases WHERE instance_id IN ({})", marks(0, ids.len()));
+    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for i in &ids {
+        q = q.bind(*i);
+    }
+    let cases: HashMap<String, (String, i64)> =
+        q.fetch_all(&mut **tx).await.db()?.into_iter().map(|r| (r.get::<String, _>(1), (r.get(0), r.get(2)))).collect();
+    if cases.is_empty() {
+        return Ok(()); // instances started by hand outside the grid platform
+    }
+    let sql = format!(
+        "SELECT instance_id, MIN(due_at) FROM flow_tasks WHERE state = 'open' AND instance_id IN ({}) GROUP BY instance_id",
+        marks(0, ids.len())
+    );
+    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for i in &ids {
+        q = q.bind(*i);
+    }
+    let dues: HashMap<String, Option<i64>> =
+        q.fetch_all(&mut **tx).await.db()?.into_iter().map(|r| (r.get(0), r.get(1))).collect();
+    let case_ids: Vec<&String> = cases.values().map(|(id, _)| id).collect();
+    let sql = format!(
+        "SELECT case_id, MAX(seq) FROM grid_case_log WHERE case_id IN ({}) GROUP BY case_id",
+        marks(0, case_ids.len())
+    );
+    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for i in &case_ids {
+        q = q.bind(i.as_str());
+    }
+    let mut seqs: HashMap<String, i64> =
+        q.fetch_all(&mut **tx).await.db()?.into_iter().map(|r| (r.get(0), r.get(1))).collect();
+
+    let mut syncs = Vec::with_capacity(changes.len());
+    for c in changes {
+        let Some((id, rework)) = cases.get(&c.instance_id) else { continue };
+        let mut s = plan(c, id.clone(), *rework);
+        if s.status == "open" {
+            s.due = dues.get(&c.instance_id).copied().flatten();
+        }
+        syncs.push(s);
+    }
+    for chunk in syncs.chunks(ROWS) {
+        const COLS: usize = 12;
+        let selects: Vec<String> = (0..chunk.len())
+            .map(|r| {
+                let b = r * COLS;
+                format!(
+                    "SELECT CAST(${} AS TEXT) AS id, CAST(${} AS TEXT) AS stage, CAST(${} AS TEXT) AS status, CAST(${} AS BIGINT) AS due,
+                        CAST(${} AS TEXT) AS department, CAST(${} AS BIGINT) AS rework, CAST(${} AS BIGINT) AS accepted_at,
+                        CAST(${} AS BIGINT) AS dispatched_at, CAST(${} AS BIGINT) AS handled_at, CAST(${} AS BIGINT) AS verified_at,
+                        CAST(${} AS BIGINT) AS closed_at, CAST(${} AS BIGINT) AS now",
+                    b + 1, b + 2, b + 3, b + 4, b + 5, b + 6, b + 7, b + 8, b + 9, b + 10, b + 11, b + 12
+                )
+            })
+            .collect();
+        let sql = format!(
+            "UPDATE grid_cases SET stage = v.stage, status = v.status, stage_due_at = v.due,
+                department_id = COALESCE(v.department, grid_cases.department_id), rework_count = v.rework,
+                accepted_at = COALESCE(v.accepted_at, grid_cases.accepted_at), dispatched_at = COALESCE(v.dispatched_at, grid_cases.dispatched_at),
+                handled_at = COALESCE(v.handled_at, grid_cases.handled_at), verified_at = COALESCE(v.verified_at, grid_cases.verified_at),
+                closed_at = COALESCE(v.closed_at, grid_cases.closed_at), updated_at = v.now
+             FROM ({}) AS v WHERE grid_cases.id = v.id",
+            selects.join(" UNION ALL ")
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for s in chunk {
+            q = q
+                .bind(&s.id)
+                .bind(&s.stage)
+                .bind(s.status)
+                .bind(s.due)
+                .bind(&s.department)
+                .bind(s.rework)
+                .bind(s.stamps[0])
+                .bind(s.stamps[1])
+                .bind(s.stamps[2])
+                .bind(s.stamps[3])
+                .bind(s.stamps[4])
+                .bind(s.now);
+        }
+        q.execute(&mut **tx).await.db()?;
+    }
+    let mut rows: Vec<(String, i64, i64, String, String, Option<String>, Option<String>)> = Vec::new();
+    for s in &syncs {
+        for (action, stage, note) in &s.steps {
+            let seq = seqs.entry(s.id.clone()).or_insert(0);
+            *seq += 1;
+            rows.push((s.id.clone(), *seq, s.now, action.clone(), stage.clone(), s.actor.clone(), note.clone()));
+        }
+    }
+    for chunk in rows.chunks(ROWS * 2) {
+        let values: Vec<String> = (0..chunk.len()).map(|r| format!("({})", marks(r * 7, 7))).collect();
+        let sql = format!(
+            "INSERT INTO grid_case_log (case_id, seq, at, action, stage, actor, note) VALUES {}",
+            values.join(", ")
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for (id, seq, at, action, stage, actor, note) in chunk {
+            q = q
+                .bind(id)
+                .bind(*seq)
+                .bind(*at)
+                .bind(action)
+                .bind(stage)
+                .bind(actor)
+                .bind(note.as_deref().filter(|n| !n.is_empty()));
+        }
+        q.execute(&mut **tx).await.db()?;
+    }
+    Ok(())
+}
+
+/// The new stage, status, timestamps and timeline steps of a case after a change.
+fn plan(c: &flow::InstanceChange, id: String, rework: i64) -> Sync {
     let v = &c.variables;
-    let actor = c.actor.as_deref();
-    let mut stamps: HashMap<&str, i64> = HashMap::new();
-    let mut rework = row.get::<i64, _>(2);
+    let mut stamps: [Option<i64>; 5] = [None; 5]; // accepted, dispatched, handled, verified, closed
+    let mut rework = rework;
     let mut steps: Vec<(String, Option<String>)> = Vec::new();
+    let note = |k: &str| var_str(v, k).map(String::from);
     for el in &c.completed {
         match el.as_str() {
             "accept" => {
                 if v.get("accepted") == Some(&Value::Bool(true)) {
-                    stamps.insert("accepted_at", c.now);
-                    steps.push(("accept".into(), var_str(v, "accept_note").map(String::from)));
+                    stamps[0] = Some(c.now);
+                    steps.push(("accept".into(), note("accept_note")));
                 } else if var_str(v, "merged_into").is_some() {
-                    steps.push(("merge".into(), var_str(v, "accept_note").map(String::from)));
+                    steps.push(("merge".into(), note("accept_note")));
                 } else {
-                    steps.push(("reject".into(), var_str(v, "accept_note").map(String::from)));
+                    steps.push(("reject".into(), note("accept_note")));
                 }
             }
             "dispatch" => {
-                stamps.insert("dispatched_at", c.now);
-                steps.push(("dispatch".into(), var_str(v, "dispatch_note").map(String::from)));
+                stamps[1] = Some(c.now);
+                steps.push(("dispatch".into(), note("dispatch_note")));
             }
             "handle" => {
-                let outcome = var_str(v, "outcome").unwrap_or("handled");
-                let action = match outcome {
+                let action = match var_str(v, "outcome").unwrap_or("handled") {
                     "declined" => "decline",
                     "extension" => "request_extension",
                     _ => {
-                        stamps.insert("handled_at", c.now);
+                        stamps[2] = Some(c.now);
                         "handle"
                     }
                 };
-                steps.push((action.into(), var_str(v, "handle_note").map(String::from)));
+                steps.push((action.into(), note("handle_note")));
             }
             "approve_extension" => {
                 let granted = v.get("extension_granted") == Some(&Value::Bool(true));
                 steps.push((
                     if granted { "extension_granted" } else { "extension_denied" }.into(),
-                    var_str(v, "approval_note").map(String::from),
+                    note("approval_note"),
                 ));
             }
             "verify" => {
                 if v.get("verify_passed") == Some(&Value::Bool(true)) {
-                    stamps.insert("verified_at", c.now);
-                    steps.push(("verify_pass".into(), var_str(v, "verify_note").map(String::from)));
+                    stamps[3] = Some(c.now);
+                    steps.push(("verify_pass".into(), note("verify_note")));
                 } else {
                     rework += 1;
-                    steps.push(("verify_fail".into(), var_str(v, "verify_note").map(String::from)));
+                    steps.push(("verify_fail".into(), note("verify_note")));
                 }
             }
             "closed_on_spot" => {
-                stamps.insert("closed_at", c.now);
+                stamps[4] = Some(c.now);
                 steps.push(("close_on_spot".into(), Some("网格员自行处置".into())));
             }
             "closed" => {
-                stamps.insert("closed_at", c.now);
+                stamps[4] = Some(c.now);
                 steps.push(("close".into(), None));
             }
             _ => {}
@@ -986,54 +1056,35 @@ async fn sync_case(tx: &mut Tx, c: &flow::InstanceChange) -> Result<()> {
             (if open == "approve_extension" { "extension" } else { open }.to_string(), "open")
         }
         _ if c.completed.iter().any(|e| e == "rejected") => {
-            let merged = var_str(v, "merged_into").is_some();
-            ("rejected".to_string(), if merged { "merged" } else { "rejected" })
+            ("rejected".to_string(), if var_str(v, "merged_into").is_some() { "merged" } else { "rejected" })
         }
         _ => {
-            stamps.entry("closed_at").or_insert(c.now);
+            stamps[4].get_or_insert(c.now);
             ("closed".to_string(), "closed")
         }
     };
-    let due: Option<i64> = if status == "open" {
-        sqlx::query("SELECT MIN(due_at) FROM flow_tasks WHERE instance_id = $1 AND state = 'open'")
-            .bind(&c.instance_id)
-            .fetch_one(&mut **tx)
-            .await
-            .db()?
-            .get(0)
-    } else {
-        None
-    };
-    let stamp = |k: &str| stamps.get(k).copied();
-    sqlx::query(
-        "UPDATE grid_cases SET stage = $2, status = $3, stage_due_at = $4, department_id = COALESCE($5, department_id),
-            rework_count = $6, accepted_at = COALESCE($7, accepted_at), dispatched_at = COALESCE($8, dispatched_at),
-            handled_at = COALESCE($9, handled_at), verified_at = COALESCE($10, verified_at), closed_at = COALESCE($11, closed_at),
-            updated_at = $12
-         WHERE id = $1",
-    )
-    .bind(&id)
-    .bind(&stage)
-    .bind(status)
-    .bind(due)
-    .bind(var_str(v, "department"))
-    .bind(rework)
-    .bind(stamp("accepted_at"))
-    .bind(stamp("dispatched_at"))
-    .bind(stamp("handled_at"))
-    .bind(stamp("verified_at"))
-    .bind(stamp("closed_at"))
-    .bind(c.now)
-    .execute(&mut **tx)
-    .await
-    .db()?;
     let n = steps.len();
-    for (i, (action, note)) in steps.into_iter().enumerate() {
-        // Each step enters the stage the next step leaves; the last one enters the current stage.
-        let entered = if i + 1 == n { stage.clone() } else { entered_by(&action).to_string() };
-        log_step(tx, &id, c.now, &action, &entered, actor, note.as_deref()).await?;
+    let steps = steps
+        .into_iter()
+        .enumerate()
+        .map(|(i, (action, note))| {
+            // Each step enters the stage the next one leaves; the last enters the current stage.
+            let entered = if i + 1 == n { stage.clone() } else { entered_by(&action).to_string() };
+            (action, entered, note)
+        })
+        .collect();
+    Sync {
+        id,
+        stage,
+        status,
+        due: None,
+        department: var_str(v, "department").map(String::from),
+        rework,
+        stamps,
+        steps,
+        now: c.now,
+        actor: c.actor.clone(),
     }
-    Ok(())
 }
 
 /// The stage an action leads to in the shipped process (for steps inside one unit).

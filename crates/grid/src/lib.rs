@@ -13,6 +13,7 @@ pub mod areas;
 pub mod attachments;
 pub mod cases;
 pub mod categories;
+mod intake;
 pub mod rules;
 mod taxonomy;
 
@@ -25,7 +26,7 @@ use serde::{Deserialize, Serialize};
 use store::{Db, DbResultExt, Row};
 
 pub static MIGRATIONS: store::MigrationSet =
-    store::migrations!("grid": 1 => portable "0001_grid", 2 => "0002_attachments");
+    store::migrations!("grid": 1 => portable "0001_grid", 2 => "0002_attachments", 3 => portable "0003_case_indexes");
 
 /// The case process shipped with the platform (deployed on first start; editable in the designer
 /// as long as the user task ids stay).
@@ -85,6 +86,7 @@ pub(crate) struct Inner {
     pub opts: GridOptions,
     pub index: RwLock<areas::Loaded>,
     pub orgs: RwLock<HashMap<String, OrgRef>>,
+    pub writer: std::sync::Mutex<Option<intake::Writer>>,
 }
 
 impl Grid {
@@ -106,6 +108,7 @@ impl Grid {
                 opts,
                 index: RwLock::new(areas::Loaded::default()),
                 orgs: RwLock::new(HashMap::new()),
+                writer: std::sync::Mutex::new(None),
             }),
         };
         grid.inner.flow.observe(CASE_PROCESS_KEY, Arc::new(cases::CaseObserver));
