@@ -844,6 +844,9 @@ impl flow::Observer for CaseObserver {
     }
 }
 
+/// A timeline row: case, seq, at, action, stage entered, actor, note.
+type LogRow = (String, i64, i64, String, String, Option<String>, Option<String>);
+
 /// Instances per batch of observer statements.
 const CHUNK: usize = 128;
 /// Rows per multi-row statement (SQLite binds parameters by a linear name lookup).
@@ -959,7 +962,7 @@ async fn sync_cases(tx: &mut Tx, changes: &[flow::InstanceChange]) -> Result<()>
         }
         q.execute(&mut **tx).await.db()?;
     }
-    let mut rows: Vec<(String, i64, i64, String, String, Option<String>, Option<String>)> = Vec::new();
+    let mut rows: Vec<LogRow> = Vec::new();
     for s in &syncs {
         for (action, stage, note) in &s.steps {
             let seq = seqs.entry(s.id.clone()).or_insert(0);
