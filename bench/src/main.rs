@@ -5,7 +5,7 @@
 //! - `flow-core [N]`: the engine core in memory on the reference process.
 //! - `flow-durable [N]`: the same process durable, through the service layer.
 //! - `flow-timers [N]`: N pending timers due in the same second, fired by the timer worker.
-//! - `grid-intake [N]`: events through the intake service on SQLite, with the case process started.
+//! - `grid-intake [N] [CLIENTS]`: events through the intake service on SQLite, with the case process started.
 //! - `grid-lookup [N] [FILE]`: point → grid lookups on 5,000 polygons (FILE: input for the shapely peer).
 //! - `flow-http URL`: user-task cycles (start, find, complete) through the HTTP API of a running server.
 
@@ -25,7 +25,9 @@ async fn main() {
         Some("flow-core") => flow_core::run(n(1_000_000)),
         Some("flow-durable") => flow_durable::run(n(50_000)).await,
         Some("flow-timers") => flow_durable::timers(n(100_000)).await,
-        Some("grid-intake") => grid_intake::run(n(20_000)).await,
+        Some("grid-intake") => {
+            grid_intake::run(n(20_000), args.get(3).and_then(|s| s.parse().ok()).unwrap_or(64)).await
+        }
         Some("grid-lookup") => grid_lookup::run(n(5_000_000), args.get(3).map(String::as_str)),
         Some("flow-http") => {
             flow_http::run(args.get(2).map(String::as_str).unwrap_or("http://127.0.0.1:8080"), 10, 16).await

@@ -375,7 +375,7 @@ impl Grid {
             Some(p) => self.nearby_open_case(&category.id, p).await?,
             None => None,
         };
-        let def_id = self.flow().definition_id(crate::CASE_PROCESS_KEY, None).await?;
+        let def_id = self.case_definition().await?;
         let def = self.flow().deployed(&def_id).await?;
         let mut vars = Map::new();
         vars.insert("dispatch_center".into(), center.id.clone().into());

@@ -170,18 +170,37 @@ impl Grid {
     /// Every category, top classes first, in display order.
     pub async fn categories(&self, caller: &Caller) -> Result<Vec<Category>> {
         caller.require(GRID_CASE_READ).or_else(|_| caller.require(GRID_MANAGE))?;
+        Ok(self.all_categories().await?.as_ref().clone())
+    }
+
+    /// Every category, cached (see `RefCache`).
+    pub(crate) async fn all_categories(&self) -> Result<std::sync::Arc<Vec<Category>>> {
+        let now = self.now();
+        if let Some((at, all)) = &self.refs().categories
+            && now - at < crate::REF_TTL_MS
+        {
+            return Ok(all.clone());
+        }
         let sql = format!("SELECT {COLUMNS} {FROM} ORDER BY c.parent_id IS NOT NULL, c.sort, c.code");
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).fetch_all(self.db().reader()).await.db()?;
-        Ok(rows.iter().map(from_row).collect())
+        let all = std::sync::Arc::new(rows.iter().map(from_row).collect::<Vec<_>>());
+        self.refs().categories = Some((now, all.clone()));
+        Ok(all)
     }
 
     pub async fn category(&self, id: &str) -> Result<Category> {
+        if let Some(c) = self.all_categories().await?.iter().find(|c| c.id == id) {
+            return Ok(c.clone());
+        }
         let sql = format!("SELECT {COLUMNS} {FROM} WHERE c.id = $1");
         let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id).fetch_optional(self.db().reader()).await.db()?;
         row.map(|r| from_row(&r)).ok_or_else(|| Error::validation(format!("unknown category '{id}'")))
     }
 
     pub async fn category_by_code(&self, code: &str) -> Result<Category> {
+        if let Some(c) = self.all_categories().await?.iter().find(|c| c.code == code) {
+            return Ok(c.clone());
+        }
         let sql = format!("SELECT {COLUMNS} {FROM} WHERE c.code = $1");
         let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(code).fetch_optional(self.db().reader()).await.db()?;
         row.map(|r| from_row(&r)).ok_or_else(|| Error::validation(format!("unknown category '{code}'")))
@@ -320,6 +339,7 @@ impl Grid {
             .object("grid_category", &new_id);
         self.identity().audit_log().append(&mut tx, &entry.detail(json!({"code": code, "name": name}))).await?;
         tx.commit().await.db()?;
+        self.refs().categories = None;
         self.category(&new_id).await
     }
 

@@ -87,7 +87,21 @@ pub(crate) struct Inner {
     pub index: RwLock<areas::Loaded>,
     pub orgs: RwLock<HashMap<String, OrgRef>>,
     pub writer: std::sync::Mutex<Option<intake::Writer>>,
+    pub refs: std::sync::Mutex<RefCache>,
 }
+
+/// Reference data every intake reads (categories, enabled rules, the case process's latest
+/// version, the dispatch centre), kept for `REF_TTL_MS` and dropped at once when changed on this
+/// node — so another node's change shows within two seconds.
+#[derive(Default)]
+pub(crate) struct RefCache {
+    pub categories: Option<(i64, Arc<Vec<categories::Category>>)>,
+    pub rules: Option<(i64, Arc<Vec<rules::Rule>>)>,
+    pub case_def: Option<(i64, String)>,
+    pub center: Option<(i64, OrgRef)>,
+}
+
+pub(crate) const REF_TTL_MS: i64 = 2_000;
 
 impl Grid {
     /// Builds the service, deploys the case process when it is not deployed yet, and hooks the
@@ -109,6 +123,7 @@ impl Grid {
                 index: RwLock::new(areas::Loaded::default()),
                 orgs: RwLock::new(HashMap::new()),
                 writer: std::sync::Mutex::new(None),
+                refs: std::sync::Mutex::new(RefCache::default()),
             }),
         };
         grid.inner.flow.observe(CASE_PROCESS_KEY, Arc::new(cases::CaseObserver));
@@ -205,8 +220,37 @@ impl Grid {
         Ok(out)
     }
 
-    /// The dispatch centre's org id.
+    pub(crate) fn refs(&self) -> std::sync::MutexGuard<'_, RefCache> {
+        self.inner.refs.lock().expect("reference cache lock")
+    }
+
+    /// The id of the case process's latest version (cached).
+    pub(crate) async fn case_definition(&self) -> Result<String> {
+        let now = self.now();
+        if let Some((at, id)) = &self.refs().case_def
+            && now - at < REF_TTL_MS
+        {
+            return Ok(id.clone());
+        }
+        let id = self.flow().definition_id(CASE_PROCESS_KEY, None).await?;
+        self.refs().case_def = Some((now, id.clone()));
+        Ok(id)
+    }
+
+    /// The dispatch centre (cached).
     pub async fn dispatch_center(&self) -> Result<OrgRef> {
+        let now = self.now();
+        if let Some((at, o)) = &self.refs().center
+            && now - at < REF_TTL_MS
+        {
+            return Ok(o.clone());
+        }
+        let o = self.find_dispatch_center().await?;
+        self.refs().center = Some((now, o.clone()));
+        Ok(o)
+    }
+
+    async fn find_dispatch_center(&self) -> Result<OrgRef> {
         if !self.inner.opts.dispatch_center.is_empty()
             && let Some(o) = self.org_by_code(&self.inner.opts.dispatch_center).await?
         {

@@ -175,6 +175,7 @@ impl Grid {
             .object("grid_rule", &rid);
         self.identity().audit_log().append(&mut tx, &entry.detail(json!({"name": name}))).await?;
         tx.commit().await.db()?;
+        self.refs().rules = None;
         self.rule(&rid).await
     }
 
@@ -192,6 +193,7 @@ impl Grid {
             .append(&mut tx, &actor.entry(now, "grid.rule.delete").object("grid_rule", id))
             .await?;
         tx.commit().await.db()?;
+        self.refs().rules = None;
         Ok(())
     }
 
@@ -210,6 +212,21 @@ impl Grid {
         self.route(&q.category_id, grid.as_deref()).await
     }
 
+    /// The enabled rules, cached (see `RefCache`).
+    async fn enabled_rules(&self) -> Result<std::sync::Arc<Vec<Rule>>> {
+        let now = self.now();
+        if let Some((at, r)) = &self.refs().rules
+            && now - at < crate::REF_TTL_MS
+        {
+            return Ok(r.clone());
+        }
+        let sql = format!("SELECT {COLUMNS} {FROM} WHERE r.enabled = 1");
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).fetch_all(self.db().reader()).await.db()?;
+        let rules = std::sync::Arc::new(rows.iter().map(from_row).collect::<Vec<_>>());
+        self.refs().rules = Some((now, rules.clone()));
+        Ok(rules)
+    }
+
     /// Decides the department for an event of `category_id` in `grid_id`.
     pub async fn route(&self, category_id: &str, grid_id: Option<&str>) -> Result<Route> {
         let cat = self.category(category_id).await?;
@@ -218,18 +235,11 @@ impl Grid {
             None => Vec::new(),
         };
         let grid = lineage.first().cloned();
-        let sql = format!("SELECT {COLUMNS} {FROM} WHERE r.enabled = 1");
-        let rules: Vec<Rule> = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .fetch_all(self.db().reader())
-            .await
-            .db()?
-            .iter()
-            .map(from_row)
-            .collect();
+        let rules = self.enabled_rules().await?;
         // Specificity: (area distance along the tree — smaller is nearer, any-area last),
         // (category: own 0, top class 1, any 2), priority (higher first).
         let mut best: Option<((usize, u8, i64), Rule)> = None;
-        for r in rules {
+        for r in rules.iter() {
             let area_rank = match &r.area_org_id {
                 None => usize::MAX - 1,
                 Some(a) => match lineage.iter().position(|o| &o.id == a) {
@@ -249,7 +259,7 @@ impl Grid {
             }
             let key = (area_rank, cat_rank, -r.priority);
             if best.as_ref().is_none_or(|(k, _)| key < *k) {
-                best = Some((key, r));
+                best = Some((key, r.clone()));
             }
         }
         if let Some((_, rule)) = best {

@@ -65,6 +65,8 @@ pub(crate) struct Unit<'f> {
     wake: bool,
     /// Messages were queued: wake the message relay after the commit.
     wake_notify: bool,
+    /// Candidate org (code or id) → id, looked up once per unit.
+    org_ids: HashMap<String, String>,
 }
 
 impl<'f> Unit<'f> {
@@ -81,6 +83,7 @@ impl<'f> Unit<'f> {
             steps: 0,
             wake: false,
             wake_notify: false,
+            org_ids: HashMap::new(),
         })
     }
 
@@ -394,12 +397,19 @@ impl<'f> Unit<'f> {
         let (bk, org) = (l.business_key.clone(), l.org_id.clone());
         let mut orgs = Vec::new();
         for o in &spec.candidate_orgs {
+            // Candidate orgs may be given by code or id; a batch of tasks asks for the same few.
+            if let Some(id) = self.org_ids.get(o) {
+                orgs.push(id.clone());
+                continue;
+            }
             let row = sqlx::query("SELECT id FROM orgs WHERE code = $1 OR id = $1")
                 .bind(o)
                 .fetch_optional(&mut *self.tx)
                 .await
                 .db()?;
-            orgs.push(row.map(|r| r.get::<String, _>(0)).unwrap_or_else(|| o.clone()));
+            let id = row.map(|r| r.get::<String, _>(0)).unwrap_or_else(|| o.clone());
+            self.org_ids.insert(o.clone(), id.clone());
+            orgs.push(id);
         }
         let list = |v: &[String]| if v.is_empty() { String::new() } else { format!(",{},", v.join(",")) };
         sqlx::query(
