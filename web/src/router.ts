@@ -30,6 +30,7 @@ export const router = createRouter({
         { path: 'notify/admin', component: () => import('./views/NotifyAdmin.vue'), meta: { title: '消息管理' } },
         { path: 'grid/cases', component: () => import('./views/GridCases.vue'), meta: { title: '事件调度台' } },
         { path: 'grid/admin', component: () => import('./views/GridAdmin.vue'), meta: { title: '网格与规则' } },
+        { path: 'grid/people', component: () => import('./views/GridPeople.vue'), meta: { title: '基础信息' } },
       ],
     },
     { path: '/:rest(.*)*', redirect: '/' },

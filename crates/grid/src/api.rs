@@ -13,6 +13,7 @@ use crate::areas::{ImportParams, ImportReport, Location};
 use crate::attachments::Attachment;
 use crate::cases::{Case, CaseAction, CaseDetail, CaseFilter, IntakeRequest, IntakeResult};
 use crate::categories::{Category, CategoryInput, Suggestion};
+use crate::people::{BaseChange, PeopleImport, Person, PersonFilter, PersonInput};
 use crate::rules::{Route, RouteQuery, Rule, RuleInput};
 
 /// Permission markers of the grid platform.
@@ -24,12 +25,15 @@ pub mod perm {
         GridCaseReport = perms::GRID_CASE_REPORT,
         GridCaseRead = perms::GRID_CASE_READ,
         GridCaseWork = perms::GRID_CASE_WORK,
+        GridBaseRead = perms::GRID_BASE_READ,
+        GridBaseManage = perms::GRID_BASE_MANAGE,
     }
 }
 
 const TAG: &str = "网格";
 
 apikit::page_type!(CasePage, Case, "A page of cases.");
+apikit::page_type!(PersonPage, Person, "A page of people.");
 
 /// The grid routes; the server registers the [`Grid`] service in `AppState::services`.
 pub fn router() -> OpenApiRouter<AppState> {
@@ -50,6 +54,10 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(act_on_case))
         .routes(routes!(upload_attachment))
         .routes(routes!(get_attachment))
+        .routes(routes!(list_people, save_person))
+        .routes(routes!(import_people))
+        .routes(routes!(get_person))
+        .routes(routes!(person_history))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -362,4 +370,58 @@ pub async fn get_attachment(
         data,
     )
         .into_response())
+}
+
+/// People (人口) in the caller's scope; personal fields masked unless the caller holds `pi.unmask`.
+#[utoipa::path(get, path = "/grid/people", tag = TAG, params(PersonFilter), responses((status = 200, body = PersonPage)))]
+pub async fn list_people(
+    Svc(g): Svc<Grid>,
+    auth: Need<perm::GridBaseRead>,
+    Query(f): Query<PersonFilter>,
+) -> ApiResult<axum::Json<PersonPage>> {
+    Ok(axum::Json(g.people(&auth.caller, &f).await?.into()))
+}
+
+/// Adds a person, or updates the one with the same ID-card number.
+#[utoipa::path(post, path = "/grid/people", tag = TAG, request_body = PersonInput,
+    responses((status = 200, body = Person), (status = 422, body = ErrorBody)))]
+pub async fn save_person(
+    Svc(g): Svc<Grid>,
+    auth: Need<perm::GridBaseManage>,
+    Json(input): Json<PersonInput>,
+) -> ApiResult<axum::Json<Person>> {
+    Ok(axum::Json(g.save_person(&auth.caller, &auth.actor(), input).await?))
+}
+
+/// Imports people from CSV (UTF-8 with a header row); answers a per-row report.
+#[utoipa::path(post, path = "/grid/people/import", tag = TAG, request_body(content = String, content_type = "text/csv"),
+    responses((status = 200, body = PeopleImport), (status = 422, body = ErrorBody)))]
+pub async fn import_people(
+    Svc(g): Svc<Grid>,
+    auth: Need<perm::GridBaseManage>,
+    body: String,
+) -> ApiResult<axum::Json<PeopleImport>> {
+    Ok(axum::Json(g.import_people(&auth.caller, &auth.actor(), &body).await?))
+}
+
+/// One person.
+#[utoipa::path(get, path = "/grid/people/{id}", tag = TAG, params(("id" = String, Path)),
+    responses((status = 200, body = Person), (status = 404, body = ErrorBody)))]
+pub async fn get_person(
+    Svc(g): Svc<Grid>,
+    auth: Need<perm::GridBaseRead>,
+    Path(id): Path<String>,
+) -> ApiResult<axum::Json<Person>> {
+    Ok(axum::Json(g.person(&auth.caller, &id).await?))
+}
+
+/// Which fields of a person changed when, and by whom (never the values).
+#[utoipa::path(get, path = "/grid/people/{id}/history", tag = TAG, params(("id" = String, Path)),
+    responses((status = 200, body = Vec<BaseChange>), (status = 404, body = ErrorBody)))]
+pub async fn person_history(
+    Svc(g): Svc<Grid>,
+    auth: Need<perm::GridBaseRead>,
+    Path(id): Path<String>,
+) -> ApiResult<axum::Json<Vec<BaseChange>>> {
+    Ok(axum::Json(g.person_history(&auth.caller, &id).await?))
 }

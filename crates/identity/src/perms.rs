@@ -33,6 +33,8 @@ pub const GRID_MANAGE: Perm = "grid.manage";
 pub const GRID_CASE_REPORT: Perm = "grid.case.report";
 pub const GRID_CASE_READ: Perm = "grid.case.read";
 pub const GRID_CASE_WORK: Perm = "grid.case.work";
+pub const GRID_BASE_READ: Perm = "grid.base.read";
+pub const GRID_BASE_MANAGE: Perm = "grid.base.manage";
 
 /// One permission with its Chinese name for the UI.
 #[derive(Debug, Clone, Copy, serde::Serialize, utoipa::ToSchema)]
@@ -75,6 +77,8 @@ pub const CATALOGUE: &[PermInfo] = &[
     PermInfo { code: GRID_CASE_REPORT, name: "上报事件", module: "网格" },
     PermInfo { code: GRID_CASE_READ, name: "查看事件案卷", module: "网格" },
     PermInfo { code: GRID_CASE_WORK, name: "办理事件（立案、派遣、处置、核查）", module: "网格" },
+    PermInfo { code: GRID_BASE_READ, name: "查看基础信息（人口等）", module: "网格" },
+    PermInfo { code: GRID_BASE_MANAGE, name: "采集与维护基础信息、批量导入", module: "网格" },
 ];
 
 pub fn is_known(code: &str) -> bool {
@@ -151,6 +155,8 @@ pub const BUILTIN_ROLES: &[BuiltinRole] = &[
             GRID_CASE_REPORT,
             GRID_CASE_READ,
             GRID_CASE_WORK,
+            GRID_BASE_READ,
+            GRID_BASE_MANAGE,
         ],
         mfa_required: false,
     },
@@ -170,6 +176,8 @@ pub const BUILTIN_ROLES: &[BuiltinRole] = &[
             GRID_CASE_REPORT,
             GRID_CASE_READ,
             GRID_CASE_WORK,
+            GRID_BASE_READ,
+            GRID_BASE_MANAGE,
         ],
         mfa_required: false,
     },
@@ -208,6 +216,8 @@ pub const BUILTIN_ROLES: &[BuiltinRole] = &[
             GRID_CASE_REPORT,
             GRID_CASE_READ,
             GRID_CASE_WORK,
+            GRID_BASE_READ,
+            GRID_BASE_MANAGE,
         ],
         mfa_required: false,
     },

@@ -191,9 +191,70 @@ pub async fn seed_setup(state: &AppState) -> anyhow::Result<Vec<(String, [f64; 2
     Ok(points)
 }
 
+/// A valid ID-card number (GB 11643) for a demo resident.
+fn id_card(region: &str, birth: &str, seq: u32, male: bool) -> String {
+    let seq = seq * 2 + u32::from(male); // the 17th digit is odd for men
+    let body = format!("{region}{birth}{:03}", seq % 1000);
+    const W: [u32; 17] = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2];
+    let sum: u32 = body.bytes().zip(W).map(|(c, w)| (c - b'0') as u32 * w).sum();
+    format!("{body}{}", b"10X98765432"[(sum % 11) as usize] as char)
+}
+
+/// Residents of the grid worker's grid and a neighbouring one, through the CSV import.
+async fn seed_people(state: &AppState, g: &Grid) -> anyhow::Result<()> {
+    let (admin, actor) = caller(state, "gridadmin").await?;
+    const SURNAMES: &[&str] =
+        &["王", "李", "张", "刘", "陈", "杨", "赵", "黄", "周", "吴", "徐", "孙", "马", "朱", "胡", "郭"];
+    const GIVEN: &[&str] = &[
+        "秀英", "建国", "桂兰", "志强", "玉梅", "国华", "丽娟", "文博", "晓燕", "子涵", "浩然", "淑珍", "海涛", "雨桐",
+        "春生", "美玲",
+    ];
+    const TAGS: &[&str] =
+        &["", "", "", "独居老人", "", "低保户", "", "退役军人", "", "残疾人", "", "空巢老人", "", "留守儿童"];
+    let mut csv = String::from("姓名,身份证号,手机号,户号,与户主关系,人口类型,住址,网格,标签\n");
+    let mut n = 0u32;
+    for (grid, building0) in [("37010200100101", 1), ("37010200100102", 7)] {
+        for h in 0..8u32 {
+            let household = format!("JF{}-{:03}", &grid[grid.len() - 4..], h + 1);
+            let members = 1 + (h % 3);
+            for m in 0..members {
+                n += 1;
+                let male = (n + m).is_multiple_of(2);
+                let year = if m == 0 { 1948 + (n * 7) % 40 } else { 1985 + (n * 3) % 30 };
+                let birth = format!("{year}{:02}{:02}", 1 + n % 12, 1 + (n * 5) % 28);
+                let name = format!(
+                    "{}{}",
+                    SURNAMES[(n as usize * 3 + h as usize) % SURNAMES.len()],
+                    GIVEN[(n as usize * 5) % GIVEN.len()]
+                );
+                let relation = ["户主", "配偶", "子女"][m as usize];
+                let residence = if h % 5 == 4 { "流动" } else { "户籍" };
+                let tag = if m == 0 { TAGS[(n as usize) % TAGS.len()] } else { "" };
+                csv.push_str(&format!(
+                    "{name},{},1396401{:04},{household},{relation},{residence},历下区山大路{}号楼{}单元{}室,{grid},{tag}\n",
+                    id_card("370102", &birth, n, male),
+                    2000 + n,
+                    building0 + h / 3,
+                    1 + h % 3,
+                    101 + h * 100 + m,
+                ));
+            }
+        }
+    }
+    let r = g.import_people(&admin, &actor, &csv).await.map_err(|e| anyhow!("importing demo residents: {e}"))?;
+    if !r.problems.is_empty() {
+        return Err(anyhow!("demo residents refused: {:?}", r.problems));
+    }
+    Ok(())
+}
+
 /// The whole grid demo: setup, then cases in every stage.
 pub async fn seed(state: &AppState) -> anyhow::Result<()> {
     let points = seed_setup(state).await?;
+    {
+        let g = state.services.get::<Grid>().ok_or_else(|| anyhow!("the grid service is not registered"))?.clone();
+        seed_people(state, &g).await?;
+    }
     let g = state.services.get::<Grid>().ok_or_else(|| anyhow!("the grid service is not registered"))?.clone();
     let at = |code: &str, dx: f64, dy: f64| -> (f64, f64) {
         let p = points.iter().find(|(c, _)| c == code).map(|(_, p)| *p).unwrap_or(points[0].1);

@@ -200,6 +200,16 @@ pub const MODULES: &[(Module, &str)] = &[
     ),
     (
         Module {
+            key: "grid_people",
+            name: "基础信息",
+            description: "人口信息采集、批量导入、重点人群与修改记录",
+            path: "/grid/people",
+            group: "网格治理",
+        },
+        perms::GRID_BASE_READ,
+    ),
+    (
+        Module {
             key: "grid_admin",
             name: "网格与规则",
             description: "网格边界导入与地图、网格员、事件分类与时限、派遣规则",

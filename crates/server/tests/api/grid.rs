@@ -486,3 +486,78 @@ async fn photos_are_checked_linked_to_their_step_and_shown_only_to_who_may_see_t
         assert_eq!(stages, ["report", "handle"]);
     }
 }
+
+#[tokio::test]
+async fn people_are_checked_encrypted_masked_imported_row_by_row_and_their_changes_kept() {
+    for backend in test_backends() {
+        let (app, _) = grid_app(backend).await;
+        let gw = app.login("gridworker").await;
+        let person = json!({"name": "王秀英", "id_card": "11010519491231002X", "mobile": "13964012345", "household": "JF-001",
+            "relation": "户主", "residence": "户籍", "address": "历下区山大路3号楼1单元101室", "grid": "37010200100101", "tags": ["独居老人"]});
+        let mut bad = person.clone();
+        bad["id_card"] = json!("110105194912310021");
+        let (s, body) = gw.json(Method::POST, "/api/v1/grid/people", Some(bad)).await;
+        assert_error(s, &body, 422, "validation_failed");
+        assert!(body["message"].as_str().unwrap().contains("check digit"), "{body}");
+        let mut other = person.clone();
+        other["grid"] = json!("37010400100101");
+        let (s, body) = gw.json(Method::POST, "/api/v1/grid/people", Some(other)).await;
+        assert_error(s, &body, 403, "forbidden");
+        let (s, p) = gw.json(Method::POST, "/api/v1/grid/people", Some(person.clone())).await;
+        assert_eq!(s, StatusCode::OK, "{p}");
+        // Masked for a grid worker (no pi.unmask): the birth date never shows.
+        assert_eq!(p["name"], "王**");
+        assert!(!p["id_card"].as_str().unwrap().contains("19491231"), "{p}");
+        assert_eq!(p["gender"], "female");
+        assert_eq!(p["birth_year"], 1949);
+        // Stored encrypted: the database holds no plain name or number.
+        let raw: String = sqlx::query_scalar("SELECT name_enc || id_card_enc FROM grid_people")
+            .fetch_one(app.state.db.reader())
+            .await
+            .unwrap();
+        assert!(!raw.contains("王秀英") && !raw.contains("11010519491231002X"));
+        // Found by the exact number; the same number again updates, with its history.
+        let (_, found) = gw.json(Method::GET, "/api/v1/grid/people?id_card=11010519491231002x", None).await;
+        assert_eq!(found["total"], 1);
+        let mut moved = person.clone();
+        moved["mobile"] = json!("13964019999");
+        moved["tags"] = json!(["独居老人", "低保户"]);
+        let (s, again) = gw.json(Method::POST, "/api/v1/grid/people", Some(moved)).await;
+        assert_eq!(s, StatusCode::OK);
+        assert_eq!(again["id"], p["id"]);
+        let pid = p["id"].as_str().unwrap();
+        let (_, hist) = gw.json(Method::GET, &format!("/api/v1/grid/people/{pid}/history"), None).await;
+        assert_eq!(hist.as_array().unwrap().len(), 2, "{hist}");
+        assert_eq!(hist[1]["fields"], json!(["mobile", "tags"]));
+        // CSV import: bad rows reported by line, the rest imported; the known number updates.
+        let csv = "姓名,身份证号,手机号,户号,与户主关系,人口类型,住址,网格,标签\n\
+                   王秀英,11010519491231002X,13964019999,JF-001,户主,户籍,历下区山大路3号楼1单元101室,37010200100101,独居老人、低保户、残疾人\n\
+                   李建国,110105194912310021,,JF-002,户主,户籍,,37010200100101,\n\
+                   张桂兰,370102195003070022,,JF-002,配偶,户籍,,37010200100101,\n\
+                   ,370102195003070022,,,,,,37010200100101,\n\
+                   赵志强,370102198805120011,,JF-003,户主,外来,,37010200100101,\n";
+        let r = gw
+            .http
+            .post(format!("{}/api/v1/grid/people/import", gw.base))
+            .header("x-csrf-token", &gw.csrf)
+            .header("content-type", "text/csv")
+            .body(csv)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        let report: Value = r.json().await.unwrap();
+        let lines: Vec<i64> =
+            report["problems"].as_array().unwrap().iter().map(|p| p["line"].as_i64().unwrap()).collect();
+        assert_eq!(report["updated"], 1, "{report}");
+        assert!(lines.contains(&3), "bad check digit on line 3: {report}");
+        assert!(lines.contains(&5), "no name on line 5: {report}");
+        assert!(lines.contains(&6), "unknown residence on line 6: {report}");
+        let created = report["created"].as_i64().unwrap();
+        let (_, all) = gw.json(Method::GET, "/api/v1/grid/people", None).await;
+        assert_eq!(all["total"].as_i64().unwrap(), 1 + created, "{report}");
+        // Outside the caller's area nothing shows.
+        let (_, none) = app.login("cgj_handler").await.json(Method::GET, "/api/v1/grid/people", None).await;
+        assert_eq!(none["total"], 0);
+    }
+}
