@@ -14,6 +14,7 @@ use crate::attachments::Attachment;
 use crate::cases::{Case, CaseAction, CaseDetail, CaseFilter, IntakeRequest, IntakeResult};
 use crate::categories::{Category, CategoryInput, Suggestion};
 use crate::people::{BaseChange, PeopleImport, Person, PersonFilter, PersonInput};
+use crate::registry::{Facility, FacilityInput, OrgRecord, OrgRecordInput, RegistryFilter};
 use crate::rules::{Route, RouteQuery, Rule, RuleInput};
 
 /// Permission markers of the grid platform.
@@ -34,6 +35,8 @@ const TAG: &str = "网格";
 
 apikit::page_type!(CasePage, Case, "A page of cases.");
 apikit::page_type!(PersonPage, Person, "A page of people.");
+apikit::page_type!(FacilityPage, Facility, "A page of facilities.");
+apikit::page_type!(OrgRecordPage, OrgRecord, "A page of organisations.");
 
 /// The grid routes; the server registers the [`Grid`] service in `AppState::services`.
 pub fn router() -> OpenApiRouter<AppState> {
@@ -58,6 +61,12 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(import_people))
         .routes(routes!(get_person))
         .routes(routes!(person_history))
+        .routes(routes!(list_facilities, save_facility))
+        .routes(routes!(import_facilities))
+        .routes(routes!(facility_history))
+        .routes(routes!(list_org_records, save_org_record))
+        .routes(routes!(import_org_records))
+        .routes(routes!(org_record_history))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -424,4 +433,90 @@ pub async fn person_history(
     Path(id): Path<String>,
 ) -> ApiResult<axum::Json<Vec<BaseChange>>> {
     Ok(axum::Json(g.person_history(&auth.caller, &id).await?))
+}
+
+/// Facilities (物设/部件) in the caller's scope.
+#[utoipa::path(get, path = "/grid/facilities", tag = TAG, params(RegistryFilter), responses((status = 200, body = FacilityPage)))]
+pub async fn list_facilities(
+    Svc(g): Svc<Grid>,
+    auth: Need<perm::GridBaseRead>,
+    Query(f): Query<RegistryFilter>,
+) -> ApiResult<axum::Json<FacilityPage>> {
+    Ok(axum::Json(g.facilities(&auth.caller, &f).await?.into()))
+}
+
+/// Adds a facility (placed in its grid by position), or updates the one with the same component code.
+#[utoipa::path(post, path = "/grid/facilities", tag = TAG, request_body = FacilityInput,
+    responses((status = 200, body = Facility), (status = 422, body = ErrorBody)))]
+pub async fn save_facility(
+    Svc(g): Svc<Grid>,
+    auth: Need<perm::GridBaseManage>,
+    Json(input): Json<FacilityInput>,
+) -> ApiResult<axum::Json<Facility>> {
+    Ok(axum::Json(g.save_facility(&auth.caller, &auth.actor(), input).await?))
+}
+
+/// Imports facilities from CSV (部件编码, 名称, 经度, 纬度, 坐标系, 权属部门, 状态, 地址).
+#[utoipa::path(post, path = "/grid/facilities/import", tag = TAG, request_body(content = String, content_type = "text/csv"),
+    responses((status = 200, body = PeopleImport), (status = 422, body = ErrorBody)))]
+pub async fn import_facilities(
+    Svc(g): Svc<Grid>,
+    auth: Need<perm::GridBaseManage>,
+    body: String,
+) -> ApiResult<axum::Json<PeopleImport>> {
+    Ok(axum::Json(g.import_registry(&auth.caller, &auth.actor(), "facility", &body).await?))
+}
+
+/// Which fields of a facility changed when, and by whom.
+#[utoipa::path(get, path = "/grid/facilities/{id}/history", tag = TAG, params(("id" = String, Path)),
+    responses((status = 200, body = Vec<BaseChange>), (status = 404, body = ErrorBody)))]
+pub async fn facility_history(
+    Svc(g): Svc<Grid>,
+    auth: Need<perm::GridBaseRead>,
+    Path(id): Path<String>,
+) -> ApiResult<axum::Json<Vec<BaseChange>>> {
+    Ok(axum::Json(g.registry_history(&auth.caller, "facility", &id).await?))
+}
+
+/// Organisations (组织) in the caller's scope.
+#[utoipa::path(get, path = "/grid/org-records", tag = TAG, params(RegistryFilter), responses((status = 200, body = OrgRecordPage)))]
+pub async fn list_org_records(
+    Svc(g): Svc<Grid>,
+    auth: Need<perm::GridBaseRead>,
+    Query(f): Query<RegistryFilter>,
+) -> ApiResult<axum::Json<OrgRecordPage>> {
+    Ok(axum::Json(g.org_records(&auth.caller, &f).await?.into()))
+}
+
+/// Adds an organisation, or updates the one with the same unified social credit code.
+#[utoipa::path(post, path = "/grid/org-records", tag = TAG, request_body = OrgRecordInput,
+    responses((status = 200, body = OrgRecord), (status = 422, body = ErrorBody)))]
+pub async fn save_org_record(
+    Svc(g): Svc<Grid>,
+    auth: Need<perm::GridBaseManage>,
+    Json(input): Json<OrgRecordInput>,
+) -> ApiResult<axum::Json<OrgRecord>> {
+    Ok(axum::Json(g.save_org_record(&auth.caller, &auth.actor(), input).await?))
+}
+
+/// Imports organisations from CSV (统一社会信用代码, 名称, 类型, 地址, 网格).
+#[utoipa::path(post, path = "/grid/org-records/import", tag = TAG, request_body(content = String, content_type = "text/csv"),
+    responses((status = 200, body = PeopleImport), (status = 422, body = ErrorBody)))]
+pub async fn import_org_records(
+    Svc(g): Svc<Grid>,
+    auth: Need<perm::GridBaseManage>,
+    body: String,
+) -> ApiResult<axum::Json<PeopleImport>> {
+    Ok(axum::Json(g.import_registry(&auth.caller, &auth.actor(), "org_record", &body).await?))
+}
+
+/// Which fields of an organisation changed when, and by whom.
+#[utoipa::path(get, path = "/grid/org-records/{id}/history", tag = TAG, params(("id" = String, Path)),
+    responses((status = 200, body = Vec<BaseChange>), (status = 404, body = ErrorBody)))]
+pub async fn org_record_history(
+    Svc(g): Svc<Grid>,
+    auth: Need<perm::GridBaseRead>,
+    Path(id): Path<String>,
+) -> ApiResult<axum::Json<Vec<BaseChange>>> {
+    Ok(axum::Json(g.registry_history(&auth.caller, "org_record", &id).await?))
 }

@@ -245,7 +245,70 @@ async fn seed_people(state: &AppState, g: &Grid) -> anyhow::Result<()> {
     if !r.problems.is_empty() {
         return Err(anyhow!("demo residents refused: {:?}", r.problems));
     }
+    // Components around the grid worker's grid, and the businesses there.
+    let p = g.areas_geojson(&admin, Some("grid"), None).await.map_err(|e| anyhow!("{e}"))?["features"]
+        .as_array()
+        .and_then(|f| f.iter().find(|f| f["properties"]["code"] == "37010200100101").cloned())
+        .ok_or_else(|| anyhow!("no demo grid"))?;
+    let ring = p["geometry"]["coordinates"][0].as_array().cloned().unwrap_or_default();
+    let xs: Vec<f64> = ring.iter().filter_map(|c| c[0].as_f64()).collect();
+    let ys: Vec<f64> = ring.iter().filter_map(|c| c[1].as_f64()).collect();
+    let (cx, cy) = (xs.iter().sum::<f64>() / xs.len() as f64, ys.iter().sum::<f64>() / ys.len() as f64);
+    let mut fcsv = String::from("部件编码,名称,经度,纬度,坐标系,权属部门,状态,地址\n");
+    for (i, (class, name, state, place)) in [
+        ("0102", "污水井盖", "正常", "山大路3号楼东侧"),
+        ("0102", "污水井盖", "损坏", "文化东路与山大路路口"),
+        ("0101", "上水井盖", "正常", "山大路5号楼北侧"),
+        ("0104", "路灯", "正常", "文化东路北侧"),
+        ("0104", "路灯", "损坏", "文化东路北侧"),
+        ("0105", "消防栓", "正常", "山大路社区居委会门前"),
+        ("0302", "垃圾箱", "正常", "山大路公交站"),
+        ("0204", "公交站亭", "正常", "山大路公交站"),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let (dx, dy) = ((i as f64 - 3.5) * 0.0006, ((i % 3) as f64 - 1.0) * 0.0005);
+        fcsv.push_str(&format!(
+            "370102{class}{:06},{name},{:.6},{:.6},wgs84,,{state},{place}\n",
+            i + 1,
+            cx + dx,
+            cy + dy
+        ));
+    }
+    let r = g
+        .import_registry(&admin, &actor, "facility", &fcsv)
+        .await
+        .map_err(|e| anyhow!("importing demo components: {e}"))?;
+    if !r.problems.is_empty() {
+        return Err(anyhow!("demo components refused: {:?}", r.problems));
+    }
+    let mut ocsv = String::from("统一社会信用代码,名称,类型,地址,网格\n");
+    for (body, name, kind, addr) in [
+        ("91370102MA3C8Q9X2", "济南山大路便民超市有限公司", "企业", "山大路3号楼底商"),
+        ("52370102MJD6710A5", "历下区山大路社区志愿者协会", "社会组织", "山大路社区居委会"),
+        ("92370102MA3P4N7L1", "历下区老王家常菜馆", "个体工商户", "文化东路12号"),
+        ("12370102495574221", "历下区解放路街道社区卫生服务中心", "事业单位", "山大路18号"),
+    ] {
+        ocsv.push_str(&format!("{},{name},{kind},{addr},37010200100101\n", uscc(body)));
+    }
+    let r = g
+        .import_registry(&admin, &actor, "org_record", &ocsv)
+        .await
+        .map_err(|e| anyhow!("importing demo organisations: {e}"))?;
+    if !r.problems.is_empty() {
+        return Err(anyhow!("demo organisations refused: {:?}", r.problems));
+    }
     Ok(())
+}
+
+/// A unified social credit code with its check character (GB 32100) for a demo organisation.
+fn uscc(body: &str) -> String {
+    const CHARS: &str = "0123456789ABCDEFGHJKLMNPQRTUWXY";
+    const W: [usize; 17] = [1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28];
+    let sum: usize = body.chars().zip(W).map(|(c, w)| CHARS.find(c).unwrap_or(0) * w).sum();
+    let check = (31 - sum % 31) % 31;
+    format!("{body}{}", CHARS.as_bytes()[check] as char)
 }
 
 /// The whole grid demo: setup, then cases in every stage.

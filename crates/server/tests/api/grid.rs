@@ -561,3 +561,77 @@ async fn people_are_checked_encrypted_masked_imported_row_by_row_and_their_chang
         assert_eq!(none["total"], 0);
     }
 }
+
+async fn post_csv(s: &Session, path: &str, csv: &str) -> Value {
+    let r = s
+        .http
+        .post(format!("{}{path}", s.base))
+        .header("x-csrf-token", &s.csrf)
+        .header("content-type", "text/csv")
+        .body(csv.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    r.json().await.unwrap()
+}
+
+#[tokio::test]
+async fn facilities_and_organisations_are_checked_placed_and_imported_row_by_row() {
+    for backend in test_backends() {
+        let (app, points) = grid_app(backend).await;
+        let gw = app.login("gridworker").await;
+        let w = point(&points, "37010200100101");
+        // A manhole cover: class 01/02 is 污水井盖, placed in its grid by position, owned by the class's owner.
+        let cover = json!({"code": "3701020102000001", "lon": w[0], "lat": w[1], "address": "山大路3号楼东侧"});
+        let (s, f) = gw.json(Method::POST, "/api/v1/grid/facilities", Some(cover.clone())).await;
+        assert_eq!(s, StatusCode::OK, "{f}");
+        assert_eq!(f["category_code"], "BJ0102");
+        assert_eq!(f["name"], "污水井盖");
+        assert_eq!(f["grid_id"], app.org_id("37010200100101").await.as_str());
+        assert_eq!(f["owner_org_name"], "济南市城市管理局");
+        for (code, needle) in [("3701020199000001", "not a component category"), ("37010201", "16 digits")] {
+            let mut bad = cover.clone();
+            bad["code"] = json!(code);
+            let (s, body) = gw.json(Method::POST, "/api/v1/grid/facilities", Some(bad)).await;
+            assert_error(s, &body, 422, "validation_failed");
+            assert!(body["message"].as_str().unwrap().contains(needle), "{body}");
+        }
+        let mut damaged = cover.clone();
+        damaged["state"] = json!("损坏");
+        let (_, f2) = gw.json(Method::POST, "/api/v1/grid/facilities", Some(damaged)).await;
+        assert_eq!(f2["id"], f["id"]);
+        assert_eq!(f2["state"], "damaged");
+        let fid = f["id"].as_str().unwrap();
+        let (_, hist) = gw.json(Method::GET, &format!("/api/v1/grid/facilities/{fid}/history"), None).await;
+        assert_eq!(hist[1]["fields"], json!(["state"]), "{hist}");
+        let csv = format!(
+            "部件编码,名称,经度,纬度,坐标系,权属部门,状态,地址\n3701020104000001,路灯,{},{},wgs84,,正常,文化东路\n3701020104000002,路灯,121.4,31.2,wgs84,,正常,上海\n3701020104000003,路灯,{},{},wgs84,,坏了,\n",
+            w[0], w[1], w[0], w[1]
+        );
+        let report = post_csv(&gw, "/api/v1/grid/facilities/import", &csv).await;
+        assert_eq!(report["created"], 1, "{report}");
+        let lines: Vec<i64> =
+            report["problems"].as_array().unwrap().iter().map(|p| p["line"].as_i64().unwrap()).collect();
+        assert_eq!(lines, [3, 4], "{report}");
+        let (_, list) = gw.json(Method::GET, "/api/v1/grid/facilities", None).await;
+        assert_eq!(list["total"], 2, "the bad rows left nothing: {list}");
+
+        // Organisations: the credit code's check character.
+        let org = json!({"uscc": "91370102MA3C8Q9X2R", "name": "济南山大路便民超市有限公司", "kind": "企业", "grid": "37010200100101"});
+        let (s, body) = gw.json(Method::POST, "/api/v1/grid/org-records", Some(org)).await;
+        assert_error(s, &body, 422, "validation_failed");
+        let good = json!({"uscc": "9144030071526726XG", "name": "深圳市腾讯计算机系统有限公司济南分部", "kind": "企业", "grid": "37010200100101"});
+        let (s, o) = gw.json(Method::POST, "/api/v1/grid/org-records", Some(good)).await;
+        assert_eq!(s, StatusCode::OK, "{o}");
+        assert_eq!(o["kind"], "enterprise");
+        let csv = "统一社会信用代码,名称,类型,地址,网格\n91330100799655058B,阿里巴巴（中国）有限公司济南办事处,企业,山大路,37010200100101\n91330100799655058C,错号公司,企业,,37010200100101\n9144030071526726XG,深圳市腾讯计算机系统有限公司济南分部,企业,山大路10号,37010200100101\n";
+        let report = post_csv(&gw, "/api/v1/grid/org-records/import", csv).await;
+        assert_eq!((report["created"].as_i64(), report["updated"].as_i64()), (Some(1), Some(1)), "{report}");
+        assert_eq!(report["problems"][0]["line"], 3);
+        let (_, list) = gw.json(Method::GET, "/api/v1/grid/org-records?q=9144030071526726xg", None).await;
+        assert_eq!(list["items"][0]["address"], "山大路10号", "{list} {report}");
+        let (_, none) = app.login("cgj_handler").await.json(Method::GET, "/api/v1/grid/org-records", None).await;
+        assert_eq!(none["total"], 0);
+    }
+}
