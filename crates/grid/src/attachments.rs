@@ -118,8 +118,8 @@ impl Grid {
         })
     }
 
-    /// Links the caller's unlinked uploads to a case, in the transaction of the step using them.
-    pub(crate) async fn link(tx: &mut Tx, caller: &Caller, case_id: &str, stage: &str, ids: &[String]) -> Result<()> {
+    /// Links the uploader's unlinked uploads to a case, in the transaction of the step using them.
+    pub(crate) async fn link(tx: &mut Tx, uploader: &str, case_id: &str, stage: &str, ids: &[String]) -> Result<()> {
         if ids.len() > MAX_PER_STEP {
             return Err(Error::validation(format!("at most {MAX_PER_STEP} photos per step")));
         }
@@ -130,7 +130,7 @@ impl Grid {
             .bind(id)
             .bind(case_id)
             .bind(stage)
-            .bind(&caller.username)
+            .bind(uploader)
             .execute(&mut **tx)
             .await
             .db()?

@@ -507,13 +507,7 @@ impl Grid {
         if let Some(d) = f.department_id.as_deref().filter(|s| !s.is_empty()) {
             w.and("c.department_id = ?", [d.into()]);
         }
-        if let Some(a) = f.area_id.as_deref().filter(|s| !s.is_empty()) {
-            let o = self.org(a).await?;
-            w.and(
-                "c.org_id IN (SELECT id FROM orgs WHERE path >= ? AND path < ?)",
-                [o.path.clone().into(), identity::scope::subtree_end(&o.path).into()],
-            );
-        }
+        self.area_filter(&mut w, "c.org_id", f.area_id.as_deref()).await?;
         let now = self.now();
         match f.flag.as_deref() {
             None | Some("") => {}
@@ -593,25 +587,8 @@ impl Grid {
             && caller.has(GRID_CASE_WORK)
             && let Some(inst) = &case.instance_id
         {
-            let rows = sqlx::query("SELECT element_id, assignee, candidate_orgs, candidate_users FROM flow_tasks WHERE instance_id = $1 AND state = 'open'")
-                .bind(inst)
-                .fetch_all(self.db().reader())
-                .await
-                .db()?;
-            for r in rows {
-                let assignee: Option<String> = r.get(1);
-                let orgs: String = r.get(2);
-                let users: String = r.get(3);
-                let may = match assignee {
-                    Some(a) => a == caller.username,
-                    None => {
-                        orgs.split(',').any(|o| caller.org_ids.iter().any(|c| c.0 == o))
-                            || users.split(',').any(|u| u == caller.username)
-                    }
-                };
-                if may {
-                    actions.extend(actions_at(&r.get::<String, _>(0)).iter().map(|s| s.to_string()));
-                }
+            for element in self.flow().workable_elements(caller, inst).await? {
+                actions.extend(actions_at(&element).iter().map(|s| s.to_string()));
             }
         }
         let attachments = self.attachments(id).await?;
@@ -764,7 +741,7 @@ impl Grid {
                 .db()?;
         }
         if let Some((stage, ids)) = &photos {
-            Grid::link(ft.tx(), caller, &case.id, stage, ids).await?;
+            Grid::link(ft.tx(), &caller.username, &case.id, stage, ids).await?;
         }
         ft.complete_task(caller, actor, &task.id, vars).await?;
         if let Some(dv) = dispatch_too {

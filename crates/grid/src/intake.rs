@@ -150,7 +150,7 @@ async fn write_batch(g: &Grid, items: &[Prepared]) -> Result<()> {
         insert_cases(ft.tx(), chunk, now).await?;
     }
     for it in items.iter().filter(|i| !i.attachments.is_empty()) {
-        link_as(ft.tx(), &it.username, &it.id, &it.attachments).await?;
+        Grid::link(ft.tx(), &it.username, &it.id, "report", &it.attachments).await?;
     }
     for chunk in items.chunks(ROWS * 2) {
         let mut sql = String::from("INSERT INTO grid_case_log (case_id, seq, at, action, stage, actor, note) VALUES ");
@@ -224,11 +224,4 @@ async fn insert_cases(tx: &mut Tx, chunk: &[(&Prepared, &(String, String))], now
     }
     q.execute(&mut **tx).await.db()?;
     Ok(())
-}
-
-/// `Grid::link` for a batch item (the uploader by username).
-async fn link_as(tx: &mut Tx, username: &str, case_id: &str, ids: &[String]) -> Result<()> {
-    let mut caller = identity::users::system_caller();
-    caller.username = username.to_string();
-    Grid::link(tx, &caller, case_id, "report", ids).await
 }

@@ -266,6 +266,84 @@ impl Grid {
     }
 }
 
+impl Grid {
+    /// An org by id or, failing that, by code.
+    pub(crate) async fn org_by_id_or_code(&self, key: &str) -> Result<Option<OrgRef>> {
+        let key = key.trim();
+        match self.org(key).await {
+            Ok(o) => Ok(Some(o)),
+            Err(_) => self.org_by_code(key).await,
+        }
+    }
+
+    /// The grid named by id or code, which the caller may maintain base information in.
+    pub(crate) async fn maintained_grid(&self, caller: &identity::Caller, key: &str) -> Result<OrgRef> {
+        let g = self
+            .org_by_id_or_code(key)
+            .await?
+            .ok_or_else(|| Error::validation(format!("there is no grid '{}'", key.trim())))?;
+        if g.kind != "grid" {
+            return Err(Error::validation(format!("{} is not a grid", g.name)));
+        }
+        if !caller.scope(identity::perms::GRID_BASE_MANAGE).covers_org(&areas::identity_org(&g)) {
+            return Err(Error::forbidden(format!("{} is outside the grids you maintain", g.name)));
+        }
+        Ok(g)
+    }
+
+    /// Restricts `col` (an org id column) to the subtree of `area`, when given.
+    pub(crate) async fn area_filter(&self, w: &mut store::Where, col: &str, area: Option<&str>) -> Result<()> {
+        if let Some(a) = area.filter(|s| !s.is_empty()) {
+            let o = self.org(a).await?;
+            w.and(
+                &format!("{col} IN (SELECT id FROM orgs WHERE path >= ? AND path < ?)"),
+                [o.path.clone().into(), identity::scope::subtree_end(&o.path).into()],
+            );
+        }
+        Ok(())
+    }
+
+    /// The change history of a base record (person, facility, organisation).
+    pub(crate) async fn base_history(&self, kind: &str, id: &str) -> Result<Vec<people::BaseChange>> {
+        let rows = sqlx::query(
+            "SELECT at, actor, action, fields FROM grid_base_history WHERE object_type = $1 AND object_id = $2 ORDER BY at",
+        )
+        .bind(kind)
+        .bind(id)
+        .fetch_all(self.db().reader())
+        .await
+        .db()?;
+        Ok(rows
+            .iter()
+            .map(|r| people::BaseChange {
+                at: r.get(0),
+                actor: r.get(1),
+                action: r.get(2),
+                fields: serde_json::from_str(&r.get::<String, _>(3)).unwrap_or_default(),
+            })
+            .collect())
+    }
+}
+
+/// Reads a CSV with a header row (a UTF-8 byte-order mark is skipped); each row comes with its
+/// line number (the header is line 1) or why it cannot be read.
+pub(crate) fn read_csv(text: &str) -> Result<(csv::StringRecord, Vec<CsvRow>)> {
+    let text = text.trim_start_matches('\u{feff}');
+    let mut rdr = csv::ReaderBuilder::new().flexible(true).trim(csv::Trim::All).from_reader(text.as_bytes());
+    let headers = rdr.headers().map_err(|e| Error::validation(format!("the CSV header cannot be read: {e}")))?.clone();
+    let mut rows = Vec::new();
+    for (i, r) in rdr.records().enumerate() {
+        if i >= people::MAX_ROWS {
+            return Err(Error::validation(format!("at most {} rows per file; split it", people::MAX_ROWS)));
+        }
+        rows.push((i + 2, r.map_err(|e| format!("the row cannot be read: {e}"))));
+    }
+    Ok((headers, rows))
+}
+
+/// A CSV row with its line number, or why it cannot be read.
+pub(crate) type CsvRow = (usize, std::result::Result<csv::StringRecord, String>);
+
 pub(crate) fn to_json<T: Serialize>(v: &T) -> Result<String> {
     serde_json::to_string(v).map_err(|e| Error::internal(format!("cannot encode JSON: {e}")))
 }

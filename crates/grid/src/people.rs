@@ -46,13 +46,17 @@ pub fn check_id_card(s: &str) -> std::result::Result<String, String> {
     if chrono::NaiveDate::parse_from_str(&date, "%Y-%m-%d").is_err() || y < "1900" {
         return Err("the birth date inside the ID-card number is not a real date".into());
     }
-    const W: [u32; 17] = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2];
-    let sum: u32 = b[..17].iter().zip(W).map(|(c, w)| (c - b'0') as u32 * w).sum();
-    let check = b"10X98765432"[(sum % 11) as usize];
-    if b[17] != check {
+    if b[17] as char != id_card_check_digit(&s[..17]) {
         return Err("the check digit of the ID-card number is wrong (a mistyped digit?)".into());
     }
     Ok(s)
+}
+
+/// The check digit (0-9 or X) of the first 17 digits of an ID-card number (GB 11643).
+pub fn id_card_check_digit(first17: &str) -> char {
+    const W: [u32; 17] = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2];
+    let sum: u32 = first17.bytes().zip(W).map(|(c, w)| c.wrapping_sub(b'0') as u32 * w).sum();
+    b"10X98765432"[(sum % 11) as usize] as char
 }
 
 /// A person as shown (personal fields masked unless the caller may see them).
@@ -231,19 +235,7 @@ impl Grid {
             }
         }
         .to_string();
-        let grid = p.grid.trim();
-        let g = match self.org(grid).await {
-            Ok(o) => o,
-            Err(_) => {
-                self.org_by_code(grid).await?.ok_or_else(|| Error::validation(format!("there is no grid '{grid}'")))?
-            }
-        };
-        if g.kind != "grid" {
-            return Err(Error::validation(format!("{} is not a grid", g.name)));
-        }
-        if !caller.scope(GRID_BASE_MANAGE).covers_org(&crate::areas::identity_org(&g)) {
-            return Err(Error::forbidden(format!("{} is outside the grids you maintain", g.name)));
-        }
+        let g = self.maintained_grid(caller, &p.grid).await?;
         let mut tags = Vec::new();
         for t in p.tags.iter().flat_map(|t| t.split(['、', ',', '，', ';'])).map(str::trim).filter(|t| !t.is_empty())
         {
@@ -407,13 +399,7 @@ impl Grid {
         let scope = caller.require(GRID_BASE_READ)?;
         let mut w = Where::new();
         scope.restrict(&mut w, "p.grid_id", None);
-        if let Some(a) = f.area_id.as_deref().filter(|s| !s.is_empty()) {
-            let o = self.org(a).await?;
-            w.and(
-                "p.grid_id IN (SELECT id FROM orgs WHERE path >= ? AND path < ?)",
-                [o.path.clone().into(), identity::scope::subtree_end(&o.path).into()],
-            );
-        }
+        self.area_filter(&mut w, "p.grid_id", f.area_id.as_deref()).await?;
         if let Some(t) = f.tag.as_deref().filter(|s| !s.is_empty()) {
             w.and("p.tags LIKE ?", [format!("%,{},%", store::like_escape(t)).into()]);
         }
@@ -438,20 +424,7 @@ impl Grid {
     /// Which fields changed when, and by whom.
     pub async fn person_history(&self, caller: &Caller, id: &str) -> Result<Vec<BaseChange>> {
         self.person(caller, id).await?;
-        let rows = sqlx::query("SELECT at, actor, action, fields FROM grid_base_history WHERE object_type = 'person' AND object_id = $1 ORDER BY at")
-            .bind(id)
-            .fetch_all(self.db().reader())
-            .await
-            .db()?;
-        Ok(rows
-            .iter()
-            .map(|r| BaseChange {
-                at: r.get(0),
-                actor: r.get(1),
-                action: r.get(2),
-                fields: serde_json::from_str(&r.get::<String, _>(3)).unwrap_or_default(),
-            })
-            .collect())
+        self.base_history("person", id).await
     }
 
     /// Imports people from CSV (UTF-8, header row; columns by Chinese or English name:
@@ -460,10 +433,7 @@ impl Grid {
     /// a problem are reported by line and import nothing; the others import together.
     pub async fn import_people(&self, caller: &Caller, actor: &Actor, text: &str) -> Result<PeopleImport> {
         caller.require(GRID_BASE_MANAGE)?;
-        let text = text.trim_start_matches('\u{feff}');
-        let mut rdr = csv::ReaderBuilder::new().flexible(true).trim(csv::Trim::All).from_reader(text.as_bytes());
-        let headers =
-            rdr.headers().map_err(|e| Error::validation(format!("the CSV header cannot be read: {e}")))?.clone();
+        let (headers, records) = crate::read_csv(text)?;
         let col = |names: &[&str]| headers.iter().position(|h| names.contains(&h));
         let c_name = col(&["姓名", "name"]).ok_or_else(|| Error::validation("the file has no 姓名 (name) column"))?;
         let c_id = col(&["身份证号", "身份证号码", "id_card"])
@@ -481,17 +451,12 @@ impl Grid {
         let mut valid = Vec::new();
         let mut problems = Vec::new();
         let mut seen = std::collections::HashMap::new();
-        let mut rows = 0;
-        for (i, rec) in rdr.records().enumerate() {
-            let line = i + 2;
-            rows += 1;
-            if rows > MAX_ROWS {
-                return Err(Error::validation(format!("at most {MAX_ROWS} rows per file; split it")));
-            }
+        let rows = records.len();
+        for (line, rec) in records {
             let rec = match rec {
                 Ok(r) => r,
-                Err(e) => {
-                    problems.push(RowProblem { line, message: format!("the row cannot be read: {e}") });
+                Err(message) => {
+                    problems.push(RowProblem { line, message });
                     continue;
                 }
             };

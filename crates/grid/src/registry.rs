@@ -23,21 +23,28 @@ pub const ORG_KINDS: [&str; 4] = ["enterprise", "institution", "social", "indivi
 
 /// Checks a unified social credit code (统一社会信用代码, GB 32100): 18 characters of
 /// 0-9 and A-Y without I, O, Z, S, V, and the check character. Returns it upper-cased.
-pub fn check_uscc(s: &str) -> std::result::Result<String, String> {
-    const CHARS: &str = "0123456789ABCDEFGHJKLMNPQRTUWXY";
+const USCC_CHARS: &str = "0123456789ABCDEFGHJKLMNPQRTUWXY";
+
+/// The check character of the first 17 characters of a unified social credit code (GB 32100),
+/// or `None` when one of them is not a code character.
+pub fn uscc_check_char(first17: &str) -> Option<char> {
     const W: [usize; 17] = [1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28];
+    let mut sum = 0;
+    for (c, w) in first17.chars().zip(W) {
+        sum += USCC_CHARS.find(c)? * w;
+    }
+    USCC_CHARS.chars().nth((31 - sum % 31) % 31)
+}
+
+pub fn check_uscc(s: &str) -> std::result::Result<String, String> {
     let s = s.trim().to_ascii_uppercase();
     if s.chars().count() != 18 {
         return Err("a unified social credit code has 18 characters".into());
     }
-    let vals: Vec<usize> = s
-        .chars()
-        .map(|c| CHARS.find(c))
-        .collect::<Option<Vec<_>>>()
-        .ok_or("a unified social credit code uses digits and capital letters except I, O, Z, S, V")?;
-    let sum: usize = vals[..17].iter().zip(W).map(|(v, w)| v * w).sum();
-    let check = (31 - sum % 31) % 31;
-    if vals[17] != check {
+    if !s.chars().all(|c| USCC_CHARS.contains(c)) {
+        return Err("a unified social credit code uses digits and capital letters except I, O, Z, S, V".into());
+    }
+    if uscc_check_char(&s[..17]) != s.chars().nth(17) {
         return Err("the check character of the unified social credit code is wrong (a mistyped character?)".into());
     }
     Ok(s)
@@ -205,42 +212,7 @@ fn diff(before: &BTreeMap<&'static str, String>, after: &BTreeMap<&'static str, 
     after.iter().filter(|(k, v)| before.get(*k) != Some(*v)).map(|(k, _)| k.to_string()).collect()
 }
 
-/// A CSV row with its line number, or why it cannot be read.
-type CsvRow = (usize, std::result::Result<csv::StringRecord, String>);
-
-/// Reads a CSV with a header row; `cols` maps each field to its accepted header names.
-fn read_csv(text: &str) -> Result<(csv::StringRecord, Vec<CsvRow>)> {
-    let text = text.trim_start_matches('\u{feff}');
-    let mut rdr = csv::ReaderBuilder::new().flexible(true).trim(csv::Trim::All).from_reader(text.as_bytes());
-    let headers = rdr.headers().map_err(|e| Error::validation(format!("the CSV header cannot be read: {e}")))?.clone();
-    let mut rows = Vec::new();
-    for (i, r) in rdr.records().enumerate() {
-        if i >= crate::people::MAX_ROWS {
-            return Err(Error::validation(format!("at most {} rows per file; split it", crate::people::MAX_ROWS)));
-        }
-        rows.push((i + 2, r.map_err(|e| format!("the row cannot be read: {e}"))));
-    }
-    Ok((headers, rows))
-}
-
 impl Grid {
-    async fn grid_for(&self, caller: &Caller, grid: &str) -> Result<crate::OrgRef> {
-        let grid = grid.trim();
-        let g = match self.org(grid).await {
-            Ok(o) => o,
-            Err(_) => {
-                self.org_by_code(grid).await?.ok_or_else(|| Error::validation(format!("there is no grid '{grid}'")))?
-            }
-        };
-        if g.kind != "grid" {
-            return Err(Error::validation(format!("{} is not a grid", g.name)));
-        }
-        if !caller.scope(GRID_BASE_MANAGE).covers_org(&crate::areas::identity_org(&g)) {
-            return Err(Error::forbidden(format!("{} is outside the grids you maintain", g.name)));
-        }
-        Ok(g)
-    }
-
     async fn upsert_facility(
         &self,
         tx: &mut Tx,
@@ -262,17 +234,14 @@ impl Grid {
         let crs = input.crs.as_deref().map(Crs::parse).transpose()?.unwrap_or_default();
         let p = spatial::coord::to_wgs84(crs, LonLat::checked(input.lon, input.lat)?);
         let grid_id = self.grid_at(p).await?.ok_or_else(|| crate::areas::outside(p))?;
-        let grid = self.grid_for(caller, &grid_id).await?;
+        let grid = self.maintained_grid(caller, &grid_id).await?;
         let owner = match input.owner.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
-            Some(o) => Some(match self.org(o).await {
-                Ok(x) => x.id,
-                Err(_) => {
-                    self.org_by_code(o)
-                        .await?
-                        .ok_or_else(|| Error::validation(format!("there is no department '{o}'")))?
-                        .id
-                }
-            }),
+            Some(o) => Some(
+                self.org_by_id_or_code(o)
+                    .await?
+                    .ok_or_else(|| Error::validation(format!("there is no department '{o}'")))?
+                    .id,
+            ),
             None => category.owner_org_id.clone(),
         };
         let state =
@@ -401,17 +370,6 @@ impl Grid {
         Ok(Page { items: rows.iter().map(facility_row).collect(), total, page: page.page, page_size: page.page_size })
     }
 
-    async fn area_filter(&self, w: &mut Where, col: &str, area: Option<&str>) -> Result<()> {
-        if let Some(a) = area.filter(|s| !s.is_empty()) {
-            let o = self.org(a).await?;
-            w.and(
-                &format!("{col} IN (SELECT id FROM orgs WHERE path >= ? AND path < ?)"),
-                [o.path.clone().into(), identity::scope::subtree_end(&o.path).into()],
-            );
-        }
-        Ok(())
-    }
-
     async fn upsert_org_record(
         &self,
         tx: &mut Tx,
@@ -437,7 +395,7 @@ impl Grid {
             }
         }
         .to_string();
-        let grid = self.grid_for(caller, &input.grid).await?;
+        let grid = self.maintained_grid(caller, &input.grid).await?;
         let address = input.address.map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
         let after = BTreeMap::from([
             ("name", name.clone()),
@@ -539,7 +497,7 @@ impl Grid {
         text: &str,
     ) -> Result<PeopleImport> {
         caller.require(GRID_BASE_MANAGE)?;
-        let (headers, rows) = read_csv(text)?;
+        let (headers, rows) = crate::read_csv(text)?;
         let col = |names: &[&str]| headers.iter().position(|h| names.contains(&h));
         let now = self.now();
         let mut tx = self.db().begin().await?;
@@ -627,21 +585,7 @@ impl Grid {
         if w.bind(sqlx::query(sqlx::AssertSqlSafe(sql))).fetch_optional(self.db().reader()).await.db()?.is_none() {
             return Err(Error::not_found("record"));
         }
-        let rows = sqlx::query("SELECT at, actor, action, fields FROM grid_base_history WHERE object_type = $1 AND object_id = $2 ORDER BY at")
-            .bind(kind)
-            .bind(id)
-            .fetch_all(self.db().reader())
-            .await
-            .db()?;
-        Ok(rows
-            .iter()
-            .map(|r| crate::people::BaseChange {
-                at: r.get(0),
-                actor: r.get(1),
-                action: r.get(2),
-                fields: serde_json::from_str(&r.get::<String, _>(3)).unwrap_or_default(),
-            })
-            .collect())
+        self.base_history(kind, id).await
     }
 }
 

@@ -195,9 +195,8 @@ pub async fn seed_setup(state: &AppState) -> anyhow::Result<Vec<(String, [f64; 2
 fn id_card(region: &str, birth: &str, seq: u32, male: bool) -> String {
     let seq = seq * 2 + u32::from(male); // the 17th digit is odd for men
     let body = format!("{region}{birth}{:03}", seq % 1000);
-    const W: [u32; 17] = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2];
-    let sum: u32 = body.bytes().zip(W).map(|(c, w)| (c - b'0') as u32 * w).sum();
-    format!("{body}{}", b"10X98765432"[(sum % 11) as usize] as char)
+    let check = grid::people::id_card_check_digit(&body);
+    format!("{body}{check}")
 }
 
 /// Residents of the grid worker's grid and a neighbouring one, through the CSV import.
@@ -304,11 +303,7 @@ async fn seed_people(state: &AppState, g: &Grid) -> anyhow::Result<()> {
 
 /// A unified social credit code with its check character (GB 32100) for a demo organisation.
 fn uscc(body: &str) -> String {
-    const CHARS: &str = "0123456789ABCDEFGHJKLMNPQRTUWXY";
-    const W: [usize; 17] = [1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28];
-    let sum: usize = body.chars().zip(W).map(|(c, w)| CHARS.find(c).unwrap_or(0) * w).sum();
-    let check = (31 - sum % 31) % 31;
-    format!("{body}{}", CHARS.as_bytes()[check] as char)
+    format!("{body}{}", grid::registry::uscc_check_char(body).unwrap_or('0'))
 }
 
 /// The whole grid demo: setup, then cases in every stage.

@@ -460,6 +460,25 @@ impl Flow {
         Ok(after.task)
     }
 
+    /// Element ids of an instance's open user tasks the caller may work now: assigned to them,
+    /// or unclaimed with them among the candidates (what `FlowTx::complete_task` accepts).
+    pub async fn workable_elements(&self, caller: &Caller, instance_id: &str) -> Result<Vec<String>> {
+        let sql = format!(
+            "SELECT {TASK_COLUMNS} FROM flow_tasks t WHERE t.instance_id = $1 AND t.state = 'open' ORDER BY t.created_at"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(instance_id).fetch_all(self.db().reader()).await.db()?;
+        let now = self.now();
+        Ok(rows
+            .iter()
+            .map(|r| task_from_row(r, now))
+            .filter(|t| match &t.task.assignee {
+                Some(a) => *a == caller.username,
+                None => is_candidate(caller, t),
+            })
+            .map(|t| t.task.element_id)
+            .collect())
+    }
+
     /// Completes an open task the caller may see (see `FlowTx::complete_task`).
     pub(crate) async fn complete_in(
         &self,
