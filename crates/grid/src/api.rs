@@ -13,7 +13,7 @@ use crate::areas::{ImportParams, ImportReport, Location};
 use crate::attachments::Attachment;
 use crate::cases::{Case, CaseAction, CaseDetail, CaseFilter, IntakeRequest, IntakeResult};
 use crate::categories::{Category, CategoryInput, Suggestion};
-use crate::people::{BaseChange, PeopleImport, Person, PersonFilter, PersonInput};
+use crate::people::{BaseChange, Person, PersonFilter, PersonInput, RecordImport};
 use crate::registry::{Facility, FacilityInput, OrgRecord, OrgRecordInput, RegistryFilter};
 use crate::rules::{Route, RouteQuery, Rule, RuleInput};
 
@@ -404,12 +404,12 @@ pub async fn save_person(
 
 /// Imports people from CSV (UTF-8 with a header row); answers a per-row report.
 #[utoipa::path(post, path = "/grid/people/import", tag = TAG, request_body(content = String, content_type = "text/csv"),
-    responses((status = 200, body = PeopleImport), (status = 422, body = ErrorBody)))]
+    responses((status = 200, body = RecordImport), (status = 422, body = ErrorBody)))]
 pub async fn import_people(
     Svc(g): Svc<Grid>,
     auth: Need<perm::GridBaseManage>,
     body: String,
-) -> ApiResult<axum::Json<PeopleImport>> {
+) -> ApiResult<axum::Json<RecordImport>> {
     Ok(axum::Json(g.import_people(&auth.caller, &auth.actor(), &body).await?))
 }
 
@@ -458,12 +458,12 @@ pub async fn save_facility(
 
 /// Imports facilities from CSV (部件编码, 名称, 经度, 纬度, 坐标系, 权属部门, 状态, 地址).
 #[utoipa::path(post, path = "/grid/facilities/import", tag = TAG, request_body(content = String, content_type = "text/csv"),
-    responses((status = 200, body = PeopleImport), (status = 422, body = ErrorBody)))]
+    responses((status = 200, body = RecordImport), (status = 422, body = ErrorBody)))]
 pub async fn import_facilities(
     Svc(g): Svc<Grid>,
     auth: Need<perm::GridBaseManage>,
     body: String,
-) -> ApiResult<axum::Json<PeopleImport>> {
+) -> ApiResult<axum::Json<RecordImport>> {
     Ok(axum::Json(g.import_registry(&auth.caller, &auth.actor(), "facility", &body).await?))
 }
 
@@ -501,12 +501,12 @@ pub async fn save_org_record(
 
 /// Imports organisations from CSV (统一社会信用代码, 名称, 类型, 地址, 网格).
 #[utoipa::path(post, path = "/grid/org-records/import", tag = TAG, request_body(content = String, content_type = "text/csv"),
-    responses((status = 200, body = PeopleImport), (status = 422, body = ErrorBody)))]
+    responses((status = 200, body = RecordImport), (status = 422, body = ErrorBody)))]
 pub async fn import_org_records(
     Svc(g): Svc<Grid>,
     auth: Need<perm::GridBaseManage>,
     body: String,
-) -> ApiResult<axum::Json<PeopleImport>> {
+) -> ApiResult<axum::Json<RecordImport>> {
     Ok(axum::Json(g.import_registry(&auth.caller, &auth.actor(), "org_record", &body).await?))
 }
 

@@ -120,7 +120,7 @@ pub struct RowProblem {
 }
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct PeopleImport {
+pub struct RecordImport {
     pub rows: usize,
     pub created: usize,
     pub updated: usize,
@@ -431,7 +431,7 @@ impl Grid {
     /// 姓名/name, 身份证号/id_card, 手机号/mobile, 户号/household, 与户主关系/relation,
     /// 人口类型/residence, 住址/address, 网格/grid (code), 标签/tags). Every row is checked; rows with
     /// a problem are reported by line and import nothing; the others import together.
-    pub async fn import_people(&self, caller: &Caller, actor: &Actor, text: &str) -> Result<PeopleImport> {
+    pub async fn import_people(&self, caller: &Caller, actor: &Actor, text: &str) -> Result<RecordImport> {
         caller.require(GRID_BASE_MANAGE)?;
         let (headers, records) = crate::read_csv(text)?;
         let col = |names: &[&str]| headers.iter().position(|h| names.contains(&h));
@@ -500,7 +500,7 @@ impl Grid {
             .detail(json!({"created": created, "updated": updated, "refused": problems.len()}));
         self.identity().audit_log().append(&mut tx, &entry).await?;
         tx.commit().await.db()?;
-        Ok(PeopleImport { rows, created, updated, problems })
+        Ok(RecordImport { rows, created, updated, problems })
     }
 }
 

@@ -16,7 +16,7 @@ use spatial::{Crs, LonLat};
 use store::{DbResultExt, Row, Tx, Where};
 
 use crate::Grid;
-use crate::people::{PeopleImport, RowProblem};
+use crate::people::{RecordImport, RowProblem};
 
 pub const STATES: [&str; 4] = ["normal", "damaged", "missing", "removed"];
 pub const ORG_KINDS: [&str; 4] = ["enterprise", "institution", "social", "individual"];
@@ -495,7 +495,7 @@ impl Grid {
         actor: &Actor,
         kind: &str,
         text: &str,
-    ) -> Result<PeopleImport> {
+    ) -> Result<RecordImport> {
         caller.require(GRID_BASE_MANAGE)?;
         let (headers, rows) = crate::read_csv(text)?;
         let col = |names: &[&str]| headers.iter().position(|h| names.contains(&h));
@@ -566,7 +566,7 @@ impl Grid {
             }
         }
         tx.commit().await.db()?;
-        Ok(PeopleImport { rows: n, created, updated, problems })
+        Ok(RecordImport { rows: n, created, updated, problems })
     }
 
     /// The change history of a facility or organisation.
