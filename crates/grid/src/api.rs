@@ -13,7 +13,9 @@ use crate::areas::{ImportParams, ImportReport, Location};
 use crate::attachments::Attachment;
 use crate::cases::{Case, CaseAction, CaseDetail, CaseFilter, IntakeRequest, IntakeResult};
 use crate::categories::{Category, CategoryInput, Suggestion};
+use crate::delivery::Reconciliation;
 use crate::people::{BaseChange, Person, PersonFilter, PersonInput, RecordImport};
+use crate::platforms::{Callback, CallbackResult, Delivery, DeliveryFilter, Platform, PlatformInput};
 use crate::registry::{Facility, FacilityInput, OrgRecord, OrgRecordInput, RegistryFilter};
 use crate::rules::{Route, RouteQuery, Rule, RuleInput};
 
@@ -37,6 +39,7 @@ apikit::page_type!(CasePage, Case, "A page of cases.");
 apikit::page_type!(PersonPage, Person, "A page of people.");
 apikit::page_type!(FacilityPage, Facility, "A page of facilities.");
 apikit::page_type!(OrgRecordPage, OrgRecord, "A page of organisations.");
+apikit::page_type!(DeliveryPage, Delivery, "A page of messages to platforms.");
 
 /// The grid routes; the server registers the [`Grid`] service in `AppState::services`.
 pub fn router() -> OpenApiRouter<AppState> {
@@ -67,6 +70,13 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(list_org_records, save_org_record))
         .routes(routes!(import_org_records))
         .routes(routes!(org_record_history))
+        .routes(routes!(list_platforms, create_platform))
+        .routes(routes!(update_platform))
+        .routes(routes!(retry_platform))
+        .routes(routes!(reconcile_platform, list_reconciliations))
+        .routes(routes!(list_deliveries))
+        .routes(routes!(platform_callback))
+        .routes(routes!(platform_event))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -519,4 +529,126 @@ pub async fn org_record_history(
     Path(id): Path<String>,
 ) -> ApiResult<axum::Json<Vec<BaseChange>>> {
     Ok(axum::Json(g.registry_history(&auth.caller, "org_record", &id).await?))
+}
+
+/// Third-party platforms (数字城管, 综治, 12345) with their delivery figures.
+#[utoipa::path(get, path = "/grid/platforms", tag = TAG, responses((status = 200, body = Vec<Platform>)))]
+pub async fn list_platforms(Svc(g): Svc<Grid>, auth: Need<perm::GridManage>) -> ApiResult<axum::Json<Vec<Platform>>> {
+    Ok(axum::Json(g.platforms(&auth.caller).await?))
+}
+
+/// Registers a third-party platform: its org (cases dispatched there go to the platform), its
+/// connected application (which signs its calls to us), its endpoint, our credentials there and
+/// its dialect.
+#[utoipa::path(post, path = "/grid/platforms", tag = TAG, request_body = PlatformInput,
+    responses((status = 201, body = Platform), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn create_platform(
+    Svc(g): Svc<Grid>,
+    auth: Need<perm::GridManage>,
+    Json(input): Json<PlatformInput>,
+) -> ApiResult<(StatusCode, axum::Json<Platform>)> {
+    Ok((StatusCode::CREATED, axum::Json(g.create_platform(&auth.caller, &auth.actor(), input).await?)))
+}
+
+/// Changes a platform (the stored secret stays unless a new one is given).
+#[utoipa::path(put, path = "/grid/platforms/{id}", tag = TAG, params(("id" = String, Path)), request_body = PlatformInput,
+    responses((status = 200, body = Platform), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn update_platform(
+    Svc(g): Svc<Grid>,
+    auth: Need<perm::GridManage>,
+    Path(id): Path<String>,
+    Json(input): Json<PlatformInput>,
+) -> ApiResult<axum::Json<Platform>> {
+    Ok(axum::Json(g.update_platform(&auth.caller, &auth.actor(), &id, input).await?))
+}
+
+/// What to retry.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RetryRequest {
+    /// One message; all the platform's pending messages when absent.
+    pub delivery_id: Option<String>,
+}
+
+/// How many messages were made due.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct RetryResult {
+    pub count: u64,
+}
+
+/// Sends a platform's pending messages (or one) now, lifting the pause after failures.
+#[utoipa::path(post, path = "/grid/platforms/{id}/retry", tag = TAG, params(("id" = String, Path)), request_body = RetryRequest,
+    responses((status = 200, body = RetryResult), (status = 404, body = ErrorBody)))]
+pub async fn retry_platform(
+    Svc(g): Svc<Grid>,
+    auth: Need<perm::GridManage>,
+    Path(id): Path<String>,
+    Json(r): Json<RetryRequest>,
+) -> ApiResult<axum::Json<RetryResult>> {
+    let count = g.retry_deliveries(&auth.caller, &auth.actor(), &id, r.delivery_id.as_deref()).await?;
+    Ok(axum::Json(RetryResult { count }))
+}
+
+/// Reconciles now the cases a platform holds with what it says of them (runs nightly too).
+#[utoipa::path(post, path = "/grid/platforms/{id}/reconciliations", tag = TAG, params(("id" = String, Path)),
+    responses((status = 200, body = Reconciliation), (status = 422, body = ErrorBody)))]
+pub async fn reconcile_platform(
+    Svc(g): Svc<Grid>,
+    auth: Need<perm::GridManage>,
+    Path(id): Path<String>,
+) -> ApiResult<axum::Json<Reconciliation>> {
+    Ok(axum::Json(g.reconcile(&auth.caller, &auth.actor(), &id).await?))
+}
+
+/// The latest reconciliation runs with a platform.
+#[utoipa::path(get, path = "/grid/platforms/{id}/reconciliations", tag = TAG, params(("id" = String, Path)),
+    responses((status = 200, body = Vec<Reconciliation>), (status = 404, body = ErrorBody)))]
+pub async fn list_reconciliations(
+    Svc(g): Svc<Grid>,
+    auth: Need<perm::GridManage>,
+    Path(id): Path<String>,
+) -> ApiResult<axum::Json<Vec<Reconciliation>>> {
+    Ok(axum::Json(g.reconciliations(&auth.caller, &id).await?))
+}
+
+/// The delivery log: messages to platforms, newest first.
+#[utoipa::path(get, path = "/grid/deliveries", tag = TAG, params(DeliveryFilter),
+    responses((status = 200, body = DeliveryPage), (status = 400, body = ErrorBody)))]
+pub async fn list_deliveries(
+    Svc(g): Svc<Grid>,
+    auth: Need<perm::GridManage>,
+    Query(f): Query<DeliveryFilter>,
+) -> ApiResult<axum::Json<DeliveryPage>> {
+    Ok(axum::Json(g.deliveries(&auth.caller, &f).await?.into()))
+}
+
+/// A platform's callback — acceptance, return, handling result, verification feedback (核实反馈) —
+/// signed by its connected application. Takes effect once per `callback_id`.
+#[utoipa::path(post, path = "/grid/platforms/{code}/callbacks", tag = TAG, params(("code" = String, Path)),
+    request_body = Callback,
+    responses((status = 200, body = CallbackResult), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 422, body = ErrorBody)))]
+pub async fn platform_callback(
+    Svc(g): Svc<Grid>,
+    auth: apikit::Auth,
+    Path(code): Path<String>,
+    Json(cb): Json<Callback>,
+) -> ApiResult<axum::Json<CallbackResult>> {
+    Ok(axum::Json(g.platform_callback(&auth.caller, &auth.actor(), &code, cb).await?))
+}
+
+/// An event sent by a platform in its own words (mapped by its dialect), signed by its
+/// connected application; idempotent on the platform's event id.
+#[utoipa::path(post, path = "/grid/platforms/{code}/events", tag = TAG, params(("code" = String, Path)),
+    request_body = Object,
+    responses((status = 201, body = IntakeResult), (status = 200, description = "already received", body = IntakeResult),
+        (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn platform_event(
+    Svc(g): Svc<Grid>,
+    auth: apikit::Auth,
+    Path(code): Path<String>,
+    Json(body): Json<serde_json::Map<String, serde_json::Value>>,
+) -> ApiResult<(StatusCode, axum::Json<IntakeResult>)> {
+    let r = g.platform_event(&auth.caller, &auth.actor(), &code, body).await?;
+    Ok((if r.created { StatusCode::CREATED } else { StatusCode::OK }, axum::Json(r)))
 }

@@ -121,6 +121,10 @@ pub struct CaseDetail {
     pub attachments: Vec<crate::attachments::Attachment>,
     /// What the caller may do now: the actions of the open task the caller can work.
     pub actions: Vec<String>,
+    /// Third-party platforms the case was dispatched to or received from.
+    pub platforms: Vec<crate::platforms::PlatformLink>,
+    /// Messages to those platforms and their delivery.
+    pub deliveries: Vec<crate::platforms::Delivery>,
 }
 
 /// The answer to an intake.
@@ -299,6 +303,17 @@ impl Grid {
     /// Receives an event from any source and opens its case (or returns the case already opened
     /// for the same source and external id).
     pub async fn intake(&self, caller: &Caller, actor: &Actor, req: IntakeRequest) -> Result<IntakeResult> {
+        self.intake_from(caller, actor, req, None).await
+    }
+
+    /// Intake, for an event sent by a third-party platform (its id and org) or not.
+    pub(crate) async fn intake_from(
+        &self,
+        caller: &Caller,
+        actor: &Actor,
+        req: IntakeRequest,
+        platform: Option<(String, String)>,
+    ) -> Result<IntakeResult> {
         caller.require(GRID_CASE_REPORT)?;
         let source = req.source.trim().to_string();
         if !SOURCES.contains(&source.as_str()) {
@@ -383,7 +398,12 @@ impl Grid {
             "department".into(),
             route.department.as_ref().map(|d| Value::String(d.id.clone())).unwrap_or(Value::Null),
         );
-        vars.insert("verifier_org".into(), grid_id.clone().unwrap_or_else(|| center.id.clone()).into());
+        // A platform's own events are verified by the platform (核实反馈).
+        let verifier = match &platform {
+            Some((_, org)) => org.clone(),
+            None => grid_id.clone().unwrap_or_else(|| center.id.clone()),
+        };
+        vars.insert("verifier_org".into(), verifier.into());
         vars.insert("limits".into(), Value::Object(category.limits.clone()));
         vars.insert("handle_limit".into(), category.limits.get("handle").cloned().unwrap_or(Value::Null));
         vars.insert("resolved_on_spot".into(), req.resolved_on_spot.into());
@@ -418,6 +438,7 @@ impl Grid {
             attachments: req.attachments,
             note,
             def,
+            platform: platform.map(|(id, _)| id),
             audit: actor.entry(0, "grid.case.report").object("grid_case", &id),
         };
         match self.file(item).await {
@@ -592,7 +613,8 @@ impl Grid {
             }
         }
         let attachments = self.attachments(id).await?;
-        Ok(CaseDetail { case, timeline, attachments, actions })
+        let (platforms, deliveries) = self.case_platforms(id).await?;
+        Ok(CaseDetail { case, timeline, attachments, actions, platforms, deliveries })
     }
 
     /// Performs an action on a case: completes its open task of that stage (claiming it when
@@ -834,20 +856,21 @@ fn var_str<'v>(vars: &'v Map<String, Value>, k: &str) -> Option<&'v str> {
 }
 
 /// What one change does to its case.
-struct Sync {
-    id: String,
-    stage: String,
-    status: &'static str,
-    due: Option<i64>,
-    department: Option<String>,
-    rework: i64,
-    stamps: [Option<i64>; 5],
-    steps: Vec<(String, String, Option<String>)>,
-    now: i64,
-    actor: Option<String>,
+pub(crate) struct Sync {
+    pub id: String,
+    pub stage: String,
+    pub status: &'static str,
+    pub due: Option<i64>,
+    pub department: Option<String>,
+    pub rework: i64,
+    pub stamps: [Option<i64>; 5],
+    /// Timeline steps: action, stage entered, note.
+    pub steps: Vec<(String, String, Option<String>)>,
+    pub now: i64,
+    pub actor: Option<String>,
 }
 
-fn marks(from: usize, n: usize) -> String {
+pub(crate) fn marks(from: usize, n: usize) -> String {
     (from + 1..=from + n).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
 }
 
@@ -966,7 +989,7 @@ async fn sync_cases(tx: &mut Tx, changes: &[flow::InstanceChange]) -> Result<()>
         }
         q.execute(&mut **tx).await.db()?;
     }
-    Ok(())
+    crate::platforms::enqueue_for_steps(tx, &syncs).await
 }
 
 /// The new stage, status, timestamps and timeline steps of a case after a change.

@@ -43,6 +43,8 @@ pub(crate) struct Prepared {
     pub attachments: Vec<String>,
     pub note: String,
     pub def: Arc<flow::runtime::Deployed>,
+    /// The third-party platform that sent the event.
+    pub platform: Option<String>,
     pub audit: AuditEntry,
 }
 
@@ -148,6 +150,17 @@ async fn write_batch(g: &Grid, items: &[Prepared]) -> Result<()> {
     }
     for chunk in items.iter().zip(rows.iter()).collect::<Vec<_>>().chunks(ROWS) {
         insert_cases(ft.tx(), chunk, now).await?;
+    }
+    for it in items.iter().filter(|i| i.platform.is_some()) {
+        sqlx::query(
+            "INSERT INTO grid_platform_links (platform_id, case_id, direction, created_at) VALUES ($1, $2, 'in', $3)",
+        )
+        .bind(&it.platform)
+        .bind(&it.id)
+        .bind(now)
+        .execute(&mut **ft.tx())
+        .await
+        .db()?;
     }
     for it in items.iter().filter(|i| !i.attachments.is_empty()) {
         Grid::link(ft.tx(), &it.username, &it.id, "report", &it.attachments).await?;

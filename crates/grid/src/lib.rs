@@ -13,10 +13,13 @@ pub mod areas;
 pub mod attachments;
 pub mod cases;
 pub mod categories;
+pub mod delivery;
 mod intake;
 pub mod people;
+pub mod platforms;
 pub mod registry;
 pub mod rules;
+pub mod simulator;
 mod taxonomy;
 
 use std::collections::HashMap;
@@ -27,7 +30,7 @@ use kernel::{Clock, Error, Result};
 use serde::{Deserialize, Serialize};
 use store::{Db, DbResultExt, Row};
 
-pub static MIGRATIONS: store::MigrationSet = store::migrations!("grid": 1 => portable "0001_grid", 2 => "0002_attachments", 3 => portable "0003_case_indexes", 4 => portable "0004_people", 5 => portable "0005_registry");
+pub static MIGRATIONS: store::MigrationSet = store::migrations!("grid": 1 => portable "0001_grid", 2 => "0002_attachments", 3 => portable "0003_case_indexes", 4 => portable "0004_people", 5 => portable "0005_registry", 6 => portable "0006_platforms");
 
 /// The case process shipped with the platform (deployed on first start; editable in the designer
 /// as long as the user task ids stay).
@@ -47,6 +50,16 @@ pub struct GridOptions {
     pub duplicate_window_minutes: i64,
     /// Largest photo accepted, in bytes (the phone page shrinks photos before sending).
     pub max_attachment_bytes: usize,
+    /// Deliver messages to third-party platforms from this node.
+    pub relay: bool,
+    /// Messages the relay claims at a time, and how many it sends at once.
+    pub outbox_batch: i64,
+    pub outbox_concurrency: usize,
+    /// Retry backoff after a failed delivery: doubles from the first delay up to the longest.
+    pub outbox_retry_first_ms: i64,
+    pub outbox_retry_max_ms: i64,
+    /// When (China Standard Time, HH:MM) the nightly reconciliation with each platform runs.
+    pub reconcile_at: String,
 }
 
 impl Default for GridOptions {
@@ -56,6 +69,12 @@ impl Default for GridOptions {
             duplicate_radius_m: 50.0,
             duplicate_window_minutes: 120,
             max_attachment_bytes: 2 * 1024 * 1024,
+            relay: true,
+            outbox_batch: 512,
+            outbox_concurrency: 64,
+            outbox_retry_first_ms: 2_000,
+            outbox_retry_max_ms: 600_000,
+            reconcile_at: "02:30".into(),
         }
     }
 }
@@ -89,6 +108,12 @@ pub(crate) struct Inner {
     pub orgs: RwLock<HashMap<String, OrgRef>>,
     pub writer: std::sync::Mutex<Option<intake::Writer>>,
     pub refs: std::sync::Mutex<RefCache>,
+    /// Platforms paused after failures, by platform id.
+    pub breakers: std::sync::Mutex<HashMap<String, delivery::Breaker>>,
+    /// Platform connections, by platform id (dropped when a platform changes; reloaded after 2 s).
+    pub conns: std::sync::Mutex<Option<(i64, platforms::Conns)>>,
+    pub http: reqwest::Client,
+    pub notify: std::sync::OnceLock<notify::Notify>,
 }
 
 /// Reference data every intake reads (categories, enabled rules, the case process's latest
@@ -125,6 +150,13 @@ impl Grid {
                 orgs: RwLock::new(HashMap::new()),
                 writer: std::sync::Mutex::new(None),
                 refs: std::sync::Mutex::new(RefCache::default()),
+                breakers: std::sync::Mutex::new(HashMap::new()),
+                conns: std::sync::Mutex::new(None),
+                http: reqwest::Client::builder()
+                    .pool_max_idle_per_host(256)
+                    .build()
+                    .map_err(|e| Error::internal(format!("cannot build the HTTP client: {e}")))?,
+                notify: std::sync::OnceLock::new(),
             }),
         };
         grid.inner.flow.observe(CASE_PROCESS_KEY, Arc::new(cases::CaseObserver));

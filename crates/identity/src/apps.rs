@@ -180,6 +180,12 @@ impl Identity {
         Ok((app_from_row(&row), row.get(9)))
     }
 
+    /// A connected application by id or app id, for capabilities that bind their own records
+    /// to one (no secret).
+    pub async fn app_summary(&self, id_or_app_id: &str) -> Result<App> {
+        Ok(self.app_by(id_or_app_id).await?.0)
+    }
+
     /// All connected applications (`app.read`).
     pub async fn list_apps(&self, caller: &Caller) -> Result<Vec<App>> {
         caller.require(APP_READ)?;
@@ -253,6 +259,20 @@ impl Identity {
             }
             Err(e) => return Err(store::db_error(e)),
         }
+        Ok((self.caller_of(&app).await?, app.rate_limit_per_min))
+    }
+
+    /// An enabled application as a caller, for work done on its behalf without a request (a
+    /// capability reconciling with the system the application stands for).
+    pub async fn app_caller(&self, app_id: &str) -> Result<Caller> {
+        let (app, _) = self.app_by(app_id).await?;
+        if !app.enabled {
+            return Err(Error::forbidden(format!("the connected application {} is disabled", app.name)));
+        }
+        self.caller_of(&app).await
+    }
+
+    async fn caller_of(&self, app: &App) -> Result<Caller> {
         let org = self.org(&app.org_id).await?;
         let scope = Scope { subtrees: vec![org.path.clone()], ..Scope::default() };
         let permissions: HashMap<String, Scope> = app.scopes.iter().map(|p| (p.clone(), scope.clone())).collect();
@@ -269,7 +289,7 @@ impl Identity {
             permissions,
             session_id: None,
         };
-        Ok((caller, app.rate_limit_per_min))
+        Ok(caller)
     }
 
     /// Forgets nonces older than twice the clock window.

@@ -122,6 +122,7 @@ pub async fn open(cfg: &Config, opts: OpenOptions) -> anyhow::Result<AppState> {
     let grid = grid::Grid::new(db.clone(), identity.clone(), flow.clone(), opts.clock.clone(), cfg.grid.clone())
         .await
         .map_err(|e| anyhow::anyhow!("cannot start the grid platform: {e}"))?;
+    grid.set_notify(notify.clone());
     grid.ensure_installed().await.map_err(|e| anyhow::anyhow!("cannot install the grid platform: {e}"))?;
     services.insert(notify);
     services.insert(flow);
@@ -270,6 +271,7 @@ pub struct Background {
     pruner: tokio::task::JoinHandle<()>,
     flow: Option<flow::runtime::WorkerHandle>,
     relay: Option<notify::RelayHandle>,
+    platforms: Option<grid::delivery::RelayHandle>,
 }
 
 impl Background {
@@ -287,7 +289,8 @@ impl Background {
         });
         let flow = state.services.get::<flow::Flow>().filter(|f| f.options().workers).map(flow::runtime::spawn_workers);
         let relay = state.services.get::<notify::Notify>().filter(|n| n.options().relay).map(|n| n.spawn_relay());
-        Background { sealer, pruner, flow, relay }
+        let platforms = state.services.get::<grid::Grid>().filter(|g| g.options().relay).map(|g| g.spawn_relay());
+        Background { sealer, pruner, flow, relay, platforms }
     }
 
     /// Seals the remaining audit records and stops.
@@ -298,6 +301,9 @@ impl Background {
         }
         if let Some(r) = self.relay {
             r.shutdown().await;
+        }
+        if let Some(p) = self.platforms {
+            p.shutdown().await;
         }
         self.sealer.shutdown().await;
     }

@@ -594,3 +594,217 @@ pub async fn seed(state: &AppState) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// One demo platform: its org, its connected application, its simulator and its registration.
+struct DemoPlatform {
+    code: &'static str,
+    name: &'static str,
+    kind: &'static str,
+    org_code: &'static str,
+    ticket_prefix: &'static str,
+    fields: &'static [(&'static str, &'static str)],
+    categories: &'static [(&'static str, &'static str)],
+    crs: &'static str,
+    /// code field, ok code, ticket field, message field
+    ack: (&'static str, &'static str, &'static str, &'static str),
+    mode: grid::simulator::Mode,
+}
+
+fn demo_platforms() -> Vec<DemoPlatform> {
+    use grid::simulator::Mode;
+    vec![
+        DemoPlatform {
+            code: "szcg",
+            name: "济南市数字化城市管理平台",
+            kind: "city_management",
+            org_code: "370100-szcg",
+            ticket_prefix: "SZCG",
+            fields: &[
+                ("dispatch_id", "bizId"),
+                ("case_no", "srcCaseNo"),
+                ("title", "eventTitle"),
+                ("description", "eventDesc"),
+                ("category_code", "eventTypeCode"),
+                ("category_name", "eventTypeName"),
+                ("urgency", "urgencyLevel"),
+                ("lon", "x"),
+                ("lat", "y"),
+                ("grid_code", "gridCode"),
+                ("grid_name", "gridName"),
+                ("reported_at", "reportTime"),
+                ("due_at", "deadline"),
+                ("note", "remark"),
+                ("external_id", "srcEventId"),
+            ],
+            categories: &[("SJ0504", "020504"), ("SJ0503", "020503"), ("BJ0102", "010102"), ("BJ0104", "010104")],
+            crs: "gcj02",
+            ack: ("code", "0", "data.taskNo", "msg"),
+            mode: Mode { accept_after_ms: 5_000, handle_after_ms: 90_000, ..Mode::default() },
+        },
+        DemoPlatform {
+            code: "zzpt",
+            name: "济南市社会治理综合信息平台",
+            kind: "governance",
+            org_code: "370100-zzpt",
+            ticket_prefix: "ZZGD",
+            fields: &[
+                ("dispatch_id", "ywid"),
+                ("case_no", "sjbh"),
+                ("title", "sjbt"),
+                ("description", "sjms"),
+                ("category_code", "sjlx"),
+                ("lon", "jd"),
+                ("lat", "wd"),
+                ("address", "fsdd"),
+                ("reporter", "sbr"),
+                ("status", "zt"),
+                ("note", "clyj"),
+            ],
+            categories: &[("ZZ0101", "0101"), ("ZZ0102", "0102"), ("ZZ0103", "0103")],
+            crs: "wgs84",
+            ack: ("resultCode", "200", "result.gdbh", "resultMsg"),
+            mode: Mode { accept_after_ms: 10_000, handle_after_ms: 120_000, ..Mode::default() },
+        },
+        DemoPlatform {
+            code: "rx12345",
+            name: "济南市12345政务服务便民热线",
+            kind: "hotline",
+            org_code: "370100-12345",
+            ticket_prefix: "RX",
+            fields: &[
+                ("external_id", "gdbh"),
+                ("title", "bt"),
+                ("description", "sqnr"),
+                ("address", "sjdz"),
+                ("lon", "jd"),
+                ("lat", "wd"),
+                ("reporter", "ldr"),
+                ("category_code", "sqlx"),
+                ("case_no", "cbdh"),
+                ("status", "blzt"),
+                ("note", "blyj"),
+                ("dispatch_id", "xxid"),
+            ],
+            categories: &[("SJ0601", "ZS-0601"), ("SJ0602", "ZS-0602"), ("SJ0101", "HJ-0101")],
+            crs: "gcj02",
+            ack: ("code", "0", "data.lsh", "message"),
+            mode: Mode { verify_after_ms: 30_000, ..Mode::default() },
+        },
+    ]
+}
+
+/// The demo's third-party platforms: 数字城管, 综治 and 12345, each an org with a connected
+/// application, a simulator listening on 127.0.0.1 that calls back to `base_url`, and its
+/// registration with its dialect. The simulators run as long as they are kept.
+pub async fn seed_platforms(
+    state: &AppState,
+    base_url: &str,
+    clock: std::sync::Arc<dyn kernel::Clock>,
+) -> anyhow::Result<Vec<(String, grid::simulator::Simulator)>> {
+    let g = state.services.get::<Grid>().ok_or_else(|| anyhow!("the grid service is not registered"))?.clone();
+    let (admin, actor) = caller(state, "gridadmin").await?;
+    let system = identity::users::system_caller();
+    let city = g.org_by_code("370100").await.map_err(|e| anyhow!("{e}"))?.ok_or_else(|| anyhow!("no city"))?;
+    let mut out = Vec::new();
+    for p in demo_platforms() {
+        let org_id = match g.org_by_code(p.org_code).await.map_err(|e| anyhow!("{e}"))? {
+            Some(o) => o.id,
+            None => {
+                state
+                    .identity
+                    .create_org_as_system(
+                        &Actor::system(),
+                        identity::orgs::NewOrg {
+                            parent_id: Some(city.id.clone()),
+                            kind: identity::model::OrgKind::Department,
+                            code: p.org_code.into(),
+                            name: p.name.into(),
+                            sort: 90,
+                        },
+                    )
+                    .await
+                    .map_err(|e| anyhow!("{e}"))?
+                    .id
+                    .0
+            }
+        };
+        let app = state
+            .identity
+            .create_app(
+                &system,
+                &Actor::system(),
+                identity::apps::NewApp {
+                    name: p.name.into(),
+                    scopes: vec![
+                        identity::perms::GRID_CASE_REPORT.into(),
+                        identity::perms::GRID_CASE_READ.into(),
+                        identity::perms::GRID_CASE_WORK.into(),
+                        identity::perms::FLOW_TASK.into(),
+                    ],
+                    org_id: org_id.clone(),
+                    rate_limit_per_min: 6_000,
+                    sign_alg: "hmac-sm3".into(),
+                },
+            )
+            .await
+            .map_err(|e| anyhow!("{e}"))?;
+        let mapping = grid::platforms::Mapping {
+            fields: p.fields.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect(),
+            categories: p.categories.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect(),
+            crs: p.crs.into(),
+            ack: grid::platforms::Ack {
+                code_field: p.ack.0.into(),
+                ok_codes: vec![p.ack.1.into()],
+                ticket_field: p.ack.2.into(),
+                message_field: p.ack.3.into(),
+            },
+            ..Default::default()
+        };
+        let out_key = format!("zhongshu-{}", p.code);
+        let out_secret = crypto::random::token();
+        let sim = grid::simulator::Simulator::start(
+            "127.0.0.1:0",
+            grid::simulator::Config {
+                name: p.name.into(),
+                ticket_prefix: p.ticket_prefix.into(),
+                key: out_key.clone(),
+                secret: out_secret.clone(),
+                sign_alg: "hmac-sm3".into(),
+                mapping: mapping.clone(),
+                callback: Some(grid::simulator::CallbackTarget {
+                    base_url: base_url.into(),
+                    platform_code: p.code.into(),
+                    app_id: app.app.app_id.clone(),
+                    secret: app.secret.clone(),
+                    sign_alg: "hmac-sm3".into(),
+                }),
+                mode: p.mode.clone(),
+            },
+            clock.clone(),
+        )
+        .await?;
+        g.create_platform(
+            &admin,
+            &actor,
+            grid::platforms::PlatformInput {
+                code: p.code.into(),
+                name: p.name.into(),
+                kind: p.kind.into(),
+                org_id,
+                app_id: app.app.app_id.clone(),
+                endpoint: sim.url(),
+                out_key,
+                out_secret: Some(out_secret),
+                sign_alg: None,
+                mapping,
+                timeout_ms: Some(5_000),
+                alert_after_minutes: Some(30),
+                enabled: None,
+            },
+        )
+        .await
+        .map_err(|e| anyhow!("registering {}: {e}", p.name))?;
+        out.push((p.code.to_string(), sim));
+    }
+    Ok(out)
+}

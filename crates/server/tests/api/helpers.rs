@@ -50,6 +50,7 @@ impl TestApp {
         // Tests drive timers, jobs and message deliveries step by step with the fake clock.
         cfg.flow.workers = false;
         cfg.notify.relay = false;
+        cfg.grid.relay = false;
         configure(&mut cfg);
         let clock = FakeClock::new(1_795_000_000_000);
         let state =

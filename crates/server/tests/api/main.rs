@@ -9,5 +9,6 @@ mod helpers;
 mod identity_flows;
 mod messaging;
 mod permissions;
+mod platforms;
 mod robustness;
 mod workflow;
