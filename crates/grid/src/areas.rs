@@ -315,6 +315,17 @@ impl Grid {
     }
 
     /// Boundaries for the map or for export, as a GeoJSON FeatureCollection.
+    /// A point inside an org's boundary (its label point).
+    pub async fn area_label_point(&self, org_id: &str) -> Result<LonLat> {
+        let row = sqlx::query("SELECT label_lon, label_lat FROM grid_areas WHERE org_id = $1")
+            .bind(org_id)
+            .fetch_optional(self.db().reader())
+            .await
+            .db()?
+            .ok_or_else(|| Error::not_found("boundary"))?;
+        Ok(LonLat::new(row.get(0), row.get(1)))
+    }
+
     pub async fn areas_geojson(&self, caller: &Caller, kind: Option<&str>, under: Option<&str>) -> Result<Value> {
         let scope = caller.require(GRID_AREA_READ)?.clone();
         let mut w = store::Where::new();

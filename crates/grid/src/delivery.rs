@@ -689,7 +689,14 @@ impl Grid {
                     .fetch_optional(self.db().reader())
                     .await
                     .db()?;
-            if ran.is_none() {
+            // A platform registered after today's time waits for tomorrow's.
+            let new = sqlx::query("SELECT 1 FROM grid_platforms WHERE id = $1 AND created_at >= $2")
+                .bind(&c.id)
+                .bind(since + (h * 60 + m) * 60_000)
+                .fetch_optional(self.db().reader())
+                .await
+                .db()?;
+            if ran.is_none() && new.is_none() {
                 let r = self.reconcile_with(c, &Actor::system()).await?;
                 tracing::info!(platform = %c.code, checked = r.checked, advanced = r.advanced, resent = r.resent,
                     error = ?r.error, "nightly reconciliation");

@@ -747,6 +747,11 @@ impl Grid {
         Ok(n)
     }
 
+    /// The connected application of a platform (by id or code).
+    pub async fn platform_app(&self, platform: &str) -> Result<String> {
+        Ok(self.platform_row(platform).await?.0.app_id)
+    }
+
     /// The platform as a caller, checked: the signed request came from its connected application.
     async fn calling_platform(&self, caller: &Caller, code: &str) -> Result<Platform> {
         let (p, _) = self.platform_row(code).await?;

@@ -62,9 +62,17 @@ pub async fn demo(mut cfg: Config) -> anyhow::Result<()> {
     let accounts = crate::demo::seed(&state).await?;
     crate::demo_flow::seed(&state).await?;
     crate::demo_grid::seed(&state).await?;
-    state.sealer.seal_all().await.map_err(|e| anyhow!("{e}"))?;
     let listener = bind(&cfg).await?;
     let addr = listener.local_addr()?;
+    // The third-party platforms are simulators on this machine that call back to this server.
+    let callback_base = format!(
+        "http://{}",
+        if addr.ip().is_unspecified() { format!("127.0.0.1:{}", addr.port()) } else { addr.to_string() }
+    );
+    let simulators =
+        crate::demo_grid::seed_platforms(&state, &callback_base, std::sync::Arc::new(kernel::SystemClock)).await?;
+    crate::demo_grid::seed_platform_cases(&state).await?;
+    state.sealer.seal_all().await.map_err(|e| anyhow!("{e}"))?;
     println!();
     println!("中枢演示城市：济南市（山东省 › 济南市 › 4 个区 › 12 个街道 › 社区 › 网格）");
     println!("Demo accounts — password for all: {}", crate::demo::DEMO_PASSWORD);
@@ -81,8 +89,14 @@ pub async fn demo(mut cfg: Config) -> anyhow::Result<()> {
     }
     println!("The three administrators need a one-time code: add the TOTP secret to an authenticator app.");
     println!();
+    println!("Third-party platform simulators (数字城管, 综治, 12345):");
+    for (code, sim) in &simulators {
+        println!("  {}{}", pad(code, 10), sim.url());
+    }
     println!("Zhongshu listening on http://{addr}  (API docs: http://{addr}/api/docs/)");
-    app::serve(state, listener, app::shutdown_signal()).await
+    let r = app::serve(state, listener, app::shutdown_signal()).await;
+    drop(simulators);
+    r
 }
 
 /// Pads `s` to `width` terminal columns (CJK characters take two).

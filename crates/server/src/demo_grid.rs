@@ -808,3 +808,172 @@ pub async fn seed_platforms(
     }
     Ok(out)
 }
+
+/// Cases that show the platforms at work: a rule sending shared-bike parking to 数字城管, a case
+/// on its way there (the simulator accepts it after seconds and reports it handled after a
+/// minute and a half), a dispute sent to 综治, and two 12345 work orders — one waiting to be filed,
+/// one handled here whose follow-up call (核实反馈) closes it half a minute after the server starts.
+pub async fn seed_platform_cases(state: &AppState) -> anyhow::Result<()> {
+    let g = state.services.get::<Grid>().ok_or_else(|| anyhow!("the grid service is not registered"))?.clone();
+    let (admin, admin_actor) = caller(state, "gridadmin").await?;
+    let (gw, gw_actor) = caller(state, "gridworker").await?;
+    let (disp, disp_actor) = caller(state, "dispatcher").await?;
+    let (cgj, cgj_actor) = caller(state, "cgj_handler").await?;
+    let org = |code: &'static str| {
+        let g = g.clone();
+        async move { g.org_by_code(code).await.map_err(|e| anyhow!("{e}"))?.ok_or_else(|| anyhow!("no org {code}")) }
+    };
+    let szcg = org("370100-szcg").await?;
+    let zzpt = org("370100-zzpt").await?;
+    let bikes = g.category_by_code("SJ0504").await.map_err(|e| anyhow!("{e}"))?;
+    let home = g.org(&gw.primary_org_id.0).await.map_err(|e| anyhow!("{e}"))?;
+    let community = home.parent_id.clone();
+    g.save_rule(
+        &admin,
+        &admin_actor,
+        None,
+        RuleInput {
+            name: "山大路社区非机动车乱停放转数字城管平台".into(),
+            category_id: Some(bikes.id.clone()),
+            area_org_id: community,
+            department_id: Some(szcg.id.clone()),
+            target_level: None,
+            priority: 5,
+            enabled: None,
+        },
+    )
+    .await
+    .map_err(|e| anyhow!("{e}"))?;
+    let p = g.area_label_point(&home.id).await.map_err(|e| anyhow!("{e}"))?;
+    let accept = |department: Option<String>, reason: Option<&str>| CaseAction::Accept {
+        category_id: None,
+        urgency: None,
+        note: Some("予以立案".into()),
+        department_id: department,
+        override_reason: reason.map(String::from),
+    };
+    // Shared bikes, routed to 数字城管 by the rule.
+    let bike = g
+        .intake(
+            &gw,
+            &gw_actor,
+            IntakeRequest {
+                source: "patrol".into(),
+                title: Some("山大路地铁口共享单车堆放".into()),
+                description: "山大路地铁站B口约三十辆共享单车无序堆放，占用盲道和人行道。".into(),
+                category_code: Some("SJ0504".into()),
+                lon: Some(p.lon + 0.0004),
+                lat: Some(p.lat - 0.0003),
+                address: Some("历下区山大路地铁站B口".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .map_err(|e| anyhow!("{e}"))?
+        .case;
+    g.act(&disp, &disp_actor, &bike.id, accept(None, None)).await.map_err(|e| anyhow!("{e}"))?;
+    g.act(
+        &disp,
+        &disp_actor,
+        &bike.id,
+        CaseAction::Dispatch { department_id: None, override_reason: None, note: None },
+    )
+    .await
+    .map_err(|e| anyhow!("{e}"))?;
+    // A property dispute, sent to 综治 by the dispatcher.
+    let dispute = g
+        .intake(
+            &gw,
+            &gw_actor,
+            IntakeRequest {
+                source: "patrol".into(),
+                title: Some("小区物业费纠纷".into()),
+                description: "山大路社区5号楼多户居民与物业公司因电梯维修费用分摊发生纠纷，情绪较激动，需协调调处。"
+                    .into(),
+                category_code: Some("ZZ0103".into()),
+                lon: Some(p.lon - 0.0003),
+                lat: Some(p.lat + 0.0002),
+                address: Some("山大路社区5号楼".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .map_err(|e| anyhow!("{e}"))?
+        .case;
+    g.act(&disp, &disp_actor, &dispute.id, accept(Some(zzpt.id.clone()), Some("涉及多方的物业纠纷转综治平台联合调处")))
+        .await
+        .map_err(|e| anyhow!("{e}"))?;
+    // Two 12345 work orders, in the hotline's own words.
+    let hotline = state.identity.app_caller(&g.platform_app("rx12345").await.map_err(|e| anyhow!("{e}"))?).await;
+    let hotline = hotline.map_err(|e| anyhow!("{e}"))?;
+    let hotline_actor = Actor { username: Some(hotline.username.clone()), ..Actor::system() };
+    let order = |no: &str, title: &str, text: &str, cat: &str, addr: &str, who: &str, dx: f64| {
+        let gcj = spatial::coord::wgs84_to_gcj02(spatial::LonLat::new(p.lon + dx, p.lat + dx / 2.0));
+        serde_json::json!({"gdbh": no, "bt": title, "sqnr": text, "sqlx": cat, "sjdz": addr, "ldr": who,
+            "jd": gcj.lon, "wd": gcj.lat})
+        .as_object()
+        .cloned()
+        .unwrap_or_default()
+    };
+    g.platform_event(
+        &hotline,
+        &hotline_actor,
+        "rx12345",
+        order(
+            "RX-20261121-1042",
+            "餐馆油烟直排",
+            "市民来电反映楼下餐馆油烟未经净化直接排放，窗户无法打开。",
+            "ZS-0602",
+            "历下区山大路社区8号楼底商",
+            "李先生",
+            0.0006,
+        ),
+    )
+    .await
+    .map_err(|e| anyhow!("{e}"))?;
+    let noisy = g
+        .platform_event(
+            &hotline,
+            &hotline_actor,
+            "rx12345",
+            order(
+                "RX-20261121-0977",
+                "垃圾桶满溢未清运",
+                "市民来电反映小区门口垃圾桶满溢两天未清运，气味很大。",
+                "HJ-0101",
+                "历下区山大路社区北门",
+                "赵女士",
+                -0.0005,
+            ),
+        )
+        .await
+        .map_err(|e| anyhow!("{e}"))?
+        .case;
+    g.act(&disp, &disp_actor, &noisy.id, accept(None, None)).await.map_err(|e| anyhow!("{e}"))?;
+    let city_cgj = org("370100-cgj").await?;
+    g.act(
+        &disp,
+        &disp_actor,
+        &noisy.id,
+        CaseAction::Dispatch {
+            department_id: Some(city_cgj.id),
+            override_reason: Some("连续两天未清运，市城管局直接督办".into()),
+            note: None,
+        },
+    )
+    .await
+    .map_err(|e| anyhow!("{e}"))?;
+    if g.case(&cgj, &noisy.id).await.map(|d| d.actions.contains(&"handle".to_string())).unwrap_or(false) {
+        g.act(
+            &cgj,
+            &cgj_actor,
+            &noisy.id,
+            CaseAction::Handle {
+                feedback: "已安排环卫车辆清运并对垃圾桶周边冲洗消杀。".into(), attachments: vec![]
+            },
+        )
+        .await
+        .map_err(|e| anyhow!("{e}"))?;
+    }
+    Ok(())
+}
