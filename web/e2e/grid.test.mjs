@@ -111,3 +111,42 @@ test('a patrol report goes from the phone through dispatch and handling to verif
   await desk.close()
   await deptCtx.close()
 })
+
+test('the grid administrator sees the platforms, their delivery log and reconciles; a case shows its platform', async () => {
+  const ctx = await browser.newContext({ viewport: { width: 1440, height: 900 } })
+  const page = await ctx.newPage()
+  await signIn(page, 'gridadmin')
+  await page.goto(`${demo.url}/grid/admin?tab=platforms`)
+  await page.waitForSelector('[data-test=platforms] .el-table__row')
+  const list = await page.textContent('[data-test=platforms]')
+  for (const name of ['济南市数字化城市管理平台', '济南市社会治理综合信息平台', '济南市12345政务服务便民热线']) {
+    assert.ok(list.includes(name), `${name} is listed`)
+  }
+  // The demo's messages reach the simulators once the relay runs.
+  await page.waitForFunction(async () => {
+    const r = await (await fetch('/api/v1/grid/deliveries?state=delivered')).json()
+    return r.total >= 3
+  }, null, { timeout: 20_000 })
+  await page.click('.el-radio-button:has-text("已送达")')
+  await page.waitForSelector('[data-test=deliveries] .el-table__row')
+  assert.match(await page.textContent('[data-test=deliveries]'), /SZCG\d{8}/, 'the platform\'s own ticket number is kept')
+  const szcg = page.locator('[data-test=platforms] .el-table__row', { hasText: '数字化城市管理平台' })
+  await szcg.locator('[data-test=reconcile]').click()
+  await page.waitForSelector('.el-message--success:has-text("对账完成")')
+  await page.screenshot({ path: `${SHOTS}grid-platforms.png`, fullPage: true })
+  // The dispatcher sees where the shared-bike case went and what the platform said.
+  await ctx.close()
+  const ctx2 = await browser.newContext({ viewport: { width: 1440, height: 900 } })
+  const disp = await ctx2.newPage()
+  await signIn(disp, 'dispatcher')
+  await disp.goto(`${demo.url}/grid/cases`)
+  await disp.fill('[data-test=case-search]', '共享单车堆放')
+  await disp.keyboard.press('Enter')
+  await disp.click('.el-table__row:has-text("共享单车堆放")')
+  await disp.waitForSelector('[data-test=case-platforms]')
+  const text = await disp.textContent('[data-test=case-platforms]')
+  assert.match(text, /派往\s*济南市数字化城市管理平台/)
+  assert.match(text, /已送达/)
+  await disp.screenshot({ path: `${SHOTS}grid-case-platform.png`, fullPage: true })
+  await ctx2.close()
+})

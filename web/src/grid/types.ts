@@ -88,6 +88,113 @@ export interface CaseDetail extends Case {
   timeline: CaseStep[]
   attachments: Attachment[]
   actions: string[]
+  platforms: PlatformLink[]
+  deliveries: Delivery[]
+}
+
+export interface Mapping {
+  fields: Record<string, string>
+  categories: Record<string, string>
+  constants: Record<string, unknown>
+  paths: { dispatch: string; status: string; query: string }
+  ack: { code_field: string; ok_codes: string[]; ticket_field: string; message_field: string }
+  crs: string
+}
+
+export interface Platform {
+  id: string
+  code: string
+  name: string
+  kind: string
+  org_id: string
+  org_name: string
+  app_id: string
+  endpoint: string
+  out_key: string
+  sign_alg: string
+  mapping: Mapping
+  timeout_ms: number
+  alert_after_minutes: number
+  enabled: boolean
+  created_at: number
+  updated_at: number
+  pending: number
+  oldest_pending_at: number | null
+  overdue: number
+  delivered: number
+  last_error: string | null
+}
+
+export interface Delivery {
+  id: string
+  platform_id: string
+  platform_name: string
+  case_id: string
+  case_no: string
+  seq: number
+  kind: 'dispatch' | 'status'
+  status: string | null
+  idem_key: string
+  state: 'pending' | 'delivered'
+  overdue: boolean
+  attempts: number
+  next_at: number
+  last_error: string | null
+  last_attempt_at: number | null
+  ticket: string | null
+  created_at: number
+  delivered_at: number | null
+}
+
+export interface PlatformLink {
+  platform_id: string
+  platform_name: string
+  direction: 'in' | 'out'
+  remote_state: string | null
+  remote_note: string | null
+  remote_at: number | null
+  ticket: string | null
+}
+
+export interface Reconciliation {
+  id: string
+  platform_id: string
+  started_at: number
+  finished_at: number | null
+  checked: number
+  matched: number
+  advanced: number
+  resent: number
+  detail: { case_no: string; ours: string; theirs: string; action: string }[]
+  error: string | null
+}
+
+export const PLATFORM_KINDS: Record<string, string> = {
+  city_management: '数字城管',
+  governance: '综治',
+  hotline: '12345热线',
+  other: '其他平台',
+}
+
+/** What a message to a platform says. */
+export const MESSAGE_STATUSES: Record<string, string> = {
+  accepted: '已立案',
+  rejected: '不予立案',
+  dispatched: '已派遣',
+  handled: '办结反馈',
+  verified: '核实反馈：通过',
+  verify_failed: '核实反馈：不通过',
+  closed: '结案',
+}
+
+/** What a platform told us. */
+export const REMOTE_STATES: Record<string, string> = {
+  received: '已接收',
+  accepted: '已受理',
+  returned: '已退回',
+  handled: '已办结',
+  verified: '核实通过',
+  verify_failed: '核实不通过',
 }
 
 export interface CasePoint {
