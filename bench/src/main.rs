@@ -6,6 +6,7 @@
 //! - `flow-durable [N]`: the same process durable, through the service layer.
 //! - `flow-timers [N]`: N pending timers due in the same second, fired by the timer worker.
 //! - `grid-intake [N] [CLIENTS]`: events through the intake service on SQLite, with the case process started.
+//! - `grid-outbox [N] [OUTAGE_SECS]`: N dispatches to the platform simulator through the outbox, after an outage.
 //! - `grid-lookup [N] [FILE]`: point → grid lookups on 5,000 polygons (FILE: input for the shapely peer).
 //! - `grid-http URL`: event intake over HTTP (throughput with 64 clients; latency at 1,000 events/s).
 //! - `flow-http URL`: user-task cycles (start, find, complete) through the HTTP API of a running server.
@@ -17,6 +18,7 @@ mod flow_http;
 mod grid_http;
 mod grid_intake;
 mod grid_lookup;
+mod grid_outbox;
 
 #[tokio::main]
 async fn main() {
@@ -30,13 +32,16 @@ async fn main() {
         Some("grid-intake") => {
             grid_intake::run(n(20_000), args.get(3).and_then(|s| s.parse().ok()).unwrap_or(64)).await
         }
+        Some("grid-outbox") => {
+            grid_outbox::run(n(100_000), args.get(3).and_then(|s| s.parse().ok()).unwrap_or(3)).await
+        }
         Some("grid-lookup") => grid_lookup::run(n(5_000_000), args.get(3).map(String::as_str)),
         Some("grid-http") => grid_http::run(args.get(2).map(String::as_str).unwrap_or("http://127.0.0.1:8080")).await,
         Some("flow-http") => {
             flow_http::run(args.get(2).map(String::as_str).unwrap_or("http://127.0.0.1:8080"), 10, 16).await
         }
         _ => eprintln!(
-            "usage: zs-bench audit|flow-core|flow-durable|flow-timers|grid-intake|grid-lookup [N] | flow-http|grid-http URL"
+            "usage: zs-bench audit|flow-core|flow-durable|flow-timers|grid-intake|grid-outbox|grid-lookup [N] | flow-http|grid-http URL"
         ),
     }
 }
