@@ -412,13 +412,13 @@ pub async fn save_person(
     Ok(axum::Json(g.save_person(&auth.caller, &auth.actor(), input).await?))
 }
 
-/// Imports people from CSV (UTF-8 with a header row); answers a per-row report.
-#[utoipa::path(post, path = "/grid/people/import", tag = TAG, request_body(content = String, content_type = "text/csv"),
+/// Imports people from CSV or XLSX (a header row); answers a per-row report.
+#[utoipa::path(post, path = "/grid/people/import", tag = TAG, request_body(content = Vec<u8>, content_type = "text/csv", description = "CSV (UTF-8 or GB18030) or an XLSX workbook (its first sheet); the first row names the columns"),
     responses((status = 200, body = RecordImport), (status = 422, body = ErrorBody)))]
 pub async fn import_people(
     Svc(g): Svc<Grid>,
     auth: Need<perm::GridBaseManage>,
-    body: String,
+    body: axum::body::Bytes,
 ) -> ApiResult<axum::Json<RecordImport>> {
     Ok(axum::Json(g.import_people(&auth.caller, &auth.actor(), &body).await?))
 }
@@ -467,12 +467,12 @@ pub async fn save_facility(
 }
 
 /// Imports facilities from CSV (部件编码, 名称, 经度, 纬度, 坐标系, 权属部门, 状态, 地址).
-#[utoipa::path(post, path = "/grid/facilities/import", tag = TAG, request_body(content = String, content_type = "text/csv"),
+#[utoipa::path(post, path = "/grid/facilities/import", tag = TAG, request_body(content = Vec<u8>, content_type = "text/csv", description = "CSV (UTF-8 or GB18030) or an XLSX workbook (its first sheet); the first row names the columns"),
     responses((status = 200, body = RecordImport), (status = 422, body = ErrorBody)))]
 pub async fn import_facilities(
     Svc(g): Svc<Grid>,
     auth: Need<perm::GridBaseManage>,
-    body: String,
+    body: axum::body::Bytes,
 ) -> ApiResult<axum::Json<RecordImport>> {
     Ok(axum::Json(g.import_registry(&auth.caller, &auth.actor(), "facility", &body).await?))
 }
@@ -510,12 +510,12 @@ pub async fn save_org_record(
 }
 
 /// Imports organisations from CSV (统一社会信用代码, 名称, 类型, 地址, 网格).
-#[utoipa::path(post, path = "/grid/org-records/import", tag = TAG, request_body(content = String, content_type = "text/csv"),
+#[utoipa::path(post, path = "/grid/org-records/import", tag = TAG, request_body(content = Vec<u8>, content_type = "text/csv", description = "CSV (UTF-8 or GB18030) or an XLSX workbook (its first sheet); the first row names the columns"),
     responses((status = 200, body = RecordImport), (status = 422, body = ErrorBody)))]
 pub async fn import_org_records(
     Svc(g): Svc<Grid>,
     auth: Need<perm::GridBaseManage>,
-    body: String,
+    body: axum::body::Bytes,
 ) -> ApiResult<axum::Json<RecordImport>> {
     Ok(axum::Json(g.import_registry(&auth.caller, &auth.actor(), "org_record", &body).await?))
 }

@@ -357,6 +357,91 @@ impl Grid {
     }
 }
 
+/// Reads an uploaded table: an XLSX workbook (its first sheet) or CSV text (UTF-8, or GB18030 as
+/// Excel saves CSV on Chinese Windows). The first row names the columns; each row comes with its
+/// line number (the header is line 1) or why it cannot be read.
+pub(crate) fn read_table(data: &[u8]) -> Result<(csv::StringRecord, Vec<CsvRow>)> {
+    if data.starts_with(b"PK\x03\x04") {
+        return read_xlsx(data);
+    }
+    match std::str::from_utf8(data) {
+        Ok(text) => read_csv(text),
+        Err(_) => {
+            let (text, _, bad) = encoding_rs::GB18030.decode(data);
+            if bad {
+                return Err(Error::validation("the file is neither CSV text (UTF-8 or GB18030) nor an XLSX workbook"));
+            }
+            read_csv(&text)
+        }
+    }
+}
+
+fn read_xlsx(data: &[u8]) -> Result<(csv::StringRecord, Vec<CsvRow>)> {
+    use calamine::Reader;
+    let mut wb = calamine::Xlsx::new(std::io::Cursor::new(data))
+        .map_err(|e| Error::validation(format!("the XLSX workbook cannot be read: {e}")))?;
+    let range = wb
+        .worksheet_range_at(0)
+        .ok_or_else(|| Error::validation("the workbook has no sheet"))?
+        .map_err(|e| Error::validation(format!("the first sheet cannot be read: {e}")))?;
+    let first_line = range.start().map(|(r, _)| r as usize + 1).unwrap_or(1);
+    let mut it = range.rows();
+    let header =
+        it.next().ok_or_else(|| Error::validation("the first sheet is empty: its first row names the columns"))?;
+    let names: Vec<String> = header.iter().map(|c| cell_text(c).unwrap_or_default()).collect();
+    let headers = csv::StringRecord::from(names.clone());
+    let mut rows = Vec::new();
+    for (i, r) in it.enumerate() {
+        if i >= people::MAX_ROWS {
+            return Err(Error::validation(format!("at most {} rows per file; split it", people::MAX_ROWS)));
+        }
+        if r.iter().all(|c| match c {
+            calamine::Data::Empty => true,
+            calamine::Data::String(s) => s.trim().is_empty(),
+            _ => false,
+        }) {
+            continue;
+        }
+        let line = first_line + i + 1;
+        let cells: std::result::Result<Vec<String>, String> = r
+            .iter()
+            .enumerate()
+            .map(|(col, c)| {
+                cell_text(c).map_err(|e| format!("{}: {e}", names.get(col).map(String::as_str).unwrap_or("?")))
+            })
+            .collect();
+        rows.push((line, cells.map(csv::StringRecord::from)));
+    }
+    Ok((headers, rows))
+}
+
+/// A cell as text. Whole numbers lose their ".0"; numbers too long for a spreadsheet to keep
+/// exactly (ID-card numbers typed as numbers) are refused rather than read wrong.
+fn cell_text(c: &calamine::Data) -> std::result::Result<String, String> {
+    use calamine::Data;
+    Ok(match c {
+        Data::Empty => String::new(),
+        Data::String(s) => s.trim().to_string(),
+        Data::Int(i) => i.to_string(),
+        Data::Float(f) if f.fract() == 0.0 && f.abs() < 1e15 => format!("{}", *f as i64),
+        Data::Float(f) if f.abs() >= 1e15 => {
+            return Err("a number too long for a spreadsheet to keep exactly (an ID-card number?): format the column as text and enter it again".into());
+        }
+        Data::Float(f) => f.to_string(),
+        Data::Bool(b) => b.to_string(),
+        Data::DateTime(d) => {
+            let (y, mo, day, h, mi, sec, _) = d.to_ymd_hms_milli();
+            if (h, mi, sec) == (0, 0, 0) {
+                format!("{y:04}-{mo:02}-{day:02}")
+            } else {
+                format!("{y:04}-{mo:02}-{day:02} {h:02}:{mi:02}:{sec:02}")
+            }
+        }
+        Data::DateTimeIso(s) | Data::DurationIso(s) => s.clone(),
+        Data::Error(e) => return Err(format!("the cell holds the error {e}")),
+    })
+}
+
 /// Reads a CSV with a header row (a UTF-8 byte-order mark is skipped); each row comes with its
 /// line number (the header is line 1) or why it cannot be read.
 pub(crate) fn read_csv(text: &str) -> Result<(csv::StringRecord, Vec<CsvRow>)> {
@@ -378,4 +463,92 @@ pub(crate) type CsvRow = (usize, std::result::Result<csv::StringRecord, String>)
 
 pub(crate) fn to_json<T: Serialize>(v: &T) -> Result<String> {
     serde_json::to_string(v).map_err(|e| Error::internal(format!("cannot encode JSON: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use super::*;
+
+    /// A minimal XLSX workbook: one sheet, text cells inline, cells starting with '#' as numbers.
+    fn xlsx(rows: &[&[&str]]) -> Vec<u8> {
+        let mut sheet = String::from(
+            r#"<?xml version="1.0" encoding="UTF-8"?><worksheet xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main"><sheetData>"#,
+        );
+        for (r, row) in rows.iter().enumerate() {
+            sheet.push_str(&format!(r#"<row r="{}">"#, r + 1));
+            for (c, v) in row.iter().enumerate() {
+                let at = format!("{}{}", (b'A' + c as u8) as char, r + 1);
+                match v.strip_prefix('#') {
+                    Some(n) => sheet.push_str(&format!(r#"<c r="{at}"><v>{n}</v></c>"#)),
+                    None => sheet.push_str(&format!(r#"<c r="{at}" t="inlineStr"><is><t>{v}</t></is></c>"#)),
+                }
+            }
+            sheet.push_str("</row>");
+        }
+        sheet.push_str("</sheetData></worksheet>");
+        let files = [
+            (
+                "[Content_Types].xml",
+                r#"<?xml version="1.0" encoding="UTF-8"?><Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types"><Default Extension="rels" ContentType="application/vnd.openxmlformats-package.relationships+xml"/><Default Extension="xml" ContentType="application/xml"/><Override PartName="/xl/workbook.xml" ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet.main+xml"/><Override PartName="/xl/worksheets/sheet1.xml" ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.worksheet+xml"/></Types>"#.to_string(),
+            ),
+            (
+                "_rels/.rels",
+                r#"<?xml version="1.0" encoding="UTF-8"?><Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships"><Relationship Id="rId1" Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/officeDocument" Target="xl/workbook.xml"/></Relationships>"#.to_string(),
+            ),
+            (
+                "xl/workbook.xml",
+                r#"<?xml version="1.0" encoding="UTF-8"?><workbook xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main" xmlns:r="http://schemas.openxmlformats.org/officeDocument/2006/relationships"><sheets><sheet name="人口" sheetId="1" r:id="rId1"/></sheets></workbook>"#.to_string(),
+            ),
+            (
+                "xl/_rels/workbook.xml.rels",
+                r#"<?xml version="1.0" encoding="UTF-8"?><Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships"><Relationship Id="rId1" Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/worksheet" Target="worksheets/sheet1.xml"/></Relationships>"#.to_string(),
+            ),
+            ("xl/worksheets/sheet1.xml", sheet),
+        ];
+        let mut out = std::io::Cursor::new(Vec::new());
+        let mut z = zip::ZipWriter::new(&mut out);
+        let opts = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+        for (name, body) in files {
+            z.start_file(name, opts).unwrap();
+            z.write_all(body.as_bytes()).unwrap();
+        }
+        z.finish().unwrap();
+        out.into_inner()
+    }
+
+    #[test]
+    fn xlsx_sheets_read_like_csv_with_line_numbers_and_clear_problems() {
+        let data = xlsx(&[
+            &["姓名", "身份证号", "手机号"],
+            &["张三", "370102199001011237", "#13800138000"],
+            &["", "", ""],
+            &["李四", "#370102199001011234", "#1.5"],
+        ]);
+        let (headers, rows) = read_table(&data).unwrap();
+        assert_eq!(headers.iter().collect::<Vec<_>>(), ["姓名", "身份证号", "手机号"]);
+        assert_eq!(rows.len(), 2, "empty rows are skipped");
+        let (line, first) = &rows[0];
+        assert_eq!(*line, 2);
+        let first = first.as_ref().unwrap();
+        assert_eq!(first.get(2), Some("13800138000"), "whole numbers keep no '.0'");
+        let (line, second) = &rows[1];
+        assert_eq!(*line, 4, "line numbers are the sheet's");
+        let e = second.as_ref().unwrap_err();
+        assert!(e.starts_with("身份证号: a number too long"), "{e}");
+    }
+
+    #[test]
+    fn csv_is_read_as_utf8_or_gb18030_and_garbage_is_refused() {
+        let (h, rows) = read_table("\u{feff}姓名,网格\n王五,37010200100101\n".as_bytes()).unwrap();
+        assert_eq!(h.get(0), Some("姓名"));
+        assert_eq!(rows[0].1.as_ref().unwrap().get(1), Some("37010200100101"));
+        let (gbk, _, _) = encoding_rs::GB18030.encode("姓名,网格\n赵六,37010200100101\n");
+        let (h, rows) = read_table(&gbk).unwrap();
+        assert_eq!(h.get(0), Some("姓名"));
+        assert_eq!(rows[0].1.as_ref().unwrap().get(0), Some("赵六"));
+        assert!(read_table(b"PK\x03\x04 not really a zip").unwrap_err().message.contains("XLSX"));
+        assert!(read_table(&[0xff, 0xfe, 0x00, 0x81, 0x30]).is_err());
+    }
 }

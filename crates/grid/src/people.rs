@@ -431,9 +431,9 @@ impl Grid {
     /// 姓名/name, 身份证号/id_card, 手机号/mobile, 户号/household, 与户主关系/relation,
     /// 人口类型/residence, 住址/address, 网格/grid (code), 标签/tags). Every row is checked; rows with
     /// a problem are reported by line and import nothing; the others import together.
-    pub async fn import_people(&self, caller: &Caller, actor: &Actor, text: &str) -> Result<RecordImport> {
+    pub async fn import_people(&self, caller: &Caller, actor: &Actor, data: &[u8]) -> Result<RecordImport> {
         caller.require(GRID_BASE_MANAGE)?;
-        let (headers, records) = crate::read_csv(text)?;
+        let (headers, records) = crate::read_table(data)?;
         let col = |names: &[&str]| headers.iter().position(|h| names.contains(&h));
         let c_name = col(&["姓名", "name"]).ok_or_else(|| Error::validation("the file has no 姓名 (name) column"))?;
         let c_id = col(&["身份证号", "身份证号码", "id_card"])

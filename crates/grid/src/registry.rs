@@ -487,17 +487,17 @@ impl Grid {
     }
 
     /// Imports facilities (部件编码, 名称, 经度, 纬度, 坐标系, 权属部门, 状态, 地址) or organisations
-    /// (统一社会信用代码, 名称, 类型, 地址, 网格) from CSV: rows with a problem import nothing, the
+    /// (统一社会信用代码, 名称, 类型, 地址, 网格) from CSV or XLSX: rows with a problem import nothing, the
     /// others import together; known codes update.
     pub async fn import_registry(
         &self,
         caller: &Caller,
         actor: &Actor,
         kind: &str,
-        text: &str,
+        data: &[u8],
     ) -> Result<RecordImport> {
         caller.require(GRID_BASE_MANAGE)?;
-        let (headers, rows) = crate::read_csv(text)?;
+        let (headers, rows) = crate::read_table(data)?;
         let col = |names: &[&str]| headers.iter().position(|h| names.contains(&h));
         let now = self.now();
         let mut tx = self.db().begin().await?;

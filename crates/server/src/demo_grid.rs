@@ -240,7 +240,8 @@ async fn seed_people(state: &AppState, g: &Grid) -> anyhow::Result<()> {
             }
         }
     }
-    let r = g.import_people(&admin, &actor, &csv).await.map_err(|e| anyhow!("importing demo residents: {e}"))?;
+    let r =
+        g.import_people(&admin, &actor, csv.as_bytes()).await.map_err(|e| anyhow!("importing demo residents: {e}"))?;
     if !r.problems.is_empty() {
         return Err(anyhow!("demo residents refused: {:?}", r.problems));
     }
@@ -276,7 +277,7 @@ async fn seed_people(state: &AppState, g: &Grid) -> anyhow::Result<()> {
         ));
     }
     let r = g
-        .import_registry(&admin, &actor, "facility", &fcsv)
+        .import_registry(&admin, &actor, "facility", fcsv.as_bytes())
         .await
         .map_err(|e| anyhow!("importing demo components: {e}"))?;
     if !r.problems.is_empty() {
@@ -292,7 +293,7 @@ async fn seed_people(state: &AppState, g: &Grid) -> anyhow::Result<()> {
         ocsv.push_str(&format!("{},{name},{kind},{addr},37010200100101\n", uscc(body)));
     }
     let r = g
-        .import_registry(&admin, &actor, "org_record", &ocsv)
+        .import_registry(&admin, &actor, "org_record", ocsv.as_bytes())
         .await
         .map_err(|e| anyhow!("importing demo organisations: {e}"))?;
     if !r.problems.is_empty() {

@@ -554,6 +554,22 @@ async fn people_are_checked_encrypted_masked_imported_row_by_row_and_their_chang
         assert!(lines.contains(&5), "no name on line 5: {report}");
         assert!(lines.contains(&6), "unknown residence on line 6: {report}");
         let created = report["created"].as_i64().unwrap();
+        // The same file as Excel saves CSV on Chinese Windows (GB18030) reads the same.
+        let (gbk, _, _) = encoding_rs::GB18030.encode(
+            "姓名,身份证号,网格,标签\n李建国,110105194912310021,37010200100101,\n王秀英,11010519491231002X,37010200100101,独居老人\n",
+        );
+        let r = gw
+            .http
+            .post(format!("{}/api/v1/grid/people/import", gw.base))
+            .header("x-csrf-token", &gw.csrf)
+            .header("content-type", "text/csv")
+            .body(gbk.into_owned())
+            .send()
+            .await
+            .unwrap();
+        let again: Value = r.json().await.unwrap();
+        assert_eq!(again["updated"], 1, "{again}");
+        assert_eq!(again["problems"].as_array().unwrap().len(), 1, "the bad check digit again: {again}");
         let (_, all) = gw.json(Method::GET, "/api/v1/grid/people", None).await;
         assert_eq!(all["total"].as_i64().unwrap(), 1 + created, "{report}");
         // Outside the caller's area nothing shows.
