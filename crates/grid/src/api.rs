@@ -15,6 +15,7 @@ use crate::cases::{Case, CaseAction, CaseDetail, CaseFilter, IntakeRequest, Inta
 use crate::categories::{Category, CategoryInput, Suggestion};
 use crate::delivery::Reconciliation;
 use crate::people::{BaseChange, Person, PersonFilter, PersonInput, RecordImport};
+use crate::places::{Geocode, Place, PlaceFilter, PlaceInput};
 use crate::platforms::{Callback, CallbackResult, Delivery, DeliveryFilter, Platform, PlatformInput};
 use crate::registry::{Facility, FacilityInput, OrgRecord, OrgRecordInput, RegistryFilter};
 use crate::rules::{Route, RouteQuery, Rule, RuleInput};
@@ -39,6 +40,7 @@ apikit::page_type!(CasePage, Case, "A page of cases.");
 apikit::page_type!(PersonPage, Person, "A page of people.");
 apikit::page_type!(FacilityPage, Facility, "A page of facilities.");
 apikit::page_type!(OrgRecordPage, OrgRecord, "A page of organisations.");
+apikit::page_type!(PlacePage, Place, "A page of places.");
 apikit::page_type!(DeliveryPage, Delivery, "A page of messages to platforms.");
 
 /// The grid routes; the server registers the [`Grid`] service in `AppState::services`.
@@ -77,6 +79,10 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(list_deliveries))
         .routes(routes!(platform_callback))
         .routes(routes!(platform_event))
+        .routes(routes!(list_places, save_place))
+        .routes(routes!(import_places))
+        .routes(routes!(place_history))
+        .routes(routes!(geocode))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -651,4 +657,66 @@ pub async fn platform_event(
 ) -> ApiResult<(StatusCode, axum::Json<IntakeResult>)> {
     let r = g.platform_event(&auth.caller, &auth.actor(), &code, body).await?;
     Ok((if r.created { StatusCode::CREATED } else { StatusCode::OK }, axum::Json(r)))
+}
+
+/// Places (地所): buildings and houses in the caller's scope.
+#[utoipa::path(get, path = "/grid/places", tag = TAG, params(PlaceFilter), responses((status = 200, body = PlacePage)))]
+pub async fn list_places(
+    Svc(g): Svc<Grid>,
+    auth: Need<perm::GridBaseRead>,
+    Query(f): Query<PlaceFilter>,
+) -> ApiResult<axum::Json<PlacePage>> {
+    Ok(axum::Json(g.places(&auth.caller, &f).await?.into()))
+}
+
+/// Adds a building (placed in its grid by position) or a house (in its building), or updates the
+/// one with the same code.
+#[utoipa::path(post, path = "/grid/places", tag = TAG, request_body = PlaceInput,
+    responses((status = 200, body = Place), (status = 422, body = ErrorBody)))]
+pub async fn save_place(
+    Svc(g): Svc<Grid>,
+    auth: Need<perm::GridBaseManage>,
+    Json(input): Json<PlaceInput>,
+) -> ApiResult<axum::Json<Place>> {
+    Ok(axum::Json(g.save_place(&auth.caller, &auth.actor(), input).await?))
+}
+
+/// Imports places from CSV or XLSX (编码, 类型, 所属楼栋, 名称, 地址, 经度, 纬度, 坐标系, 用途, 层数);
+/// answers a per-row report.
+#[utoipa::path(post, path = "/grid/places/import", tag = TAG, request_body(content = Vec<u8>, content_type = "text/csv", description = "CSV (UTF-8 or GB18030) or an XLSX workbook (its first sheet); the first row names the columns"),
+    responses((status = 200, body = RecordImport), (status = 422, body = ErrorBody)))]
+pub async fn import_places(
+    Svc(g): Svc<Grid>,
+    auth: Need<perm::GridBaseManage>,
+    body: axum::body::Bytes,
+) -> ApiResult<axum::Json<RecordImport>> {
+    Ok(axum::Json(g.import_registry(&auth.caller, &auth.actor(), "place", &body).await?))
+}
+
+/// Which fields of a place changed, when and by whom.
+#[utoipa::path(get, path = "/grid/places/{id}/history", tag = TAG, params(("id" = String, Path)),
+    responses((status = 200, body = Vec<BaseChange>), (status = 404, body = ErrorBody)))]
+pub async fn place_history(
+    Svc(g): Svc<Grid>,
+    auth: Need<perm::GridBaseRead>,
+    Path(id): Path<String>,
+) -> ApiResult<axum::Json<Vec<BaseChange>>> {
+    Ok(axum::Json(g.registry_history(&auth.caller, "place", &id).await?))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct GeocodeQuery {
+    pub address: String,
+}
+
+/// Where an address is: the most specific registered building or house it begins with (null when none).
+#[utoipa::path(get, path = "/grid/geocode", tag = TAG, params(GeocodeQuery),
+    responses((status = 200, body = Option<Geocode>), (status = 422, body = ErrorBody)))]
+pub async fn geocode(
+    Svc(g): Svc<Grid>,
+    auth: Need<perm::GridAreaRead>,
+    Query(q): Query<GeocodeQuery>,
+) -> ApiResult<axum::Json<Option<Geocode>>> {
+    Ok(axum::Json(g.geocode_for(&auth.caller, &q.address).await?))
 }

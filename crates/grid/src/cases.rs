@@ -328,7 +328,9 @@ impl Grid {
         let description = text(Some(req.description), "the description", 2000, true)?.unwrap_or_default();
         let address = text(req.address, "the address", 200, false)?;
         let reporter = text(req.reporter, "the reporter", 50, false)?.unwrap_or_else(|| caller.display_name.clone());
-        // Where: a position (converted to WGS84) → its grid; or a grid; or nowhere known.
+        // Where: a position (converted to WGS84) → its grid; or a grid; or the place the address
+        // names; or nowhere known.
+        let mut located: Option<String> = None;
         let (point, grid_id) = match (req.lon, req.lat) {
             (Some(lon), Some(lat)) => {
                 let crs = req.crs.as_deref().map(Crs::parse).transpose()?.unwrap_or_default();
@@ -345,7 +347,15 @@ impl Grid {
                     }
                     (None, Some(o.id))
                 }
-                None if address.is_some() || source == "hotline" || source == "opinion" => (None, None),
+                // Only an address: the registered building or house it names places the event.
+                None if address.is_some() => match self.geocode(address.as_deref().unwrap_or_default()).await? {
+                    Some(found) => {
+                        located = Some(found.place.address.clone());
+                        (Some(LonLat::new(found.place.lon, found.place.lat)), Some(found.place.grid_id))
+                    }
+                    None => (None, None),
+                },
+                None if source == "hotline" || source == "opinion" => (None, None),
                 None => {
                     return Err(Error::validation("give the position (lon, lat), the grid, or at least the address"));
                 }
@@ -411,10 +421,13 @@ impl Grid {
         vars.insert("urgency".into(), urgency.clone().into());
         vars.insert("source".into(), source.clone().into());
 
-        let note = match &duplicate {
+        let mut note = match &duplicate {
             Some(_) => format!("{}；附近有同类未结事件，可能重复", route.explanation),
             None => route.explanation.clone(),
         };
+        if let Some(place) = &located {
+            note = format!("按地址定位到“{place}”；{note}");
+        }
         let id = uuid::Uuid::now_v7().to_string();
         let item = crate::intake::Prepared {
             id: id.clone(),

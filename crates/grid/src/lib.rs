@@ -16,6 +16,7 @@ pub mod categories;
 pub mod delivery;
 mod intake;
 pub mod people;
+pub mod places;
 pub mod platforms;
 pub mod registry;
 pub mod rules;
@@ -30,7 +31,7 @@ use kernel::{Clock, Error, Result};
 use serde::{Deserialize, Serialize};
 use store::{Db, DbResultExt, Row};
 
-pub static MIGRATIONS: store::MigrationSet = store::migrations!("grid": 1 => portable "0001_grid", 2 => "0002_attachments", 3 => portable "0003_case_indexes", 4 => portable "0004_people", 5 => portable "0005_registry", 6 => portable "0006_platforms");
+pub static MIGRATIONS: store::MigrationSet = store::migrations!("grid": 1 => portable "0001_grid", 2 => "0002_attachments", 3 => portable "0003_case_indexes", 4 => portable "0004_people", 5 => portable "0005_registry", 6 => portable "0006_platforms", 7 => portable "0007_places");
 
 /// The case process shipped with the platform (deployed on first start; editable in the designer
 /// as long as the user task ids stay).
@@ -321,6 +322,26 @@ impl Grid {
             return Err(Error::forbidden(format!("{} is outside the grids you maintain", g.name)));
         }
         Ok(g)
+    }
+
+    /// The grid named by id or code or, when none is named, the grid of the registered place the
+    /// address matches; the caller must maintain base information there.
+    pub(crate) async fn grid_for(
+        &self,
+        caller: &identity::Caller,
+        grid: &str,
+        address: Option<&str>,
+    ) -> Result<OrgRef> {
+        if !grid.trim().is_empty() {
+            return self.maintained_grid(caller, grid).await;
+        }
+        let address = address.map(str::trim).filter(|a| !a.is_empty()).ok_or_else(|| {
+            Error::validation("give the grid, or an address that begins with a registered building's")
+        })?;
+        let found = self.geocode(address).await?.ok_or_else(|| {
+            Error::validation(format!("no registered building matches the address '{address}': give the grid"))
+        })?;
+        self.maintained_grid(caller, &found.place.grid_id).await
     }
 
     /// Restricts `col` (an org id column) to the subtree of `area`, when given.

@@ -91,7 +91,8 @@ pub struct PersonInput {
     /// registered (户籍), resident (常住), floating (流动)
     pub residence: String,
     pub address: Option<String>,
-    /// The grid by id or code.
+    /// The grid by id or code; when absent, the grid of the registered building the address begins with.
+    #[serde(default)]
     pub grid: String,
     #[serde(default)]
     pub tags: Vec<String>,
@@ -235,7 +236,7 @@ impl Grid {
             }
         }
         .to_string();
-        let g = self.maintained_grid(caller, &p.grid).await?;
+        let g = self.grid_for(caller, &p.grid, p.address.as_deref()).await?;
         let mut tags = Vec::new();
         for t in p.tags.iter().flat_map(|t| t.split(['、', ',', '，', ';'])).map(str::trim).filter(|t| !t.is_empty())
         {
@@ -438,8 +439,7 @@ impl Grid {
         let c_name = col(&["姓名", "name"]).ok_or_else(|| Error::validation("the file has no 姓名 (name) column"))?;
         let c_id = col(&["身份证号", "身份证号码", "id_card"])
             .ok_or_else(|| Error::validation("the file has no 身份证号 (id_card) column"))?;
-        let c_grid = col(&["网格", "网格编码", "grid"])
-            .ok_or_else(|| Error::validation("the file has no 网格 (grid code) column"))?;
+        let c_grid = col(&["网格", "网格编码", "grid"]);
         let c_res = col(&["人口类型", "residence"]);
         let (c_mob, c_hh, c_rel, c_addr, c_tags) = (
             col(&["手机号", "mobile"]),
@@ -448,6 +448,11 @@ impl Grid {
             col(&["住址", "address"]),
             col(&["标签", "tags"]),
         );
+        if c_grid.is_none() && c_addr.is_none() {
+            return Err(Error::validation(
+                "the file has neither a 网格 (grid) nor a 住址 (address) column to place people by",
+            ));
+        }
         let mut valid = Vec::new();
         let mut problems = Vec::new();
         let mut seen = std::collections::HashMap::new();
@@ -469,7 +474,7 @@ impl Grid {
                 relation: get(c_rel),
                 residence: get(c_res).unwrap_or_else(|| "registered".into()),
                 address: get(c_addr),
-                grid: get(Some(c_grid)).unwrap_or_default(),
+                grid: get(c_grid).unwrap_or_default(),
                 tags: get(c_tags).map(|t| vec![t]).unwrap_or_default(),
             };
             match self.check_person(caller, input).await {

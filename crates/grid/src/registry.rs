@@ -116,7 +116,8 @@ pub struct OrgRecordInput {
     pub name: String,
     pub kind: String,
     pub address: Option<String>,
-    /// The grid by id or code.
+    /// The grid by id or code; when absent, the grid of the registered building the address begins with.
+    #[serde(default)]
     pub grid: String,
 }
 
@@ -177,7 +178,7 @@ fn org_row(r: &store::AnyRow) -> OrgRecord {
 
 /// Writes one history row and one audit record for a change of a base record.
 #[allow(clippy::too_many_arguments)]
-async fn record_change(
+pub(crate) async fn record_change(
     g: &Grid,
     tx: &mut Tx,
     actor: &Actor,
@@ -208,7 +209,7 @@ async fn record_change(
     g.identity().audit_log().append(tx, &entry).await
 }
 
-fn diff(before: &BTreeMap<&'static str, String>, after: &BTreeMap<&'static str, String>) -> Vec<String> {
+pub(crate) fn diff(before: &BTreeMap<&'static str, String>, after: &BTreeMap<&'static str, String>) -> Vec<String> {
     after.iter().filter(|(k, v)| before.get(*k) != Some(*v)).map(|(k, _)| k.to_string()).collect()
 }
 
@@ -395,7 +396,7 @@ impl Grid {
             }
         }
         .to_string();
-        let grid = self.maintained_grid(caller, &input.grid).await?;
+        let grid = self.grid_for(caller, &input.grid, input.address.as_deref()).await?;
         let address = input.address.map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
         let after = BTreeMap::from([
             ("name", name.clone()),
@@ -538,6 +539,34 @@ impl Grid {
                         Err(e) => Err(e),
                     }
                 }
+                "place" => {
+                    let num = |c: Option<usize>, what: &str| -> Result<Option<f64>> {
+                        match get(c) {
+                            None => Ok(None),
+                            Some(s) => {
+                                s.parse().map(Some).map_err(|_| Error::validation(format!("{what} is not a number")))
+                            }
+                        }
+                    };
+                    let input = (|| -> Result<crate::places::PlaceInput> {
+                        Ok(crate::places::PlaceInput {
+                            code: get(col(&["编码", "地址编码", "code"])).unwrap_or_default(),
+                            kind: get(col(&["类型", "kind"])).unwrap_or_default(),
+                            building: get(col(&["所属楼栋", "楼栋编码", "building"])),
+                            name: get(col(&["名称", "name"])).unwrap_or_default(),
+                            address: get(col(&["地址", "标准地址", "address"])),
+                            lon: num(col(&["经度", "lon"]), "the longitude")?,
+                            lat: num(col(&["纬度", "lat"]), "the latitude")?,
+                            crs: get(col(&["坐标系", "crs"])),
+                            usage: get(col(&["用途", "usage"])),
+                            floors: num(col(&["层数", "floors"]), "the number of floors")?.map(|f| f as i64),
+                        })
+                    })();
+                    match input {
+                        Ok(i) => self.upsert_place(&mut tx, caller, actor, i, now).await,
+                        Err(e) => Err(e),
+                    }
+                }
                 _ => {
                     let input = OrgRecordInput {
                         uscc: get(col(&["统一社会信用代码", "uscc"])).unwrap_or_default(),
@@ -577,7 +606,11 @@ impl Grid {
         id: &str,
     ) -> Result<Vec<crate::people::BaseChange>> {
         let scope = caller.require(GRID_BASE_READ)?;
-        let (table, alias) = if kind == "facility" { ("grid_facilities", "f") } else { ("grid_org_records", "r") };
+        let (table, alias) = match kind {
+            "facility" => ("grid_facilities", "f"),
+            "place" => ("grid_places", "p"),
+            _ => ("grid_org_records", "r"),
+        };
         let mut w = Where::new();
         scope.restrict(&mut w, &format!("{alias}.grid_id"), None);
         w.and(&format!("{alias}.id = ?"), [id.into()]);

@@ -651,3 +651,110 @@ async fn facilities_and_organisations_are_checked_placed_and_imported_row_by_row
         assert_eq!(none["total"], 0);
     }
 }
+
+#[tokio::test]
+async fn places_are_registered_and_addresses_find_them_for_events_and_people() {
+    for backend in test_backends() {
+        let (app, points) = grid_app(backend).await;
+        let gw = app.login("gridworker").await;
+        let disp = app.login("dispatcher").await;
+        let w = point(&points, "37010200100101");
+        let my_grid = app.org_id("37010200100101").await;
+        let building = json!({"code": "370102-SDL-012", "kind": "楼栋", "name": "12号楼", "address": "历下区山大路12号",
+            "lon": w[0], "lat": w[1], "usage": "住宅", "floors": 6});
+        let (s, b) = gw.json(Method::POST, "/api/v1/grid/places", Some(building.clone())).await;
+        assert_eq!(s, StatusCode::OK, "{b}");
+        assert_eq!(b["grid_id"], my_grid.as_str());
+        assert_eq!(b["usage"], "residential");
+        let (s, h) = gw
+            .json(
+                Method::POST,
+                "/api/v1/grid/places",
+                Some(json!({"code": "370102-SDL-012-1-101", "kind": "house", "building": "370102-SDL-012", "name": "1单元101室", "usage": "出租"})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{h}");
+        assert_eq!(h["address"], "历下区山大路12号1单元101室", "a house's address follows its building's");
+        assert_eq!(h["lon"], b["lon"]);
+        // Import: a house of an unknown building is refused by line, the rest imported.
+        let csv = "编码,类型,所属楼栋,名称,地址,用途\n370102-SDL-012-1-201,房屋,370102-SDL-012,1单元201室,,自住\n\
+                   370102-SDL-099-1-101,房屋,370102-SDL-099,1单元101室,,自住\n370102-SDL-012-1-301,房屋,370102-SDL-012,1单元301室,,仓库\n";
+        let report = post_csv(&gw, "/api/v1/grid/places/import", csv).await;
+        assert_eq!(report["created"], 1, "{report}");
+        let lines: Vec<i64> =
+            report["problems"].as_array().unwrap().iter().map(|p| p["line"].as_i64().unwrap()).collect();
+        assert_eq!(lines, [3, 4], "{report}");
+        let (_, list) = gw
+            .json(
+                Method::GET,
+                &format!("/api/v1/grid/places?kind=house&building_id={}", b["id"].as_str().unwrap()),
+                None,
+            )
+            .await;
+        assert_eq!(list["total"], 2);
+
+        // Geocoding: written any way, the most specific place wins; what is left over is kept.
+        for (addr, code, rest) in [
+            ("济南市历下区山大路１２号 1单元101室东侧", "370102-SDL-012-1-101", "东侧"),
+            ("山大路12号南门", "370102-SDL-012", "南门"),
+        ] {
+            let (s, g) =
+                disp.json(Method::GET, &format!("/api/v1/grid/geocode?address={}", urlencode(addr)), None).await;
+            assert_eq!(s, StatusCode::OK, "{g}");
+            assert_eq!(g["place"]["code"], code, "{addr}: {g}");
+            assert_eq!(g["rest"], rest);
+        }
+        let (_, none) =
+            disp.json(Method::GET, &format!("/api/v1/grid/geocode?address={}", urlencode("文化东路88号")), None).await;
+        assert!(none.is_null(), "{none}");
+
+        // A hotline event with only an address is placed by it.
+        let (s, body) = disp
+            .json(
+                Method::POST,
+                "/api/v1/grid/cases",
+                Some(json!({"source": "hotline", "external_id": "12345-addr-1", "category_code": "SJ0101",
+                    "description": "楼道里堆放垃圾多日无人清理", "address": "山大路12号1单元101室门口"})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{body}");
+        assert_eq!(body["case"]["grid_id"], my_grid.as_str());
+        assert!(body["case"]["lon"].as_f64().is_some());
+        let id = body["case"]["id"].as_str().unwrap();
+        let d = case(&disp, id).await;
+        assert!(d["timeline"][0]["note"].as_str().unwrap().contains("按地址定位到“历下区山大路12号1单元101室”"), "{d}");
+
+        // A resident registered by address lands in the building's grid.
+        let (s, p) = gw
+            .json(
+                Method::POST,
+                "/api/v1/grid/people",
+                Some(json!({"name": "刘淑珍", "id_card": "370102195504120028", "residence": "户籍", "address": "历下区山大路12号1单元101室"})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{p}");
+        assert_eq!(p["grid_id"], my_grid.as_str());
+        let (s, body) = gw
+            .json(
+                Method::POST,
+                "/api/v1/grid/people",
+                Some(json!({"name": "刘淑珍", "id_card": "370102195504120028", "residence": "户籍", "address": "文化东路88号"})),
+            )
+            .await;
+        assert_error(s, &body, 422, "validation_failed");
+        assert!(body["message"].as_str().unwrap().contains("no registered building matches"), "{body}");
+
+        // Changes are recorded.
+        let mut moved = building.clone();
+        moved["floors"] = json!(7);
+        let (s, _) = gw.json(Method::POST, "/api/v1/grid/places", Some(moved)).await;
+        assert_eq!(s, StatusCode::OK);
+        let (_, hist) =
+            gw.json(Method::GET, &format!("/api/v1/grid/places/{}/history", b["id"].as_str().unwrap()), None).await;
+        assert_eq!(hist[1]["fields"], json!(["floors"]), "{hist}");
+    }
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes().map(|b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02X}") }).collect()
+}
