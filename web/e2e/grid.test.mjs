@@ -150,3 +150,22 @@ test('the grid administrator sees the platforms, their delivery log and reconcil
   await disp.screenshot({ path: `${SHOTS}grid-case-platform.png`, fullPage: true })
   await ctx2.close()
 })
+
+test('base information: the buildings and houses of a grid, and an address typed any way finds its house', async () => {
+  const ctx = await browser.newContext({ viewport: { width: 1440, height: 900 } })
+  const page = await ctx.newPage()
+  await signIn(page, 'gridadmin')
+  await page.goto(`${demo.url}/grid/people`)
+  await page.click('.el-tabs__item:has-text("地所")')
+  await page.waitForSelector('[data-test=places] .el-table__row')
+  assert.match(await page.textContent('[data-test=places]'), /历下区山大路1号楼/)
+  // The houses of a building.
+  await page.locator('[data-test=places] .el-table__row', { hasText: '山大路2号楼' }).locator('.el-link').click()
+  await page.waitForFunction(() => /2单元301室/.test(document.querySelector('[data-test=places]')?.textContent ?? ''))
+  await page.fill('[data-test=geocode-input]', '济南市历下区山大路２号楼 2单元301室门口')
+  await page.keyboard.press('Enter')
+  await page.waitForSelector('[data-test=geocode-answer] b')
+  assert.match(await page.textContent('[data-test=geocode-answer]'), /历下区山大路2号楼2单元301室.*其余：门口/)
+  await page.screenshot({ path: `${SHOTS}grid-places.png`, fullPage: true })
+  await ctx.close()
+})
