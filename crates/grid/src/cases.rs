@@ -199,11 +199,11 @@ pub enum CaseAction {
     },
 }
 
-const COLUMNS: &str = "c.id, c.case_no, c.source, c.external_id, c.title, c.description, c.category_id, k.name, k.code, c.urgency,
+pub(crate) const COLUMNS: &str = "c.id, c.case_no, c.source, c.external_id, c.title, c.description, c.category_id, k.name, k.code, c.urgency,
     c.lon, c.lat, c.address, c.grid_id, g.name, c.reporter, c.department_id, d.name, c.stage, c.status, c.duplicate_of,
     c.possible_duplicate_of, c.instance_id, c.stage_due_at, c.rework_count, c.created_at, c.accepted_at, c.dispatched_at,
     c.handled_at, c.verified_at, c.closed_at, c.updated_at";
-const FROM: &str = "FROM grid_cases c JOIN grid_categories k ON k.id = c.category_id
+pub(crate) const FROM: &str = "FROM grid_cases c JOIN grid_categories k ON k.id = c.category_id
     LEFT JOIN orgs g ON g.id = c.grid_id LEFT JOIN orgs d ON d.id = c.department_id";
 
 fn flag(due: Option<i64>, status: &str, now: i64) -> String {
@@ -215,7 +215,7 @@ fn flag(due: Option<i64>, status: &str, now: i64) -> String {
     .into()
 }
 
-fn from_row(r: &store::AnyRow, now: i64) -> Case {
+pub(crate) fn from_row(r: &store::AnyRow, now: i64) -> Case {
     let status: String = r.get(19);
     let due: Option<i64> = r.get(23);
     Case {
@@ -319,12 +319,9 @@ impl Grid {
         if !SOURCES.contains(&source.as_str()) {
             return Err(Error::validation(format!("unknown source '{source}': use one of {}", SOURCES.join(", "))));
         }
+        // A resubmission (same source and external id) is recognised by the writer, which files
+        // the batch: no read here.
         let external_id = text(req.external_id, "external_id", 100, false)?;
-        if let Some(ext) = &external_id
-            && let Some(c) = self.case_by_external(&source, ext).await?
-        {
-            return Ok(IntakeResult { case: c, created: false });
-        }
         let description = text(Some(req.description), "the description", 2000, true)?.unwrap_or_default();
         let address = text(req.address, "the address", 200, false)?;
         let reporter = text(req.reporter, "the reporter", 50, false)?.unwrap_or_else(|| caller.display_name.clone());
@@ -455,7 +452,10 @@ impl Grid {
             audit: actor.entry(0, "grid.case.report").object("grid_case", &id),
         };
         match self.file(item).await {
-            Ok(()) => Ok(IntakeResult { case: self.case_row(&id).await?, created: true }),
+            Ok(crate::intake::Filed::New(case)) => Ok(IntakeResult { case: *case, created: true }),
+            Ok(crate::intake::Filed::Existing(existing)) => {
+                Ok(IntakeResult { case: self.case_row(&existing).await?, created: false })
+            }
             Err(e) => {
                 // The same event sent twice at the same moment: the other one won.
                 if let Some(ext) = &external_id

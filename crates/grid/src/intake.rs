@@ -48,7 +48,15 @@ pub(crate) struct Prepared {
     pub audit: AuditEntry,
 }
 
-type Job = (Prepared, oneshot::Sender<Result<()>>);
+/// What became of a filed event.
+pub(crate) enum Filed {
+    /// A new case, as committed.
+    New(Box<crate::cases::Case>),
+    /// The event was received before (same source and external id): that case's id.
+    Existing(String),
+}
+
+type Job = (Prepared, oneshot::Sender<Result<Filed>>);
 
 /// The single writer's queue.
 pub(crate) struct Writer {
@@ -57,7 +65,7 @@ pub(crate) struct Writer {
 
 impl Grid {
     /// Files one checked event through the batch writer and waits until it is committed.
-    pub(crate) async fn file(&self, item: Prepared) -> Result<()> {
+    pub(crate) async fn file(&self, item: Prepared) -> Result<Filed> {
         let sender = {
             let mut w = self.inner.writer.lock().expect("writer lock");
             if w.as_ref().is_none_or(|w| w.tx.is_closed()) {
@@ -92,9 +100,9 @@ fn spawn_writer(g: Grid) -> Writer {
             let g = Grid { inner };
             let (items, replies): (Vec<Prepared>, Vec<_>) = jobs.into_iter().unzip();
             match write_batch(&g, &items).await {
-                Ok(()) => {
-                    for r in replies {
-                        let _ = r.send(Ok(()));
+                Ok(filed) => {
+                    for (r, f) in replies.into_iter().zip(filed) {
+                        let _ = r.send(Ok(f));
                     }
                 }
                 Err(e) if items.len() == 1 => {
@@ -106,7 +114,7 @@ fn spawn_writer(g: Grid) -> Writer {
                     // One of them spoiled the batch: file each alone.
                     for (item, reply) in items.into_iter().zip(replies) {
                         let r = write_batch(&g, std::slice::from_ref(&item)).await;
-                        let _ = reply.send(r);
+                        let _ = reply.send(r.map(|mut f| f.remove(0)));
                     }
                 }
             }
@@ -122,11 +130,45 @@ fn day(now: i64) -> String {
         .unwrap_or_default()
 }
 
-async fn write_batch(g: &Grid, items: &[Prepared]) -> Result<()> {
+/// Files a batch; answers, for each item in order, its new case or the case it repeats.
+async fn write_batch(g: &Grid, all: &[Prepared]) -> Result<Vec<Filed>> {
     // The steps' actor: the reporter, when one person sent the whole batch.
-    let actor = items.first().map(|i| i.username.as_str()).filter(|u| items.iter().all(|i| i.username == *u));
+    let actor = all.first().map(|i| i.username.as_str()).filter(|u| all.iter().all(|i| i.username == *u));
     let mut ft = g.flow().begin(actor).await?;
     let now = ft.now();
+    // Resubmissions: events whose source and external id are filed already, or earlier in this batch.
+    let mut repeat: Vec<Option<String>> = vec![None; all.len()];
+    let keyed: Vec<(usize, &str, &str)> = all
+        .iter()
+        .enumerate()
+        .filter_map(|(i, it)| it.external_id.as_deref().map(|e| (i, it.source.as_str(), e)))
+        .collect();
+    let mut known: std::collections::HashMap<(String, String), String> = std::collections::HashMap::new();
+    for chunk in keyed.chunks(ROWS * 2) {
+        let cond: Vec<String> =
+            (0..chunk.len()).map(|i| format!("(source = ${} AND external_id = ${})", i * 2 + 1, i * 2 + 2)).collect();
+        let sql = format!("SELECT source, external_id, id FROM grid_cases WHERE {}", cond.join(" OR "));
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for (_, s, e) in chunk {
+            q = q.bind(*s).bind(*e);
+        }
+        for r in q.fetch_all(&mut **ft.tx()).await.db()? {
+            known.insert((r.get(0), r.get(1)), r.get(2));
+        }
+    }
+    for (i, s, e) in &keyed {
+        match known.get(&(s.to_string(), e.to_string())) {
+            Some(id) => repeat[*i] = Some(id.clone()),
+            None => {
+                known.insert((s.to_string(), e.to_string()), all[*i].id.clone());
+            }
+        }
+    }
+    let items: Vec<&Prepared> = all.iter().zip(&repeat).filter(|(_, r)| r.is_none()).map(|(it, _)| it).collect();
+    if items.is_empty() {
+        drop(ft);
+        return Ok(repeat.into_iter().map(|r| Filed::Existing(r.unwrap_or_default())).collect());
+    }
     let day = day(now);
     let k = items.len() as i64;
     let last: i64 = sqlx::query(
@@ -148,7 +190,7 @@ async fn write_batch(g: &Grid, items: &[Prepared]) -> Result<()> {
             ft.start(it.def.clone(), Some(it.id.clone()), Some(it.org_id.clone()), Some(it.username.clone()), vars);
         rows.push((case_no, instance));
     }
-    for chunk in items.iter().zip(rows.iter()).collect::<Vec<_>>().chunks(ROWS) {
+    for chunk in items.iter().copied().zip(rows.iter()).collect::<Vec<_>>().chunks(ROWS) {
         insert_cases(ft.tx(), chunk, now).await?;
     }
     for it in items.iter().filter(|i| i.platform.is_some()) {
@@ -194,7 +236,38 @@ async fn write_batch(g: &Grid, items: &[Prepared]) -> Result<()> {
         })
         .collect();
     g.identity().audit_log().append_many(ft.tx(), &entries).await?;
-    ft.commit().await
+    // Run the processes (the observer sets each case's stage), then read the cases back as they
+    // will be committed: one query for the batch instead of one per caller.
+    ft.run().await?;
+    let mut cases: std::collections::HashMap<String, crate::cases::Case> = std::collections::HashMap::new();
+    for chunk in items.chunks(ROWS * 4) {
+        let sql = format!(
+            "SELECT {} {} WHERE c.id IN ({})",
+            crate::cases::COLUMNS,
+            crate::cases::FROM,
+            crate::cases::marks(0, chunk.len())
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for it in chunk {
+            q = q.bind(&it.id);
+        }
+        for r in q.fetch_all(&mut **ft.tx()).await.db()? {
+            let c = crate::cases::from_row(&r, now);
+            cases.insert(c.id.clone(), c);
+        }
+    }
+    ft.commit().await?;
+    all.iter()
+        .zip(repeat)
+        .map(|(it, r)| match r {
+            // Filed before, or earlier in this batch (then the first one's case).
+            Some(existing) => Ok(Filed::Existing(existing)),
+            None => cases
+                .remove(&it.id)
+                .map(|c| Filed::New(Box::new(c)))
+                .ok_or_else(|| Error::internal("a filed case could not be read back")),
+        })
+        .collect()
 }
 
 async fn insert_cases(tx: &mut Tx, chunk: &[(&Prepared, &(String, String))], now: i64) -> Result<()> {

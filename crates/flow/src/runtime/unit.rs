@@ -67,6 +67,30 @@ pub(crate) struct Unit<'f> {
     wake_notify: bool,
     /// Candidate org (code or id) → id, looked up once per unit.
     org_ids: HashMap<String, String>,
+    /// Tasks created by the engine in this run, written together (multi-row) at its end.
+    new_tasks: Vec<NewTask>,
+}
+
+/// A task row to insert.
+struct NewTask {
+    id: String,
+    instance_id: String,
+    token: i64,
+    element_id: String,
+    name: String,
+    def_key: String,
+    def_name: String,
+    business_key: Option<String>,
+    assignee: Option<String>,
+    candidate_users: String,
+    candidate_groups: String,
+    candidate_orgs: String,
+    priority: i64,
+    due_at: Option<i64>,
+    follow_up_at: Option<i64>,
+    form_key: Option<String>,
+    inputs: String,
+    org_id: Option<String>,
 }
 
 impl<'f> Unit<'f> {
@@ -83,6 +107,7 @@ impl<'f> Unit<'f> {
             steps: 0,
             wake: false,
             wake_notify: false,
+            new_tasks: Vec::new(),
             org_ids: HashMap::new(),
         })
     }
@@ -228,6 +253,45 @@ impl<'f> Unit<'f> {
                 self.apply(&id, &def, a).await?;
             }
         }
+        self.insert_tasks().await
+    }
+
+    /// Writes the tasks created since the last call, eight rows per statement.
+    async fn insert_tasks(&mut self) -> Result<()> {
+        let tasks = std::mem::take(&mut self.new_tasks);
+        for chunk in tasks.chunks(INSERT_ROWS) {
+            let mut sql = String::from(
+                "INSERT INTO flow_tasks (id, instance_id, token, element_id, name, def_key, def_name, business_key, assignee,
+                    candidate_users, candidate_groups, candidate_orgs, state, priority, due_at, follow_up_at, form_key, inputs,
+                    org_id, created_at) VALUES ",
+            );
+            push_values(&mut sql, chunk.len(), 20, None);
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for t in chunk {
+                q = q
+                    .bind(&t.id)
+                    .bind(&t.instance_id)
+                    .bind(t.token)
+                    .bind(&t.element_id)
+                    .bind(&t.name)
+                    .bind(&t.def_key)
+                    .bind(&t.def_name)
+                    .bind(&t.business_key)
+                    .bind(&t.assignee)
+                    .bind(&t.candidate_users)
+                    .bind(&t.candidate_groups)
+                    .bind(&t.candidate_orgs)
+                    .bind("open")
+                    .bind(t.priority)
+                    .bind(t.due_at)
+                    .bind(t.follow_up_at)
+                    .bind(&t.form_key)
+                    .bind(&t.inputs)
+                    .bind(&t.org_id)
+                    .bind(self.now);
+            }
+            q.execute(&mut *self.tx).await.db()?;
+        }
         Ok(())
     }
 
@@ -238,6 +302,10 @@ impl<'f> Unit<'f> {
             Action::History(e) => self.loaded.get_mut(id).expect("loaded").events.push(e),
             Action::CreateTask(spec) => self.create_task(id, def, spec).await?,
             Action::CancelTask { token } => {
+                // A task created earlier in this run is written first, so that it is cancelled too.
+                if self.new_tasks.iter().any(|t| t.instance_id == id && t.token == token as i64) {
+                    self.insert_tasks().await?;
+                }
                 sqlx::query("UPDATE flow_tasks SET state = 'cancelled', completed_at = $3 WHERE instance_id = $1 AND token = $2 AND state = 'open'")
                     .bind(id)
                     .bind(token as i64)
@@ -412,34 +480,26 @@ impl<'f> Unit<'f> {
             orgs.push(id);
         }
         let list = |v: &[String]| if v.is_empty() { String::new() } else { format!(",{},", v.join(",")) };
-        sqlx::query(
-            "INSERT INTO flow_tasks (id, instance_id, token, element_id, name, def_key, def_name, business_key, assignee,
-                candidate_users, candidate_groups, candidate_orgs, state, priority, due_at, follow_up_at, form_key, inputs,
-                org_id, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 'open', $13, $14, $15, $16, $17, $18, $19)",
-        )
-        .bind(uuid::Uuid::now_v7().to_string())
-        .bind(id)
-        .bind(spec.token as i64)
-        .bind(&def.process().elements[spec.element].id)
-        .bind(&spec.name)
-        .bind(&def.key)
-        .bind(&def.name)
-        .bind(&bk)
-        .bind(&spec.assignee)
-        .bind(list(&spec.candidate_users))
-        .bind(list(&spec.candidate_groups))
-        .bind(list(&orgs))
-        .bind(spec.priority)
-        .bind(spec.due_at)
-        .bind(spec.follow_up_at)
-        .bind(&spec.form_key)
-        .bind(to_json(&spec.inputs)?)
-        .bind(&org)
-        .bind(self.now)
-        .execute(&mut *self.tx)
-        .await
-        .db()?;
+        self.new_tasks.push(NewTask {
+            id: uuid::Uuid::now_v7().to_string(),
+            instance_id: id.to_string(),
+            token: spec.token as i64,
+            element_id: def.process().elements[spec.element].id.clone(),
+            name: spec.name.clone(),
+            def_key: def.key.clone(),
+            def_name: def.name.clone(),
+            business_key: bk.clone(),
+            assignee: spec.assignee.clone(),
+            candidate_users: list(&spec.candidate_users),
+            candidate_groups: list(&spec.candidate_groups),
+            candidate_orgs: list(&orgs),
+            priority: spec.priority,
+            due_at: spec.due_at,
+            follow_up_at: spec.follow_up_at,
+            form_key: spec.form_key.clone(),
+            inputs: to_json(&spec.inputs)?,
+            org_id: org.clone(),
+        });
         if let Some(n) = self.flow.notifier() {
             let mut recipients: Vec<String> = spec.assignee.iter().cloned().collect();
             if spec.assignee.is_none() {
@@ -601,6 +661,7 @@ impl<'f> Unit<'f> {
     /// out as multi-row INSERTs (a batch of started instances costs a few statements, not two
     /// per instance); changed instances are updated one by one with their revision checked.
     pub async fn flush(&mut self) -> Result<()> {
+        self.insert_tasks().await?;
         let mut new_rows: Vec<NewRow> = Vec::new();
         let mut history: Vec<(String, i64, String)> = Vec::new();
         let mut updates: Vec<Update> = Vec::new();
@@ -777,6 +838,7 @@ impl<'f> Unit<'f> {
         to: Arc<Deployed>,
         mapping: &std::collections::HashMap<String, String>,
     ) -> Result<Vec<(String, String)>> {
+        self.insert_tasks().await?;
         self.load(id).await?;
         let l = self.loaded.get_mut(id).expect("loaded");
         if l.state.status != Status::Active {
