@@ -282,3 +282,62 @@ pub async fn restore(cfg: &Config, file: &Path) -> anyhow::Result<()> {
     println!("restored {} from {}", target.display(), file.display());
     Ok(())
 }
+
+/// `zhongshu simulate-platform`: a third-party platform simulator until Ctrl-C.
+pub struct SimulateOptions {
+    pub listen: String,
+    pub key: String,
+    pub secret: String,
+    pub mapping: Option<std::path::PathBuf>,
+    pub ticket_prefix: String,
+    pub callback_url: Option<String>,
+    pub platform_code: Option<String>,
+    pub app_id: Option<String>,
+    pub app_secret: Option<String>,
+    pub mode: Option<String>,
+}
+
+pub async fn simulate_platform(o: SimulateOptions) -> anyhow::Result<()> {
+    let mapping: grid::platforms::Mapping = match &o.mapping {
+        Some(p) => {
+            serde_json::from_str(&std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))?)
+                .with_context(|| format!("{} is not a mapping", p.display()))?
+        }
+        None => grid::platforms::Mapping::default(),
+    };
+    mapping.check().map_err(|e| anyhow!("the mapping: {e}"))?;
+    let mode: grid::simulator::Mode = match &o.mode {
+        Some(m) => serde_json::from_str(m).context("--mode is not a mode")?,
+        None => grid::simulator::Mode::default(),
+    };
+    let callback = match (o.callback_url, o.platform_code, o.app_id, o.app_secret) {
+        (Some(base_url), Some(platform_code), Some(app_id), Some(secret)) => Some(grid::simulator::CallbackTarget {
+            base_url,
+            platform_code,
+            app_id,
+            secret,
+            sign_alg: "hmac-sm3".into(),
+        }),
+        (None, None, None, None) => None,
+        _ => bail!("to call back give all of --callback-url, --platform-code, --app-id and --app-secret"),
+    };
+    let sim = grid::simulator::Simulator::start(
+        &o.listen,
+        grid::simulator::Config {
+            name: "simulator".into(),
+            ticket_prefix: o.ticket_prefix,
+            key: o.key,
+            secret: o.secret,
+            sign_alg: "hmac-sm3".into(),
+            mapping,
+            callback,
+            mode,
+        },
+        std::sync::Arc::new(kernel::SystemClock),
+    )
+    .await
+    .with_context(|| format!("cannot listen on {}", o.listen))?;
+    println!("Platform simulator listening on {}  (GET /sim/stats, GET /sim/tickets, PUT /sim/mode)", sim.url());
+    app::shutdown_signal().await;
+    Ok(())
+}

@@ -64,6 +64,39 @@ enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+    /// Run a third-party platform simulator (数字城管 / 综治 / 12345 stand-in) for integration tests.
+    SimulatePlatform(SimulateArgs),
+}
+
+#[derive(Args)]
+struct SimulateArgs {
+    /// Address to listen on (127.0.0.1:0 picks a free port).
+    #[arg(long, default_value = "127.0.0.1:9300")]
+    listen: String,
+    /// The key and secret Zhongshu signs with at this platform (the platform's out_key / out_secret).
+    #[arg(long)]
+    key: String,
+    #[arg(long, env = "ZHONGSHU_SIM_SECRET")]
+    secret: String,
+    /// The platform's dialect: a JSON file with the mapping (fields, categories, paths, ack, crs).
+    #[arg(long)]
+    mapping: Option<PathBuf>,
+    /// Prefix of its ticket numbers.
+    #[arg(long, default_value = "SIM")]
+    ticket_prefix: String,
+    /// Zhongshu's base URL, the platform's code there and its connected application (to call back).
+    #[arg(long)]
+    callback_url: Option<String>,
+    #[arg(long)]
+    platform_code: Option<String>,
+    #[arg(long)]
+    app_id: Option<String>,
+    #[arg(long, env = "ZHONGSHU_SIM_APP_SECRET")]
+    app_secret: Option<String>,
+    /// Behaviour as JSON, e.g. {"accept_after_ms": 5000, "handle_after_ms": 60000, "fail_every": 10};
+    /// change it while running with PUT /sim/mode.
+    #[arg(long)]
+    mode: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -179,6 +212,21 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Backup { file } => cli::backup(&load(cfg_path, &place, None)?, &file).await?,
         Command::Restore { file } => cli::restore(&load(cfg_path, &place, None)?, &file).await?,
         Command::Config { .. } => unreachable!("handled before the runtime starts"),
+        Command::SimulatePlatform(a) => {
+            cli::simulate_platform(cli::SimulateOptions {
+                listen: a.listen,
+                key: a.key,
+                secret: a.secret,
+                mapping: a.mapping,
+                ticket_prefix: a.ticket_prefix,
+                callback_url: a.callback_url,
+                platform_code: a.platform_code,
+                app_id: a.app_id,
+                app_secret: a.app_secret,
+                mode: a.mode,
+            })
+            .await?
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
