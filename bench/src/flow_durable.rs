@@ -101,7 +101,8 @@ pub async fn timers(n: usize) {
         assert!(clock.now_ms() < due_at, "creating the timers took longer than the lead time; raise it");
         let created = started.elapsed();
         let rss_before = rss_mb();
-        let worker = flow::runtime::spawn_workers(&flow);
+        let mut worker = apikit::background::Background::new();
+        flow::runtime::spawn_workers(&flow, &mut worker);
         let remaining = || async {
             sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM flow_instances WHERE status = 'active'")
                 .fetch_one(t.db.reader())

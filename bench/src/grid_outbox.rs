@@ -77,7 +77,8 @@ pub async fn run(n: usize, outage_secs: u64) {
     println!("setup: {n} cases with a dispatch each in {:.1} s", t.elapsed().as_secs_f64());
 
     // The relay runs from the start; the platform is down for the first seconds.
-    let relay = g.spawn_relay();
+    let mut relay = apikit::background::Background::new();
+    g.spawn_relay(&mut relay);
     let started = Instant::now();
     tokio::time::sleep(Duration::from_secs(outage_secs)).await;
     let refused = sim.stats().refused;

@@ -6,6 +6,7 @@
 //! connected applications and the audit log.
 
 pub mod auth;
+pub mod background;
 pub mod context;
 pub mod error;
 pub mod extract;

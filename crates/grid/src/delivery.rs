@@ -26,7 +26,6 @@ use kernel::{Error, Result};
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 use store::{Backend, DbResultExt, Row};
-use tokio::sync::watch;
 
 use crate::Grid;
 use crate::platforms::{Callback, Conn, Mapping, alg_of, as_text, lookup, outgoing};
@@ -706,11 +705,11 @@ impl Grid {
         Ok(n)
     }
 
-    /// Runs the relay (and the alerts and nightly reconciliation) until shut down.
-    pub fn spawn_relay(&self) -> RelayHandle {
-        let (stop, mut rx) = watch::channel(false);
+    /// Runs the relay (and the alerts and nightly reconciliation) among `bg`'s loops until they stop.
+    pub fn spawn_relay(&self, bg: &mut apikit::background::Background) {
+        let mut rx = bg.stop_signal();
         let me = self.clone();
-        let task = tokio::spawn(async move {
+        bg.spawn(async move {
             let mut last_check = 0i64;
             loop {
                 let busy = match me.relay_once().await {
@@ -739,7 +738,6 @@ impl Grid {
                 }
             }
         });
-        RelayHandle { stop, task }
     }
 }
 
@@ -748,19 +746,6 @@ pub fn parse_hhmm(s: &str) -> Option<(i64, i64)> {
     let (h, m) = s.trim().split_once(':')?;
     let (h, m): (i64, i64) = (h.parse().ok()?, m.parse().ok()?);
     ((0..24).contains(&h) && (0..60).contains(&m)).then_some((h, m))
-}
-
-/// Stops the relay.
-pub struct RelayHandle {
-    stop: watch::Sender<bool>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl RelayHandle {
-    pub async fn shutdown(self) {
-        let _ = self.stop.send(true);
-        let _ = self.task.await;
-    }
 }
 
 #[cfg(test)]

@@ -22,7 +22,7 @@ use kernel::{Clock, Error, ErrorCode, Page, PageRequest, Result};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use store::{Backend, Db, DbResultExt, Row, Tx, Where};
-use tokio::sync::{broadcast, watch};
+use tokio::sync::broadcast;
 
 pub use channels::Channel;
 
@@ -876,11 +876,11 @@ impl Notify {
         self.preferences(caller).await
     }
 
-    /// Runs the relay until shut down.
-    pub fn spawn_relay(&self) -> RelayHandle {
-        let (stop, mut rx) = watch::channel(false);
+    /// Runs the relay among `bg`'s loops until they stop.
+    pub fn spawn_relay(&self, bg: &mut apikit::background::Background) {
+        let mut rx = bg.stop_signal();
         let me = self.clone();
-        let task = tokio::spawn(async move {
+        bg.spawn(async move {
             loop {
                 let busy = match me.relay_once().await {
                     Ok(n) => n > 0,
@@ -899,20 +899,6 @@ impl Notify {
                 }
             }
         });
-        RelayHandle { stop, task }
-    }
-}
-
-/// Stops the relay.
-pub struct RelayHandle {
-    stop: watch::Sender<bool>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl RelayHandle {
-    pub async fn shutdown(self) {
-        let _ = self.stop.send(true);
-        let _ = self.task.await;
     }
 }
 

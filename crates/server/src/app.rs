@@ -269,9 +269,7 @@ async fn metrics(State(state): State<AppState>) -> Response {
 pub struct Background {
     sealer: SealerHandle,
     pruner: tokio::task::JoinHandle<()>,
-    flow: Option<flow::runtime::WorkerHandle>,
-    relay: Option<notify::RelayHandle>,
-    platforms: Option<grid::delivery::RelayHandle>,
+    loops: apikit::background::Background,
 }
 
 impl Background {
@@ -287,24 +285,23 @@ impl Background {
                 }
             }
         });
-        let flow = state.services.get::<flow::Flow>().filter(|f| f.options().workers).map(flow::runtime::spawn_workers);
-        let relay = state.services.get::<notify::Notify>().filter(|n| n.options().relay).map(|n| n.spawn_relay());
-        let platforms = state.services.get::<grid::Grid>().filter(|g| g.options().relay).map(|g| g.spawn_relay());
-        Background { sealer, pruner, flow, relay, platforms }
+        let mut loops = apikit::background::Background::new();
+        if let Some(f) = state.services.get::<flow::Flow>().filter(|f| f.options().workers) {
+            flow::runtime::spawn_workers(f, &mut loops);
+        }
+        if let Some(n) = state.services.get::<notify::Notify>().filter(|n| n.options().relay) {
+            n.spawn_relay(&mut loops);
+        }
+        if let Some(g) = state.services.get::<grid::Grid>().filter(|g| g.options().relay) {
+            g.spawn_relay(&mut loops);
+        }
+        Background { sealer, pruner, loops }
     }
 
     /// Seals the remaining audit records and stops.
     pub async fn shutdown(self) {
         self.pruner.abort();
-        if let Some(f) = self.flow {
-            f.shutdown().await;
-        }
-        if let Some(r) = self.relay {
-            r.shutdown().await;
-        }
-        if let Some(p) = self.platforms {
-            p.shutdown().await;
-        }
+        self.loops.shutdown().await;
         self.sealer.shutdown().await;
     }
 }

@@ -33,7 +33,7 @@ pub use instances::{
     MigrateRequest, Resolution, StartRequest, TimelineItem,
 };
 pub use tasks::{StepRef, Task, TaskAction, TaskFilter, TaskView};
-pub use worker::{WorkerHandle, spawn_workers};
+pub use worker::spawn_workers;
 
 pub static MIGRATIONS: store::MigrationSet =
     store::migrations!("flow": 1 => portable "0001_flow", 2 => portable "0002_start_timers");

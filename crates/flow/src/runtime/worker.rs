@@ -18,38 +18,22 @@ const TIMER_BATCH: i64 = 500;
 /// Remote jobs claimed at a time.
 const JOB_BATCH: i64 = 16;
 
-/// Stops the workers when dropped or when [`WorkerHandle::shutdown`] is awaited.
-pub struct WorkerHandle {
-    stop: watch::Sender<bool>,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
-}
-
-impl WorkerHandle {
-    pub async fn shutdown(self) {
-        let _ = self.stop.send(true);
-        for t in self.tasks {
-            let _ = t.await;
-        }
+/// Starts the timer and job workers and the deadline warnings among `bg`'s loops.
+pub fn spawn_workers(flow: &Flow, bg: &mut apikit::background::Background) {
+    {
+        let flow = flow.clone();
+        let rx = bg.stop_signal();
+        bg.spawn(async move { timer_loop(flow, rx).await });
     }
-}
-
-/// Starts the timer and job workers.
-pub fn spawn_workers(flow: &Flow) -> WorkerHandle {
-    let (stop, rx) = watch::channel(false);
-    let t1 = {
+    {
         let flow = flow.clone();
-        let rx = rx.clone();
-        tokio::spawn(async move { timer_loop(flow, rx).await })
-    };
-    let t2 = {
+        let rx = bg.stop_signal();
+        bg.spawn(async move { job_loop(flow, rx).await });
+    }
+    {
         let flow = flow.clone();
-        let rx = rx.clone();
-        tokio::spawn(async move { job_loop(flow, rx).await })
-    };
-    let t3 = {
-        let flow = flow.clone();
-        let mut rx = rx;
-        tokio::spawn(async move {
+        let mut rx = bg.stop_signal();
+        bg.spawn(async move {
             loop {
                 if let Err(e) = flow.warn_deadlines().await {
                     tracing::warn!(error = %e, "deadline warnings");
@@ -62,9 +46,8 @@ pub fn spawn_workers(flow: &Flow) -> WorkerHandle {
                     _ = rx.changed() => return,
                 }
             }
-        })
-    };
-    WorkerHandle { stop, tasks: vec![t1, t2, t3] }
+        });
+    }
 }
 
 async fn pause(flow: &Flow, rx: &mut watch::Receiver<bool>, ms: u64) -> bool {
