@@ -28,6 +28,9 @@ pub struct SecurityPolicy {
     pub login_rate_per_minute: u32,
     /// API requests per minute for one user or application (applications may set their own).
     pub api_rate_per_minute: u32,
+    /// Business accounts not used (no login) for this many days are disabled (0: never). The
+    /// three administrators are exempt: disabling the last of them would lock the system.
+    pub inactive_disable_days: u32,
 }
 
 impl Default for SecurityPolicy {
@@ -44,6 +47,7 @@ impl Default for SecurityPolicy {
             session_absolute_hours: 12,
             login_rate_per_minute: 30,
             api_rate_per_minute: 6000,
+            inactive_disable_days: 90,
         }
     }
 }
@@ -78,6 +82,9 @@ impl SecurityPolicy {
         }
         if self.login_rate_per_minute == 0 || self.api_rate_per_minute == 0 {
             return bad("rate limits must be at least 1 per minute");
+        }
+        if self.inactive_disable_days != 0 && !(30..=3650).contains(&self.inactive_disable_days) {
+            return bad("inactive_disable_days must be 0 (never) or between 30 and 3650");
         }
         Ok(())
     }

@@ -283,6 +283,13 @@ impl Background {
                 if let Err(e) = identity.prune_nonces().await {
                     tracing::warn!(error = %e, "pruning request nonces failed");
                 }
+                match identity.disable_inactive().await {
+                    Ok(0) => {}
+                    Ok(n) => {
+                        tracing::info!(accounts = n, "disabled accounts unused for the policy's inactivity period")
+                    }
+                    Err(e) => tracing::warn!(error = %e, "disabling inactive accounts failed"),
+                }
             }
         });
         let mut loops = apikit::background::Background::new();

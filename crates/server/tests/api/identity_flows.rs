@@ -342,3 +342,50 @@ async fn a_role_marked_for_two_factor_makes_its_holders_enrol() {
         assert_eq!(body["stage"], "enroll_mfa", "{b:?}: {body}");
     }
 }
+
+#[tokio::test]
+async fn accounts_unused_for_the_inactivity_period_are_disabled_and_their_sessions_end() {
+    for b in test_backends() {
+        let app = TestApp::start(b).await;
+        let idle = app.login("gridworker").await;
+        let busy = app.login("dispatcher").await;
+        let (s, _) = idle.json(Method::GET, "/api/v1/me", None).await;
+        assert_eq!(s, StatusCode::OK);
+        // 吴海燕 last logged in 91 days ago (the session she holds is kept live for the test);
+        // the system administrator too, but the three administrators are exempt.
+        let long_ago = kernel::Clock::now_ms(&app.clock) - 91 * 86_400_000;
+        for u in ["gridworker", "sysadmin"] {
+            sqlx::query("UPDATE users SET last_login_at = $1 WHERE username = $2")
+                .bind(long_ago)
+                .bind(u)
+                .execute(app.state.db.writer())
+                .await
+                .unwrap();
+        }
+        let n = app.state.identity.disable_inactive().await.unwrap();
+        // Demo users that never logged in were created now: only 吴海燕 goes.
+        assert_eq!(n, 1);
+        let (s, body) = idle.json(Method::GET, "/api/v1/me", None).await;
+        assert_error(s, &body, 401, "session_expired");
+        let (s, body) = app
+            .client()
+            .json(Method::POST, "/api/v1/auth/login", Some(json!({"username": "gridworker", "password": PASSWORD})))
+            .await;
+        assert_eq!(s.as_u16(), 403, "{body}");
+        assert_eq!(body["code"], "account_disabled");
+        let (s, _) = busy.json(Method::GET, "/api/v1/me", None).await;
+        assert_eq!(s, StatusCode::OK, "others are untouched");
+        let admin_status: String = sqlx::query_scalar("SELECT status FROM users WHERE username = 'sysadmin'")
+            .fetch_one(app.state.db.reader())
+            .await
+            .unwrap();
+        assert_eq!(admin_status, "active");
+        let audited: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM audit_records WHERE action = 'user.disable_inactive'")
+                .fetch_one(app.state.db.reader())
+                .await
+                .unwrap();
+        assert_eq!(audited, 1);
+        assert_eq!(app.state.identity.disable_inactive().await.unwrap(), 0, "once");
+    }
+}
