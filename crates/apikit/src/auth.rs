@@ -59,7 +59,22 @@ async fn session_of(parts: &Parts, state: &AppState) -> Result<Session, ApiError
         .ok_or_else(|| err(ErrorCode::Unauthenticated, "log in first"))?;
     let session = state.identity.authenticate(token).await?;
     check_csrf(parts, &session)?;
+    if !state.http.admin_networks.is_empty() && state.identity.admin_role_of(&session.user_id).await?.is_some() {
+        check_admin_network(state)?;
+    }
     Ok(session)
+}
+
+/// The three administrators work only from the administration networks, when configured.
+pub fn check_admin_network(state: &AppState) -> Result<(), ApiError> {
+    if crate::netlist::allowed(&state.http.admin_networks, context::source_ip()) {
+        Ok(())
+    } else {
+        Err(err(
+            ErrorCode::Forbidden,
+            "administrator accounts may be used only from the administration network; use an administration terminal",
+        ))
+    }
 }
 
 /// Like [`session_of`] for active sessions, through the identity service's short-lived cache.
@@ -101,6 +116,9 @@ impl FromRequestParts<AppState> for Auth {
             return Ok(Auth { caller, session: None });
         }
         let (session, caller) = active_session_of(parts, state).await?;
+        if caller.admin_role.is_some() {
+            check_admin_network(state)?;
+        }
         let rate = state.identity.policy().api_rate_per_minute;
         state
             .limiter

@@ -12,6 +12,7 @@ pub mod error;
 pub mod extract;
 pub mod metrics;
 pub mod middleware;
+pub mod netlist;
 pub mod ratelimit;
 pub mod routes;
 pub mod state;

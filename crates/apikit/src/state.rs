@@ -66,10 +66,17 @@ pub struct HttpOptions {
     pub body_limit: usize,
     /// Trust `X-Forwarded-For` from the proxy in front (only behind a trusted proxy).
     pub trust_forwarded_for: bool,
+    /// Where the three administrators may work from (empty: anywhere).
+    pub admin_networks: Vec<crate::netlist::Net>,
 }
 
 impl Default for HttpOptions {
     fn default() -> Self {
-        HttpOptions { secure_cookies: false, body_limit: 2 * 1024 * 1024, trust_forwarded_for: false }
+        HttpOptions {
+            secure_cookies: false,
+            body_limit: 2 * 1024 * 1024,
+            trust_forwarded_for: false,
+            admin_networks: Vec::new(),
+        }
     }
 }

@@ -140,6 +140,13 @@ pub async fn open(cfg: &Config, opts: OpenOptions) -> anyhow::Result<AppState> {
             secure_cookies: cfg.server.secure_cookies,
             body_limit: cfg.server.body_limit_bytes,
             trust_forwarded_for: cfg.server.trust_forwarded_for,
+            admin_networks: cfg
+                .server
+                .admin_networks
+                .iter()
+                .map(|n| apikit::netlist::Net::parse(n))
+                .collect::<Result<_, _>>()
+                .map_err(|e| anyhow::anyhow!("[server] admin_networks: {e}"))?,
         },
         services,
     })

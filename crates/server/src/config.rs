@@ -30,6 +30,7 @@ pub struct ServerConfig {
     pub secure_cookies: bool,
     pub trust_forwarded_for: bool,
     pub body_limit_bytes: usize,
+    pub admin_networks: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

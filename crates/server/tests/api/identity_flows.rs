@@ -389,3 +389,43 @@ async fn accounts_unused_for_the_inactivity_period_are_disabled_and_their_sessio
         assert_eq!(app.state.identity.disable_inactive().await.unwrap(), 0, "once");
     }
 }
+
+#[tokio::test]
+async fn administrators_work_only_from_the_administration_networks() {
+    for b in test_backends() {
+        let app = TestApp::start_with(b, |cfg| cfg.server.admin_networks = vec!["10.99.0.0/16".into()]).await;
+        let before: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM audit_records WHERE result <> 'success'")
+            .fetch_one(app.state.db.reader())
+            .await
+            .unwrap();
+        // The tests reach the server from 127.0.0.1, outside 10.99.0.0/16.
+        let (s, body) = app
+            .client()
+            .json(Method::POST, "/api/v1/auth/login", Some(json!({"username": "sysadmin", "password": PASSWORD})))
+            .await;
+        assert_error(s, &body, 403, "forbidden");
+        assert!(body["message"].as_str().unwrap().contains("administration network"), "{body}");
+        let live: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM sessions s JOIN users u ON u.id = s.user_id WHERE u.username = 'sysadmin' AND s.revoked_at IS NULL",
+        )
+        .fetch_one(app.state.db.reader())
+        .await
+        .unwrap();
+        assert_eq!(live, 0, "no session is left behind");
+        let after: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM audit_records WHERE result <> 'success'")
+            .fetch_one(app.state.db.reader())
+            .await
+            .unwrap();
+        assert!(after > before, "the refusal is audited");
+        // Business users are not concerned.
+        let gw = app.login("gridworker").await;
+        let (s, _) = gw.json(Method::GET, "/api/v1/me", None).await;
+        assert_eq!(s, StatusCode::OK);
+    }
+    for b in test_backends() {
+        let app = TestApp::start_with(b, |cfg| cfg.server.admin_networks = vec!["127.0.0.0/8".into()]).await;
+        let admin = app.login("sysadmin").await;
+        let (s, _) = admin.json(Method::GET, "/api/v1/me", None).await;
+        assert_eq!(s, StatusCode::OK, "from the administration network");
+    }
+}
