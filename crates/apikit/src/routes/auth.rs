@@ -68,18 +68,19 @@ pub async fn login(
         .map_err(|s| ApiError(kernel::Error::rate_limited(s)))?;
     let s = state.identity.login(&req.username, &req.password, &context::actor()).await?;
     // An administrator outside the administration networks gets no session, even with the password.
-    if !state.http.admin_networks.is_empty() && state.identity.admin_role_of(&s.user_id).await?.is_some() {
-        if let Err(e) = crate::auth::check_admin_network(&state) {
-            if let Ok(session) = state.identity.authenticate(&s.token).await {
-                state.identity.logout(&session, &context::actor()).await?;
-            }
-            let entry = context::actor()
-                .entry(now, "auth.login")
-                .object("user", &s.user_id)
-                .result(audit::AuditResult::Denied, Some("outside the administration networks".into()));
-            state.identity.audit_now(entry).await?;
-            return Err(e);
+    if !state.http.admin_networks.is_empty()
+        && state.identity.admin_role_of(&s.user_id).await?.is_some()
+        && let Err(e) = crate::auth::check_admin_network(&state)
+    {
+        if let Ok(session) = state.identity.authenticate(&s.token).await {
+            state.identity.logout(&session, &context::actor()).await?;
         }
+        let entry = context::actor()
+            .entry(now, "auth.login")
+            .object("user", &s.user_id)
+            .result(audit::AuditResult::Denied, Some("outside the administration networks".into()));
+        state.identity.audit_now(entry).await?;
+        return Err(e);
     }
     let max_age = (s.expires_at - now) / 1000;
     let mut headers = HeaderMap::new();
