@@ -282,6 +282,26 @@ impl Sim {
         Err(last)
     }
 
+    /// The mode's refusals, our signature, a JSON object: the message in its words and ours.
+    async fn admit(
+        &self,
+        headers: &HeaderMap,
+        uri: &Uri,
+        body: &[u8],
+    ) -> std::result::Result<(Map<String, Value>, Map<String, Value>), Answer> {
+        if let Some(r) = self.before().await {
+            return Err(r);
+        }
+        if let Some(r) = self.check_signature(headers, uri, body) {
+            return Err(r);
+        }
+        let Ok(Value::Object(theirs)) = serde_json::from_slice::<Value>(body) else {
+            return Err(self.refuse(StatusCode::BAD_REQUEST, "400", "报文不是 JSON 对象"));
+        };
+        let ours = self.cfg.mapping.to_ours(&theirs);
+        Ok((theirs, ours))
+    }
+
     /// Moves a ticket and tells us.
     async fn progress(self: &Arc<Self>, dispatch_id: &str, state: &str, note: Option<String>) -> Result<(), String> {
         let ticket_no = {
@@ -302,16 +322,10 @@ impl Sim {
 }
 
 async fn on_dispatch(State(sim): State<Arc<Sim>>, headers: HeaderMap, uri: Uri, body: Bytes) -> Answer {
-    if let Some(r) = sim.before().await {
-        return r;
-    }
-    if let Some(r) = sim.check_signature(&headers, &uri, &body) {
-        return r;
-    }
-    let Ok(Value::Object(theirs)) = serde_json::from_slice::<Value>(&body) else {
-        return sim.refuse(StatusCode::BAD_REQUEST, "400", "报文不是 JSON 对象");
+    let (theirs, ours) = match sim.admit(&headers, &uri, &body).await {
+        Ok(m) => m,
+        Err(r) => return r,
     };
-    let ours = sim.cfg.mapping.to_ours(&theirs);
     let key = headers
         .get("x-zs-idempotency-key")
         .and_then(|v| v.to_str().ok())
@@ -377,16 +391,10 @@ async fn on_dispatch(State(sim): State<Arc<Sim>>, headers: HeaderMap, uri: Uri, 
 }
 
 async fn on_status(State(sim): State<Arc<Sim>>, headers: HeaderMap, uri: Uri, body: Bytes) -> Answer {
-    if let Some(r) = sim.before().await {
-        return r;
-    }
-    if let Some(r) = sim.check_signature(&headers, &uri, &body) {
-        return r;
-    }
-    let Ok(Value::Object(theirs)) = serde_json::from_slice::<Value>(&body) else {
-        return sim.refuse(StatusCode::BAD_REQUEST, "400", "报文不是 JSON 对象");
+    let (_, ours) = match sim.admit(&headers, &uri, &body).await {
+        Ok(m) => m,
+        Err(r) => return r,
     };
-    let ours = sim.cfg.mapping.to_ours(&theirs);
     let key = headers.get("x-zs-idempotency-key").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
     let first = {
         let mut st = sim.status.lock().expect("status");
