@@ -11,8 +11,9 @@ use utoipa_axum::routes;
 
 use crate::parse::ModelError;
 use crate::runtime::{
-    Definition, DefinitionSummary, DelayRow, Flow, HistoryEntry, Incident, IncidentFilter, Instance, InstanceDetail,
-    InstanceFilter, MessageRequest, MigrateRequest, Resolution, StartRequest, Task, TaskAction, TaskFilter, TaskView,
+    BulkMigration, Definition, DefinitionSummary, DelayRow, Flow, HistoryEntry, Incident, IncidentFilter, Instance,
+    InstanceDetail, InstanceFilter, MessageRequest, MigrateRequest, Resolution, StartRequest, Task, TaskAction,
+    TaskFilter, TaskView,
 };
 
 /// Permission markers of the workflow engine.
@@ -45,6 +46,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(instance_history))
         .routes(routes!(cancel_instance))
         .routes(routes!(migrate_instance))
+        .routes(routes!(migrate_version))
         .routes(routes!(correlate_message))
         .routes(routes!(broadcast_signal))
         .routes(routes!(list_tasks))
@@ -320,4 +322,17 @@ pub async fn migrate_instance(
     Json(req): Json<MigrateRequest>,
 ) -> ApiResult<axum::Json<Instance>> {
     Ok(axum::Json(flow.migrate(&auth.caller, &auth.actor(), &id, req).await?))
+}
+
+/// Moves every running instance of a version (by its definition id) to another version with one
+/// element mapping; each moves on its own, those that cannot are listed.
+#[utoipa::path(post, path = "/flow/definitions/{id}/migrate", tag = TAG, params(("id" = String, Path)), request_body = MigrateRequest,
+    responses((status = 200, body = BulkMigration), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn migrate_version(
+    Svc(flow): Svc<Flow>,
+    auth: Need<perm::FlowInstanceManage>,
+    Path(id): Path<String>,
+    Json(req): Json<MigrateRequest>,
+) -> ApiResult<axum::Json<BulkMigration>> {
+    Ok(axum::Json(flow.migrate_version(&auth.caller, &auth.actor(), &id, req).await?))
 }

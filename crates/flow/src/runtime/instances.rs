@@ -162,6 +162,26 @@ pub struct MigrateRequest {
     pub mapping: std::collections::HashMap<String, String>,
 }
 
+/// What a migration of every instance of a version did.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct BulkMigration {
+    pub migrated: i64,
+    /// Instances that could not move (each stays on its version), with why.
+    pub failed: Vec<MigrationFailure>,
+    /// Running instances left on the version beyond this call's limit: call again.
+    pub remaining: i64,
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct MigrationFailure {
+    pub instance_id: String,
+    pub business_key: Option<String>,
+    pub message: String,
+}
+
+/// Instances one bulk migration moves at most.
+pub const BULK_MIGRATION_LIMIT: i64 = 5_000;
+
 /// How to resolve an incident.
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -427,6 +447,42 @@ impl Flow {
         self.identity().audit_log().append(&mut unit.tx, &entry).await?;
         unit.commit().await?;
         self.instance_row(id).await
+    }
+
+    /// Moves every running instance of a version (that the caller may see) to another version with
+    /// the same element mapping, each in its own transaction: one that cannot move stays where it
+    /// is and is reported, the others move.
+    pub async fn migrate_version(
+        &self,
+        caller: &Caller,
+        actor: &Actor,
+        definition_id: &str,
+        req: MigrateRequest,
+    ) -> Result<BulkMigration> {
+        caller.require(FLOW_INSTANCE_MANAGE)?;
+        let from = self.deployed(definition_id).await?;
+        let target = self.definition_id(&from.key, Some(req.version)).await?;
+        if target == from.id {
+            return Err(Error::validation("choose another version to move the instances to"));
+        }
+        let mut w = Where::new();
+        self.restrict_instances(caller, &mut w)?;
+        w.and("i.definition_id = ? AND i.status = 'active'", [from.id.clone().into()]);
+        let sql = format!("SELECT i.id, i.business_key FROM flow_instances i {} ORDER BY i.started_at", w.clause());
+        let rows = w.bind(sqlx::query(sqlx::AssertSqlSafe(sql))).fetch_all(self.db().reader()).await.db()?;
+        let total = rows.len() as i64;
+        let mut out =
+            BulkMigration { migrated: 0, failed: Vec::new(), remaining: (total - BULK_MIGRATION_LIMIT).max(0) };
+        for r in rows.iter().take(BULK_MIGRATION_LIMIT as usize) {
+            let id: String = r.get(0);
+            match self.migrate(caller, actor, &id, req.clone()).await {
+                Ok(_) => out.migrated += 1,
+                Err(e) => {
+                    out.failed.push(MigrationFailure { instance_id: id, business_key: r.get(1), message: e.message })
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// Resolves an incident: retry the step, skip a failed service task, or cancel the instance.

@@ -29,8 +29,8 @@ pub use defs::{Definition, DefinitionSummary, Deployed};
 pub use embed::{FlowTx, InstanceChange, Observer};
 pub use handlers::{Handler, JobInput, JobResult};
 pub use instances::{
-    DelayRow, HistoryEntry, Incident, IncidentFilter, Instance, InstanceDetail, InstanceFilter, MessageRequest,
-    MigrateRequest, Resolution, StartRequest, TimelineItem,
+    BulkMigration, DelayRow, HistoryEntry, Incident, IncidentFilter, Instance, InstanceDetail, InstanceFilter,
+    MessageRequest, MigrateRequest, MigrationFailure, Resolution, StartRequest, TimelineItem,
 };
 pub use tasks::{StepRef, Task, TaskAction, TaskFilter, TaskView};
 pub use worker::spawn_workers;

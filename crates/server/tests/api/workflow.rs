@@ -491,7 +491,18 @@ async fn a_waiting_instance_migrates_to_a_new_version_with_an_element_mapping() 
             .replace(r#"id="hr" name="人事备案""#, r#"id="hr_record" name="人事备案""#)
             .replace(r#"sourceRef="fork" targetRef="hr""#, r#"sourceRef="fork" targetRef="hr_record""#)
             .replace(r#"sourceRef="hr" targetRef="join""#, r#"sourceRef="hr_record" targetRef="join""#);
-        deploy(&admin, &v1, opinion_form()).await;
+        let d1 = deploy(&admin, &v1, opinion_form()).await;
+        let mut others = Vec::new();
+        for _ in 0..2 {
+            let (_, other) = admin
+                .json(
+                    Method::POST,
+                    "/api/v1/flow/instances",
+                    Some(json!({"process_key": "leave", "variables": {"hr": "flowadmin"}})),
+                )
+                .await;
+            others.push(other["id"].as_str().unwrap().to_string());
+        }
         let (_, inst) = admin
             .json(
                 Method::POST,
@@ -535,6 +546,33 @@ async fn a_waiting_instance_migrates_to_a_new_version_with_an_element_mapping() 
         assert_eq!(s, StatusCode::OK);
         let (_, d) = admin.json(Method::GET, &format!("/api/v1/flow/instances/{id}"), None).await;
         assert_eq!(d["active_elements"], json!(["dept", "join"]));
+
+        // The rest of version 1 in one go: without the mapping each is refused and stays; with it all move.
+        let v1_id = d1["id"].as_str().unwrap();
+        let (s, body) = admin
+            .json(Method::POST, &format!("/api/v1/flow/definitions/{v1_id}/migrate"), Some(json!({"version": 2})))
+            .await;
+        assert_eq!(s, StatusCode::OK, "{body}");
+        assert_eq!(body["migrated"], 0);
+        assert_eq!(body["failed"].as_array().unwrap().len(), 2, "{body}");
+        assert!(body["failed"][0]["message"].as_str().unwrap().contains("'hr'"), "{body}");
+        let (s, body) = admin
+            .json(
+                Method::POST,
+                &format!("/api/v1/flow/definitions/{v1_id}/migrate"),
+                Some(json!({"version": 2, "mapping": {"hr": "hr_record"}})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{body}");
+        assert_eq!((body["migrated"].as_i64(), body["remaining"].as_i64()), (Some(2), Some(0)), "{body}");
+        for o in &others {
+            let (_, d) = admin.json(Method::GET, &format!("/api/v1/flow/instances/{o}"), None).await;
+            assert_eq!(d["version"], 2);
+        }
+        let (s, body) = admin
+            .json(Method::POST, &format!("/api/v1/flow/definitions/{v1_id}/migrate"), Some(json!({"version": 1})))
+            .await;
+        assert_error(s, &body, 422, "validation_failed");
     }
 }
 
