@@ -96,21 +96,12 @@ async fn post_signed(
         None => parsed.path().to_string(),
     };
     let bytes = serde_json::to_vec(body).map_err(|e| e.to_string())?;
-    let ts = (now_ms / 1000).to_string();
-    let nonce = crypto::random::token();
-    let sig = identity::apps::sign(c.alg, &c.secret, "POST", &path_and_query, &ts, &nonce, &bytes);
-    let mut req = http
-        .post(parsed)
-        .timeout(Duration::from_millis(c.timeout_ms.max(1) as u64))
-        .header(reqwest::header::CONTENT_TYPE, "application/json; charset=utf-8")
-        .header("X-Zs-App-Id", &c.out_key)
-        .header("X-Zs-Timestamp", ts)
-        .header("X-Zs-Nonce", nonce)
-        .header("X-Zs-Signature", sig);
+    let mut req = http.post(parsed).timeout(Duration::from_millis(c.timeout_ms.max(1) as u64));
     if let Some(k) = idem_key {
         req = req.header("X-Zs-Idempotency-Key", k);
     }
-    let resp = req.body(bytes).send().await.map_err(|e| {
+    let req = crate::platforms::signed_post(req, c.alg, &c.out_key, &c.secret, &path_and_query, bytes, now_ms);
+    let resp = req.send().await.map_err(|e| {
         if e.is_timeout() {
             format!("no answer within {} ms", c.timeout_ms)
         } else if e.is_connect() {

@@ -492,7 +492,7 @@ impl Grid {
             .clone()
             .filter(|s| !s.trim().is_empty())
             .ok_or_else(|| Error::validation("give our secret at the platform (out_secret)"))?;
-        let checked = self.check_platform(&input, None).await?;
+        let checked = self.check_platform(&input).await?;
         let id = uuid::Uuid::now_v7().to_string();
         let now = self.now();
         let mut tx = self.db().begin().await?;
@@ -544,7 +544,7 @@ impl Grid {
     ) -> Result<Platform> {
         caller.require(GRID_MANAGE)?;
         let (old, old_secret) = self.platform_row(id).await?;
-        let checked = self.check_platform(&input, Some(&old.id)).await?;
+        let checked = self.check_platform(&input).await?;
         let secret = match input.out_secret.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
             Some(s) => self.identity().keys().seal("grid_platforms.out_secret", s),
             None => old_secret,
@@ -589,7 +589,7 @@ impl Grid {
         Ok(self.platform_row(&old.id).await?.0)
     }
 
-    async fn check_platform(&self, input: &PlatformInput, this: Option<&str>) -> Result<CheckedPlatform> {
+    async fn check_platform(&self, input: &PlatformInput) -> Result<CheckedPlatform> {
         let code = input.code.trim().to_string();
         if code.is_empty()
             || code.len() > 32
@@ -648,7 +648,6 @@ impl Grid {
                 missing.join(", ")
             )));
         }
-        let _ = this;
         Ok(CheckedPlatform { code, name, endpoint, alg, timeout_ms, alert_after })
     }
 
@@ -806,11 +805,6 @@ impl Grid {
             return Err(Error::validation(format!("a '{kind}' callback needs the reason or result in note")));
         }
         let (case_id, direction) = self.linked_case(p, &cb).await?;
-        if let Some(done) = self.seen_callback(&p.id, &callback_id).await? {
-            let c = self.case_row(&case_id).await?;
-            let _ = done;
-            return Ok(CallbackResult { case_no: c.case_no, outcome: "duplicate".into(), stage: c.stage });
-        }
         let case = self.case_row(&case_id).await?;
         // Which task the callback completes, with what.
         let mut vars = Map::new();
@@ -918,16 +912,6 @@ impl Grid {
         Ok(CallbackResult { case_no: c.case_no, outcome: outcome.into(), stage: c.stage })
     }
 
-    async fn seen_callback(&self, platform_id: &str, callback_id: &str) -> Result<Option<String>> {
-        Ok(sqlx::query("SELECT outcome FROM grid_platform_inbox WHERE platform_id = $1 AND callback_id = $2")
-            .bind(platform_id)
-            .bind(callback_id)
-            .fetch_optional(self.db().reader())
-            .await
-            .db()?
-            .map(|r| r.get(0)))
-    }
-
     /// The case a callback is about, and how it is linked to the platform.
     async fn linked_case(&self, p: &Platform, cb: &Callback) -> Result<(String, String)> {
         let clean = |s: &Option<String>| s.as_deref().map(str::trim).filter(|s| !s.is_empty()).map(String::from);
@@ -974,10 +958,9 @@ impl Grid {
         Ok((r.get(0), r.get(1)))
     }
 
-    /// The platform's caller, acting on its cases within its own org.
+    /// The platform's caller (its application, `app:<app id>`), named as the platform.
     fn platform_caller(&self, caller: &Caller, p: &Platform) -> Caller {
         let mut c = caller.clone();
-        c.username = actor_name(&p.app_id);
         c.display_name = p.name.clone();
         c
     }
@@ -1040,6 +1023,29 @@ struct CheckedPlatform {
     alg: String,
     timeout_ms: i64,
     alert_after: i64,
+}
+
+/// Signs a JSON POST the way connected applications sign theirs (`X-Zs-App-Id`, `-Timestamp`,
+/// `-Nonce`, `-Signature` over method, path, timestamp, nonce and the body's hash): our messages
+/// to platforms, and the simulator's calls to us.
+pub(crate) fn signed_post(
+    req: reqwest::RequestBuilder,
+    alg: crypto::HashAlg,
+    key: &str,
+    secret: &str,
+    path_and_query: &str,
+    body: Vec<u8>,
+    now_ms: i64,
+) -> reqwest::RequestBuilder {
+    let ts = (now_ms / 1000).to_string();
+    let nonce = crypto::random::token();
+    let sig = identity::apps::sign(alg, secret, "POST", path_and_query, &ts, &nonce, &body);
+    req.header(reqwest::header::CONTENT_TYPE, "application/json; charset=utf-8")
+        .header("X-Zs-App-Id", key)
+        .header("X-Zs-Timestamp", ts)
+        .header("X-Zs-Nonce", nonce)
+        .header("X-Zs-Signature", sig)
+        .body(body)
 }
 
 /// The intake source of a platform's events.

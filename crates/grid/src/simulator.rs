@@ -254,21 +254,12 @@ impl Sim {
             if attempt > 0 {
                 tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
             }
-            let ts = (self.clock.now_ms() / 1000).to_string();
-            let nonce = crypto::random::token();
-            let sig = identity::apps::sign(alg, &t.secret, "POST", path, &ts, &nonce, &bytes);
-            let r = self
-                .http
-                .post(format!("{}{path}", t.base_url.trim_end_matches('/')))
-                .timeout(Duration::from_secs(10))
-                .header("content-type", "application/json")
-                .header("X-Zs-App-Id", &t.app_id)
-                .header("X-Zs-Timestamp", ts)
-                .header("X-Zs-Nonce", nonce)
-                .header("X-Zs-Signature", sig)
-                .body(bytes.clone())
-                .send()
-                .await;
+            let req =
+                self.http.post(format!("{}{path}", t.base_url.trim_end_matches('/'))).timeout(Duration::from_secs(10));
+            let r =
+                crate::platforms::signed_post(req, alg, &t.app_id, &t.secret, path, bytes.clone(), self.clock.now_ms())
+                    .send()
+                    .await;
             match r {
                 Ok(resp) if resp.status().is_success() => return resp.json().await.map_err(|e| e.to_string()),
                 Ok(resp) if resp.status().is_client_error() => {
