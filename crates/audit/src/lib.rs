@@ -142,22 +142,14 @@ impl AuditLog {
     /// writers such as imports and high-volume intake).
     pub async fn append_many(&self, tx: &mut Tx, entries: &[AuditEntry]) -> Result<()> {
         const COLS: usize = 15;
-        const ROWS: usize = 8; // SQLite binds by a linear name lookup: O(n²) in parameters per statement
-        for chunk in entries.chunks(ROWS) {
+        const ROWS: usize = 16;
+        let backend = store::Backend::of(tx);
+        for chunk in store::chunks_pow2(entries, ROWS) {
             let mut sql = String::from(
                 "INSERT INTO audit_records (at, actor_id, actor_name, actor_org, source_ip, request_id, channel, action,
                      object_type, object_id, result, reason, detail, digest, mac) VALUES ",
             );
-            for i in 0..chunk.len() {
-                sql.push_str(if i == 0 { "(" } else { ", (" });
-                for c in 0..COLS {
-                    if c > 0 {
-                        sql.push_str(", ");
-                    }
-                    sql.push_str(&format!("${}", i * COLS + c + 1));
-                }
-                sql.push(')');
-            }
+            sql.push_str(&backend.values(chunk.len(), COLS, 1));
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
             for e in chunk {
                 let digest = self.digest_hex(e);

@@ -393,10 +393,6 @@ impl Grid {
         }
         let route = self.route(&category.id, grid_id.as_deref()).await?;
         let center = self.dispatch_center().await?;
-        let duplicate = match point {
-            Some(p) => self.nearby_open_case(&category.id, p).await?,
-            None => None,
-        };
         let def_id = self.case_definition().await?;
         let def = self.flow().deployed(&def_id).await?;
         let mut vars = Map::new();
@@ -418,10 +414,9 @@ impl Grid {
         vars.insert("urgency".into(), urgency.clone().into());
         vars.insert("source".into(), source.clone().into());
 
-        let mut note = match &duplicate {
-            Some(_) => format!("{}；附近有同类未结事件，可能重复", route.explanation),
-            None => route.explanation.clone(),
-        };
+        // Possible duplicates are looked for by the writer, which also sees the events filed with
+        // this one.
+        let mut note = route.explanation.clone();
         if let Some(place) = &located {
             note = format!("按地址定位到“{place}”；{note}");
         }
@@ -443,7 +438,6 @@ impl Grid {
             username: caller.username.clone(),
             department: route.department.as_ref().map(|d| d.id.clone()),
             rule: route.rule.as_ref().map(|r| r.id.clone()),
-            duplicate,
             vars,
             attachments: req.attachments,
             note,
@@ -477,33 +471,6 @@ impl Grid {
             .await
             .db()?;
         Ok(row.map(|r| from_row(&r, self.now())))
-    }
-
-    /// The nearest open case of the same category within the duplicate radius and window.
-    async fn nearby_open_case(&self, category: &str, p: LonLat) -> Result<Option<String>> {
-        let o = self.options();
-        let since = self.now() - o.duplicate_window_minutes * 60_000;
-        let dlat = o.duplicate_radius_m / 110_574.0;
-        let dlon = o.duplicate_radius_m / (111_320.0 * p.lat.to_radians().cos().max(0.01));
-        let rows = sqlx::query(
-            "SELECT id, lon, lat FROM grid_cases WHERE category_id = $1 AND status = 'open' AND created_at >= $2
-                AND lon BETWEEN $3 AND $4 AND lat BETWEEN $5 AND $6",
-        )
-        .bind(category)
-        .bind(since)
-        .bind(p.lon - dlon)
-        .bind(p.lon + dlon)
-        .bind(p.lat - dlat)
-        .bind(p.lat + dlat)
-        .fetch_all(self.db().reader())
-        .await
-        .db()?;
-        Ok(rows
-            .into_iter()
-            .map(|r| (r.get::<String, _>(0), p.distance_m(LonLat::new(r.get(1), r.get(2)))))
-            .filter(|(_, d)| *d <= o.duplicate_radius_m)
-            .min_by(|a, b| a.1.total_cmp(&b.1))
-            .map(|(id, _)| id))
     }
 
     pub(crate) async fn case_row(&self, id: &str) -> Result<Case> {
@@ -891,39 +858,35 @@ pub(crate) fn marks(from: usize, n: usize) -> String {
 /// rows, their open tasks' deadlines and their last timeline numbers read with `IN (…)`, then
 /// multi-row updates and timeline inserts.
 async fn sync_cases(tx: &mut Tx, changes: &[flow::InstanceChange]) -> Result<()> {
-    let ids: Vec<&str> = changes.iter().map(|c| c.instance_id.as_str()).collect();
-    let sql =
-        format!("SELECT id, instance_id, rework_count FROM grid_cases WHERE instance_id IN ({})", marks(0, ids.len()));
+    let backend = store::Backend::of(tx);
+    // Each case with its open tasks' first deadline and its last timeline number.
+    let ids = store::padded_pow2(&changes.iter().map(|c| c.instance_id.as_str()).collect::<Vec<_>>());
+    let sql = format!(
+        "SELECT c.id, c.instance_id, c.rework_count,
+            (SELECT MIN(t.due_at) FROM flow_tasks t WHERE t.instance_id = c.instance_id AND t.state = 'open'),
+            (SELECT MAX(l.seq) FROM grid_case_log l WHERE l.case_id = c.id)
+         FROM grid_cases c WHERE c.instance_id IN ({})",
+        (1..=ids.len()).map(|n| backend.mark(n)).collect::<Vec<_>>().join(", ")
+    );
     let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
     for i in &ids {
         q = q.bind(*i);
     }
-    let cases: HashMap<String, (String, i64)> =
-        q.fetch_all(&mut **tx).await.db()?.into_iter().map(|r| (r.get::<String, _>(1), (r.get(0), r.get(2)))).collect();
-    if cases.is_empty() {
+    let rows = q.fetch_all(&mut **tx).await.db()?;
+    if rows.is_empty() {
         return Ok(()); // instances started by hand outside the grid platform
     }
-    let sql = format!(
-        "SELECT instance_id, MIN(due_at) FROM flow_tasks WHERE state = 'open' AND instance_id IN ({}) GROUP BY instance_id",
-        marks(0, ids.len())
-    );
-    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-    for i in &ids {
-        q = q.bind(*i);
+    let mut cases: HashMap<String, (String, i64)> = HashMap::new();
+    let mut dues: HashMap<String, Option<i64>> = HashMap::new();
+    let mut seqs: HashMap<String, i64> = HashMap::new();
+    for r in rows {
+        let (id, instance): (String, String) = (r.get(0), r.get(1));
+        dues.insert(instance.clone(), r.get(3));
+        if let Some(seq) = r.get::<Option<i64>, _>(4) {
+            seqs.insert(id.clone(), seq);
+        }
+        cases.insert(instance, (id, r.get(2)));
     }
-    let dues: HashMap<String, Option<i64>> =
-        q.fetch_all(&mut **tx).await.db()?.into_iter().map(|r| (r.get(0), r.get(1))).collect();
-    let case_ids: Vec<&String> = cases.values().map(|(id, _)| id).collect();
-    let sql = format!(
-        "SELECT case_id, MAX(seq) FROM grid_case_log WHERE case_id IN ({}) GROUP BY case_id",
-        marks(0, case_ids.len())
-    );
-    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-    for i in &case_ids {
-        q = q.bind(i.as_str());
-    }
-    let mut seqs: HashMap<String, i64> =
-        q.fetch_all(&mut **tx).await.db()?.into_iter().map(|r| (r.get(0), r.get(1))).collect();
 
     let mut syncs = Vec::with_capacity(changes.len());
     for c in changes {
@@ -934,20 +897,22 @@ async fn sync_cases(tx: &mut Tx, changes: &[flow::InstanceChange]) -> Result<()>
         }
         syncs.push(s);
     }
-    for chunk in syncs.chunks(ROWS) {
-        const COLS: usize = 12;
-        let selects: Vec<String> = (0..chunk.len())
-            .map(|r| {
-                let b = r * COLS;
-                format!(
-                    "SELECT CAST(${} AS TEXT) AS id, CAST(${} AS TEXT) AS stage, CAST(${} AS TEXT) AS status, CAST(${} AS BIGINT) AS due,
-                        CAST(${} AS TEXT) AS department, CAST(${} AS BIGINT) AS rework, CAST(${} AS BIGINT) AS accepted_at,
-                        CAST(${} AS BIGINT) AS dispatched_at, CAST(${} AS BIGINT) AS handled_at, CAST(${} AS BIGINT) AS verified_at,
-                        CAST(${} AS BIGINT) AS closed_at, CAST(${} AS BIGINT) AS now",
-                    b + 1, b + 2, b + 3, b + 4, b + 5, b + 6, b + 7, b + 8, b + 9, b + 10, b + 11, b + 12
-                )
-            })
-            .collect();
+    for chunk in store::chunks_pow2(&syncs, ROWS) {
+        const COLS: [(&str, &str); 12] = [
+            ("id", "TEXT"),
+            ("stage", "TEXT"),
+            ("status", "TEXT"),
+            ("due", "BIGINT"),
+            ("department", "TEXT"),
+            ("rework", "BIGINT"),
+            ("accepted_at", "BIGINT"),
+            ("dispatched_at", "BIGINT"),
+            ("handled_at", "BIGINT"),
+            ("verified_at", "BIGINT"),
+            ("closed_at", "BIGINT"),
+            ("now", "BIGINT"),
+        ];
+        let selects: Vec<String> = (0..chunk.len()).map(|r| backend.select_row(r * COLS.len() + 1, &COLS)).collect();
         let sql = format!(
             "UPDATE grid_cases SET stage = v.stage, status = v.status, stage_due_at = v.due,
                 department_id = COALESCE(v.department, grid_cases.department_id), rework_count = v.rework,
@@ -983,11 +948,10 @@ async fn sync_cases(tx: &mut Tx, changes: &[flow::InstanceChange]) -> Result<()>
             rows.push((s.id.clone(), *seq, s.now, action.clone(), stage.clone(), s.actor.clone(), note.clone()));
         }
     }
-    for chunk in rows.chunks(ROWS * 2) {
-        let values: Vec<String> = (0..chunk.len()).map(|r| format!("({})", marks(r * 7, 7))).collect();
+    for chunk in store::chunks_pow2(&rows, ROWS * 2) {
         let sql = format!(
             "INSERT INTO grid_case_log (case_id, seq, at, action, stage, actor, note) VALUES {}",
-            values.join(", ")
+            backend.values(chunk.len(), 7, 1)
         );
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
         for (id, seq, at, action, stage, actor, note) in chunk {

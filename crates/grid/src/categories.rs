@@ -175,17 +175,12 @@ impl Grid {
 
     /// Every category, cached (see `RefCache`).
     pub(crate) async fn all_categories(&self) -> Result<std::sync::Arc<Vec<Category>>> {
-        let now = self.now();
-        if let Some((at, all)) = &self.refs().categories
-            && now - at < crate::REF_TTL_MS
-        {
-            return Ok(all.clone());
-        }
-        let sql = format!("SELECT {COLUMNS} {FROM} ORDER BY c.parent_id IS NOT NULL, c.sort, c.code");
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).fetch_all(self.db().reader()).await.db()?;
-        let all = std::sync::Arc::new(rows.iter().map(from_row).collect::<Vec<_>>());
-        self.refs().categories = Some((now, all.clone()));
-        Ok(all)
+        let load = || async {
+            let sql = format!("SELECT {COLUMNS} {FROM} ORDER BY c.parent_id IS NOT NULL, c.sort, c.code");
+            let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).fetch_all(self.db().reader()).await.db()?;
+            Ok(std::sync::Arc::new(rows.iter().map(from_row).collect::<Vec<_>>()))
+        };
+        self.refs().categories.get(self.now(), load).await
     }
 
     pub async fn category(&self, id: &str) -> Result<Category> {
@@ -339,7 +334,7 @@ impl Grid {
             .object("grid_category", &new_id);
         self.identity().audit_log().append(&mut tx, &entry.detail(json!({"code": code, "name": name}))).await?;
         tx.commit().await.db()?;
-        self.refs().categories = None;
+        self.refs().categories.clear();
         self.category(&new_id).await
     }
 

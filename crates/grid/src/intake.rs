@@ -38,7 +38,6 @@ pub(crate) struct Prepared {
     pub username: String,
     pub department: Option<String>,
     pub rule: Option<String>,
-    pub duplicate: Option<String>,
     pub vars: Map<String, Value>,
     pub attachments: Vec<String>,
     pub note: String,
@@ -144,7 +143,7 @@ async fn write_batch(g: &Grid, all: &[Prepared]) -> Result<Vec<Filed>> {
         .filter_map(|(i, it)| it.external_id.as_deref().map(|e| (i, it.source.as_str(), e)))
         .collect();
     let mut known: std::collections::HashMap<(String, String), String> = std::collections::HashMap::new();
-    for chunk in keyed.chunks(ROWS * 2) {
+    for chunk in store::chunks_pow2(&keyed, ROWS * 2) {
         let cond: Vec<String> =
             (0..chunk.len()).map(|i| format!("(source = ${} AND external_id = ${})", i * 2 + 1, i * 2 + 2)).collect();
         let sql = format!("SELECT source, external_id, id FROM grid_cases WHERE {}", cond.join(" OR "));
@@ -169,6 +168,8 @@ async fn write_batch(g: &Grid, all: &[Prepared]) -> Result<Vec<Filed>> {
         drop(ft);
         return Ok(repeat.into_iter().map(|r| Filed::Existing(r.unwrap_or_default())).collect());
     }
+    let backend = g.db().backend();
+    let dups = possible_duplicates(g, ft.tx(), &items, now).await?;
     let day = day(now);
     let k = items.len() as i64;
     let last: i64 = sqlx::query(
@@ -190,7 +191,8 @@ async fn write_batch(g: &Grid, all: &[Prepared]) -> Result<Vec<Filed>> {
             ft.start(it.def.clone(), Some(it.id.clone()), Some(it.org_id.clone()), Some(it.username.clone()), vars);
         rows.push((case_no, instance));
     }
-    for chunk in items.iter().copied().zip(rows.iter()).collect::<Vec<_>>().chunks(ROWS) {
+    let filed: Vec<_> = items.iter().copied().zip(rows.iter()).zip(dups.iter()).collect();
+    for chunk in store::chunks_pow2(&filed, ROWS) {
         insert_cases(ft.tx(), chunk, now).await?;
     }
     for it in items.iter().filter(|i| i.platform.is_some()) {
@@ -207,22 +209,19 @@ async fn write_batch(g: &Grid, all: &[Prepared]) -> Result<Vec<Filed>> {
     for it in items.iter().filter(|i| !i.attachments.is_empty()) {
         Grid::link(ft.tx(), &it.username, &it.id, "report", &it.attachments).await?;
     }
-    for chunk in items.chunks(ROWS * 2) {
-        let mut sql = String::from("INSERT INTO grid_case_log (case_id, seq, at, action, stage, actor, note) VALUES ");
-        for i in 0..chunk.len() {
-            let b = i * 4;
-            sql.push_str(&format!(
-                "{}(${}, 1, ${}, 'report', 'report', ${}, ${})",
-                if i == 0 { "" } else { ", " },
-                b + 1,
-                b + 2,
-                b + 3,
-                b + 4
-            ));
-        }
+    let logged: Vec<_> = items.iter().zip(dups.iter()).collect();
+    for chunk in store::chunks_pow2(&logged, ROWS * 2) {
+        let sql = format!(
+            "INSERT INTO grid_case_log (case_id, seq, at, action, stage, actor, note) VALUES {}",
+            backend.values(chunk.len(), 7, 1)
+        );
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for it in chunk {
-            q = q.bind(&it.id).bind(now).bind(&it.username).bind(&it.note);
+        for (it, dup) in chunk {
+            let note = match dup {
+                Some(_) => format!("{}；附近有同类未结事件，可能重复", it.note),
+                None => it.note.clone(),
+            };
+            q = q.bind(&it.id).bind(1i64).bind(now).bind("report").bind("report").bind(&it.username).bind(note);
         }
         q.execute(&mut **ft.tx()).await.db()?;
     }
@@ -240,7 +239,7 @@ async fn write_batch(g: &Grid, all: &[Prepared]) -> Result<Vec<Filed>> {
     // will be committed: one query for the batch instead of one per caller.
     ft.run().await?;
     let mut cases: std::collections::HashMap<String, crate::cases::Case> = std::collections::HashMap::new();
-    for chunk in items.chunks(ROWS * 4) {
+    for chunk in store::chunks_pow2(&items, ROWS * 4) {
         let sql = format!(
             "SELECT {} {} WHERE c.id IN ({})",
             crate::cases::COLUMNS,
@@ -270,22 +269,102 @@ async fn write_batch(g: &Grid, all: &[Prepared]) -> Result<Vec<Filed>> {
         .collect()
 }
 
-async fn insert_cases(tx: &mut Tx, chunk: &[(&Prepared, &(String, String))], now: i64) -> Result<()> {
-    const COLS: usize = 20;
-    let mut sql = String::from(
+/// A case to insert: the event, its case number and process instance, the case it may repeat.
+type ToInsert<'a> = ((&'a Prepared, &'a (String, String)), &'a Option<String>);
+
+/// Height of the latitude bands the duplicate check's index is ordered by (about 55 m).
+const LAT_BAND: f64 = 0.0005;
+
+/// The latitude band of a position (`grid_cases.lat_band`).
+fn lat_band(lat: f64) -> i64 {
+    (lat / LAT_BAND).floor() as i64
+}
+
+enum Bind<'a> {
+    Text(&'a str),
+    Int(i64),
+    Real(f64),
+}
+
+/// For each event with a position, the nearest open case of its category within the duplicate
+/// radius and window — filed before, or earlier in this batch. One query per eight events.
+async fn possible_duplicates(g: &Grid, tx: &mut Tx, items: &[&Prepared], now: i64) -> Result<Vec<Option<String>>> {
+    let o = g.options();
+    let since = now - o.duplicate_window_minutes * 60_000;
+    let radius = o.duplicate_radius_m;
+    let boxed: Vec<(usize, &str, LonLat)> =
+        items.iter().enumerate().filter_map(|(i, it)| it.point.map(|p| (i, it.category_id.as_str(), p))).collect();
+    // Candidates per event: (distance, case id).
+    let mut best: Vec<Option<(f64, String)>> = vec![None; items.len()];
+    let mut offer = |i: usize, d: f64, id: &str| {
+        if d <= radius && best[i].as_ref().is_none_or(|(b, _)| d < *b) {
+            best[i] = Some((d, id.to_string()));
+        }
+    };
+    for chunk in store::chunks_pow2(&boxed, ROWS) {
+        // Per event: category, its latitude bands, the box; then the window's start. (`created_at
+        // + 0`: without statistics SQLite would rather range over the category's cases by time.)
+        let backend = store::Backend::of(tx);
+        let mut parts = Vec::with_capacity(chunk.len());
+        let mut binds: Vec<Bind> = Vec::new();
+        for (k, (_, cat, p)) in chunk.iter().enumerate() {
+            let dlat = radius / 110_574.0;
+            let dlon = radius / (111_320.0 * p.lat.to_radians().cos().max(0.01));
+            // As many bands for every event (the last repeated), so that the statement's shape —
+            // and its prepared form — stays the same from batch to batch.
+            let (low, high) = (lat_band(p.lat - dlat), lat_band(p.lat + dlat));
+            let bands: Vec<i64> = (0..=(2.0 * dlat / LAT_BAND) as i64 + 1).map(|b| (low + b).min(high)).collect();
+            let mark = |n: usize| backend.mark(binds.len() + n);
+            let sql = format!(
+                "SELECT {k} AS k, id, lon, lat FROM grid_cases WHERE category_id = {} AND lat_band IN ({}) AND status = 'open'
+                    AND lon BETWEEN {} AND {} AND lat BETWEEN {} AND {} AND created_at + 0 >= {}",
+                mark(1),
+                (0..bands.len()).map(|b| mark(2 + b)).collect::<Vec<_>>().join(", "),
+                mark(bands.len() + 2),
+                mark(bands.len() + 3),
+                mark(bands.len() + 4),
+                mark(bands.len() + 5),
+                mark(bands.len() + 6),
+            );
+            parts.push(sql);
+            binds.push(Bind::Text(cat));
+            binds.extend(bands.into_iter().map(Bind::Int));
+            binds.extend([p.lon - dlon, p.lon + dlon, p.lat - dlat, p.lat + dlat].map(Bind::Real));
+            binds.push(Bind::Int(since));
+        }
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(parts.join(" UNION ALL ")));
+        for b in binds {
+            q = match b {
+                Bind::Text(t) => q.bind(t),
+                Bind::Int(i) => q.bind(i),
+                Bind::Real(r) => q.bind(r),
+            };
+        }
+        for r in q.fetch_all(&mut **tx).await.db()? {
+            let (i, _, p) = chunk[r.get::<i64, _>(0) as usize];
+            offer(i, p.distance_m(LonLat::new(r.get(2), r.get(3))), r.get::<String, _>(1).as_str());
+        }
+    }
+    // Events of this batch repeat the ones before them.
+    for (a, (i, cat, p)) in boxed.iter().enumerate() {
+        for (j, other, q) in &boxed[..a] {
+            if other == cat {
+                offer(*i, p.distance_m(*q), &items[*j].id);
+            }
+        }
+    }
+    Ok(best.into_iter().map(|b| b.map(|(_, id)| id)).collect())
+}
+
+async fn insert_cases(tx: &mut Tx, chunk: &[ToInsert<'_>], now: i64) -> Result<()> {
+    let sql = format!(
         "INSERT INTO grid_cases (id, case_no, source, external_id, title, description, category_id, urgency, lon, lat, address,
             grid_id, org_id, reporter, reporter_user, department_id, assigned_by_rule, possible_duplicate_of, instance_id, created_at,
-            stage, status, updated_at) VALUES ",
+            lat_band, stage, status, updated_at) VALUES {}",
+        store::Backend::of(tx).values(chunk.len(), 24, 1)
     );
-    for i in 0..chunk.len() {
-        sql.push_str(if i == 0 { "(" } else { ", (" });
-        for c in 0..COLS {
-            sql.push_str(&format!("${}, ", i * COLS + c + 1));
-        }
-        sql.push_str(&format!("'report', 'open', ${})", i * COLS + COLS));
-    }
     let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-    for (it, (case_no, instance)) in chunk {
+    for ((it, (case_no, instance)), duplicate) in chunk {
         q = q
             .bind(&it.id)
             .bind(case_no)
@@ -304,8 +383,12 @@ async fn insert_cases(tx: &mut Tx, chunk: &[(&Prepared, &(String, String))], now
             .bind(&it.reporter_id)
             .bind(&it.department)
             .bind(&it.rule)
-            .bind(&it.duplicate)
+            .bind(duplicate)
             .bind(instance)
+            .bind(now)
+            .bind(it.point.map(|p| lat_band(p.lat)))
+            .bind("report")
+            .bind("open")
             .bind(now);
     }
     q.execute(&mut **tx).await.db()?;

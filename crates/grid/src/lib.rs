@@ -27,11 +27,12 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use identity::{Actor, Identity};
+use kernel::cache::TtlCell;
 use kernel::{Clock, Error, Result};
 use serde::{Deserialize, Serialize};
 use store::{Db, DbResultExt, Row};
 
-pub static MIGRATIONS: store::MigrationSet = store::migrations!("grid": 1 => portable "0001_grid", 2 => "0002_attachments", 3 => portable "0003_case_indexes", 4 => portable "0004_people", 5 => portable "0005_registry", 6 => portable "0006_platforms", 7 => portable "0007_places");
+pub static MIGRATIONS: store::MigrationSet = store::migrations!("grid": 1 => portable "0001_grid", 2 => "0002_attachments", 3 => portable "0003_case_indexes", 4 => portable "0004_people", 5 => portable "0005_registry", 6 => portable "0006_platforms", 7 => portable "0007_places", 8 => "0008_open_nearby");
 
 /// The case process shipped with the platform (deployed on first start; editable in the designer
 /// as long as the user task ids stay).
@@ -108,7 +109,7 @@ pub(crate) struct Inner {
     pub index: RwLock<areas::Loaded>,
     pub orgs: RwLock<HashMap<String, OrgRef>>,
     pub writer: std::sync::Mutex<Option<intake::Writer>>,
-    pub refs: std::sync::Mutex<RefCache>,
+    pub refs: RefCache,
     /// Platforms paused after failures, by platform id.
     pub breakers: std::sync::Mutex<HashMap<String, delivery::Breaker>>,
     /// Platform connections, by platform id (dropped when a platform changes; reloaded after 2 s).
@@ -120,15 +121,25 @@ pub(crate) struct Inner {
 /// Reference data every intake reads (categories, enabled rules, the case process's latest
 /// version, the dispatch centre), kept for `REF_TTL_MS` and dropped at once when changed on this
 /// node — so another node's change shows within two seconds.
-#[derive(Default)]
 pub(crate) struct RefCache {
-    pub categories: Option<(i64, Arc<Vec<categories::Category>>)>,
-    pub rules: Option<(i64, Arc<Vec<rules::Rule>>)>,
-    pub case_def: Option<(i64, String)>,
-    pub center: Option<(i64, OrgRef)>,
+    pub categories: TtlCell<Arc<Vec<categories::Category>>>,
+    pub rules: TtlCell<Arc<Vec<rules::Rule>>>,
+    pub case_def: TtlCell<String>,
+    pub center: TtlCell<OrgRef>,
 }
 
-pub(crate) const REF_TTL_MS: i64 = 2_000;
+const REF_TTL_MS: i64 = 2_000;
+
+impl Default for RefCache {
+    fn default() -> Self {
+        RefCache {
+            categories: TtlCell::new(REF_TTL_MS),
+            rules: TtlCell::new(REF_TTL_MS),
+            case_def: TtlCell::new(REF_TTL_MS),
+            center: TtlCell::new(REF_TTL_MS),
+        }
+    }
+}
 
 impl Grid {
     /// Builds the service, deploys the case process when it is not deployed yet, and hooks the
@@ -150,7 +161,7 @@ impl Grid {
                 index: RwLock::new(areas::Loaded::default()),
                 orgs: RwLock::new(HashMap::new()),
                 writer: std::sync::Mutex::new(None),
-                refs: std::sync::Mutex::new(RefCache::default()),
+                refs: RefCache::default(),
                 breakers: std::sync::Mutex::new(HashMap::new()),
                 conns: std::sync::Mutex::new(None),
                 http: reqwest::Client::builder()
@@ -254,34 +265,18 @@ impl Grid {
         Ok(out)
     }
 
-    pub(crate) fn refs(&self) -> std::sync::MutexGuard<'_, RefCache> {
-        self.inner.refs.lock().expect("reference cache lock")
+    pub(crate) fn refs(&self) -> &RefCache {
+        &self.inner.refs
     }
 
     /// The id of the case process's latest version (cached).
     pub(crate) async fn case_definition(&self) -> Result<String> {
-        let now = self.now();
-        if let Some((at, id)) = &self.refs().case_def
-            && now - at < REF_TTL_MS
-        {
-            return Ok(id.clone());
-        }
-        let id = self.flow().definition_id(CASE_PROCESS_KEY, None).await?;
-        self.refs().case_def = Some((now, id.clone()));
-        Ok(id)
+        self.refs().case_def.get(self.now(), || self.flow().definition_id(CASE_PROCESS_KEY, None)).await
     }
 
     /// The dispatch centre (cached).
     pub async fn dispatch_center(&self) -> Result<OrgRef> {
-        let now = self.now();
-        if let Some((at, o)) = &self.refs().center
-            && now - at < REF_TTL_MS
-        {
-            return Ok(o.clone());
-        }
-        let o = self.find_dispatch_center().await?;
-        self.refs().center = Some((now, o.clone()));
-        Ok(o)
+        self.refs().center.get(self.now(), || self.find_dispatch_center()).await
     }
 
     async fn find_dispatch_center(&self) -> Result<OrgRef> {

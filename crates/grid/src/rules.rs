@@ -175,7 +175,7 @@ impl Grid {
             .object("grid_rule", &rid);
         self.identity().audit_log().append(&mut tx, &entry.detail(json!({"name": name}))).await?;
         tx.commit().await.db()?;
-        self.refs().rules = None;
+        self.refs().rules.clear();
         self.rule(&rid).await
     }
 
@@ -193,7 +193,7 @@ impl Grid {
             .append(&mut tx, &actor.entry(now, "grid.rule.delete").object("grid_rule", id))
             .await?;
         tx.commit().await.db()?;
-        self.refs().rules = None;
+        self.refs().rules.clear();
         Ok(())
     }
 
@@ -214,17 +214,12 @@ impl Grid {
 
     /// The enabled rules, cached (see `RefCache`).
     async fn enabled_rules(&self) -> Result<std::sync::Arc<Vec<Rule>>> {
-        let now = self.now();
-        if let Some((at, r)) = &self.refs().rules
-            && now - at < crate::REF_TTL_MS
-        {
-            return Ok(r.clone());
-        }
-        let sql = format!("SELECT {COLUMNS} {FROM} WHERE r.enabled = 1");
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).fetch_all(self.db().reader()).await.db()?;
-        let rules = std::sync::Arc::new(rows.iter().map(from_row).collect::<Vec<_>>());
-        self.refs().rules = Some((now, rules.clone()));
-        Ok(rules)
+        let load = || async {
+            let sql = format!("SELECT {COLUMNS} {FROM} WHERE r.enabled = 1");
+            let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).fetch_all(self.db().reader()).await.db()?;
+            Ok(std::sync::Arc::new(rows.iter().map(from_row).collect::<Vec<_>>()))
+        };
+        self.refs().rules.get(self.now(), load).await
     }
 
     /// Decides the department for an event of `category_id` in `grid_id`.

@@ -3,6 +3,7 @@
 //!
 //! Architecture invariant: this crate does no IO (no files, no network, no database).
 
+pub mod cache;
 pub mod calendar;
 pub mod clock;
 pub mod error;

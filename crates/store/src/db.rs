@@ -22,6 +22,56 @@ impl Backend {
             Backend::Postgres => "postgres",
         }
     }
+
+    /// The backend of a connection or transaction.
+    pub fn of(conn: &sqlx::AnyConnection) -> Backend {
+        if conn.backend_name().eq_ignore_ascii_case("sqlite") { Backend::Sqlite } else { Backend::Postgres }
+    }
+
+    /// `rows` parenthesised lists of `cols` placeholders, numbered from `first` (1-based), for a
+    /// statement whose every value is bound in the order it appears — a multi-row INSERT, or a
+    /// row source of `SELECT … UNION ALL SELECT …` written with [`Backend::mark`].
+    ///
+    /// SQLite gets `?`: it binds `$n` by looking each name up in a list, so a statement of n
+    /// parameters costs O(n²) to bind, while `?` binds by position. (Do not mix the two in one
+    /// statement: sqlx counts `?` on its own.)
+    pub fn values(self, rows: usize, cols: usize, first: usize) -> String {
+        let mut sql = String::with_capacity(rows * (cols * 5 + 4));
+        for r in 0..rows {
+            sql.push_str(if r == 0 { "(" } else { ", (" });
+            for c in 0..cols {
+                if c > 0 {
+                    sql.push_str(", ");
+                }
+                sql.push_str(&self.mark(first + r * cols + c));
+            }
+            sql.push(')');
+        }
+        sql
+    }
+
+    /// One row of a row source bound in order, `SELECT CAST(? AS type) AS name, …`, its values
+    /// numbered from `first`: `UPDATE … FROM (SELECT … UNION ALL SELECT …) AS v` updates many
+    /// rows in one statement (SQLite cannot name the columns of a VALUES list).
+    pub fn select_row(self, first: usize, cols: &[(&str, &str)]) -> String {
+        let mut sql = String::from("SELECT ");
+        for (i, (name, ty)) in cols.iter().enumerate() {
+            if i > 0 {
+                sql.push_str(", ");
+            }
+            sql.push_str(&format!("CAST({} AS {ty}) AS {name}", self.mark(first + i)));
+        }
+        sql
+    }
+
+    /// The placeholder of the `n`-th value (1-based) of a statement bound in order: `?` on
+    /// SQLite, `$n` on PostgreSQL (see [`Backend::values`]).
+    pub fn mark(self, n: usize) -> String {
+        match self {
+            Backend::Sqlite => "?".into(),
+            Backend::Postgres => format!("${n}"),
+        }
+    }
 }
 
 /// Pool sizing and timeouts.
@@ -53,7 +103,15 @@ pub struct Db {
     backend: Backend,
     /// The database file, for SQLite.
     sqlite_path: Option<std::path::PathBuf>,
+    /// Held by every clone: the SQLite checkpointer stops when the last one is dropped.
+    _alive: std::sync::Arc<()>,
 }
+
+/// SQLite: WAL pages after which the writer checkpoints in its own commit — a safety net only;
+/// the checkpointer task keeps the WAL short without holding up the writer.
+const WRITER_AUTOCHECKPOINT_PAGES: u32 = 16_384;
+/// SQLite: how often the checkpointer copies committed pages from the WAL into the database.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
 
 /// Pool figures for `/metrics`.
 #[derive(Debug, Clone, Copy)]
@@ -95,8 +153,8 @@ impl Db {
                      PRAGMA busy_timeout = {busy_ms}; PRAGMA cache_size = -16384; PRAGMA mmap_size = 268435456; \
                      PRAGMA temp_store = MEMORY;"
                 );
-                let make = |max: u32| {
-                    let pragmas = pragmas.clone();
+                let make = |max: u32, extra: &str| {
+                    let pragmas = format!("{pragmas} {extra}");
                     AnyPoolOptions::new().max_connections(max).acquire_timeout(opts.acquire_timeout).after_connect(
                         move |conn, _| {
                             let pragmas = pragmas.clone();
@@ -108,12 +166,17 @@ impl Db {
                     )
                 };
                 // Open the writer first so the file and WAL mode exist before readers connect.
-                let write = make(1).connect_with(connect.clone()).await.map_err(db_error)?;
-                let read = make(opts.max_connections).connect_with(connect).await.map_err(db_error)?;
+                let autocheckpoint = format!("PRAGMA wal_autocheckpoint = {WRITER_AUTOCHECKPOINT_PAGES};");
+                let write = make(1, &autocheckpoint).connect_with(connect.clone()).await.map_err(db_error)?;
+                let read = make(opts.max_connections, "").connect_with(connect).await.map_err(db_error)?;
                 let path = url.trim_start_matches("sqlite://").trim_start_matches("sqlite:");
                 let path = path.split('?').next().unwrap_or(path);
                 let sqlite_path = (!path.is_empty() && path != ":memory:").then(|| std::path::PathBuf::from(path));
-                Db { read, write, backend, sqlite_path }
+                let alive = std::sync::Arc::new(());
+                if sqlite_path.is_some() {
+                    spawn_checkpointer(read.clone(), std::sync::Arc::downgrade(&alive));
+                }
+                Db { read, write, backend, sqlite_path, _alive: alive }
             }
             Backend::Postgres => {
                 let pool = AnyPoolOptions::new()
@@ -122,7 +185,7 @@ impl Db {
                     .connect_with(connect)
                     .await
                     .map_err(db_error)?;
-                Db { read: pool.clone(), write: pool, backend, sqlite_path: None }
+                Db { read: pool.clone(), write: pool, backend, sqlite_path: None, _alive: std::sync::Arc::new(()) }
             }
         };
         Ok(db)
@@ -173,6 +236,29 @@ impl Db {
     }
 }
 
+/// Checkpoints the SQLite WAL from a reader connection every `CHECKPOINT_EVERY`, so that the
+/// writer's commits do not (SQLite's own automatic checkpoint runs inside the committing
+/// connection, holding up every write queued behind it). Passive: it never waits for readers or
+/// the writer. Ends when the `Db` is dropped or closed.
+fn spawn_checkpointer(read: AnyPool, alive: std::sync::Weak<()>) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(CHECKPOINT_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if alive.upgrade().is_none() || read.is_closed() {
+                break;
+            }
+            if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(&read).await {
+                if read.is_closed() {
+                    break;
+                }
+                tracing::warn!(error = %e, "WAL checkpoint failed; the writer's own checkpoint takes over");
+            }
+        }
+    });
+}
+
 /// Maps a database error to a client-visible error, keeping the cause for the logs.
 pub fn db_error(e: sqlx::Error) -> Error {
     match &e {
@@ -200,5 +286,61 @@ pub trait DbResultExt<T> {
 impl<T> DbResultExt<T> for Result<T, sqlx::Error> {
     fn db(self) -> Result<T, Error> {
         self.map_err(db_error)
+    }
+}
+
+/// Splits `items` into chunks of `max` (a power of two), and what is left into chunks of
+/// decreasing powers of two (45 by 16: 16, 16, 8, 4, 1). A multi-row statement written per chunk
+/// then has at most log2(max) + 1 shapes, whose prepared forms stay in each connection's
+/// statement cache instead of pushing each other out.
+pub fn chunks_pow2<T>(items: &[T], max: usize) -> impl Iterator<Item = &[T]> {
+    debug_assert!(max.is_power_of_two());
+    let mut rest = items;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let n = if rest.len() >= max { max } else { 1 << (usize::BITS - 1 - rest.len().leading_zeros()) };
+        let (chunk, tail) = rest.split_at(n);
+        rest = tail;
+        Some(chunk)
+    })
+}
+
+/// `items` repeated at the end up to the next power of two, for an `IN (…)` list: as few
+/// statement shapes as [`chunks_pow2`] gives, and the same answer.
+pub fn padded_pow2<T: Clone>(items: &[T]) -> Vec<T> {
+    let mut out = items.to_vec();
+    if let Some(last) = items.last() {
+        out.resize(items.len().next_power_of_two(), last.clone());
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunks_in_powers_of_two() {
+        let v: Vec<u32> = (0..45).collect();
+        let sizes: Vec<usize> = chunks_pow2(&v, 16).map(<[u32]>::len).collect();
+        assert_eq!(sizes, [16, 16, 8, 4, 1]);
+        let all: Vec<u32> = chunks_pow2(&v, 16).flatten().copied().collect();
+        assert_eq!(all, v);
+        assert_eq!(chunks_pow2::<u32>(&[], 8).count(), 0);
+        assert_eq!(padded_pow2(&[1, 2, 3]), [1, 2, 3, 3]);
+        assert_eq!(padded_pow2(&[1, 2]), [1, 2]);
+        assert!(padded_pow2::<u8>(&[]).is_empty());
+    }
+
+    #[test]
+    fn placeholders_per_backend() {
+        assert_eq!(Backend::Sqlite.values(2, 2, 1), "(?, ?), (?, ?)");
+        assert_eq!(Backend::Postgres.values(2, 2, 3), "($3, $4), ($5, $6)");
+        assert_eq!(
+            Backend::Postgres.select_row(1, &[("id", "TEXT"), ("n", "BIGINT")]),
+            "SELECT CAST($1 AS TEXT) AS id, CAST($2 AS BIGINT) AS n"
+        );
     }
 }

@@ -35,8 +35,7 @@ pub use instances::{
 pub use tasks::{StepRef, Task, TaskAction, TaskFilter, TaskView};
 pub use worker::spawn_workers;
 
-pub static MIGRATIONS: store::MigrationSet =
-    store::migrations!("flow": 1 => portable "0001_flow", 2 => portable "0002_start_timers");
+pub static MIGRATIONS: store::MigrationSet = store::migrations!("flow": 1 => portable "0001_flow", 2 => portable "0002_start_timers", 3 => portable "0003_task_instance_index");
 
 /// Settings of the workflow runtime (`[flow]` in the config file).
 #[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]

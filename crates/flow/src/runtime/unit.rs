@@ -259,13 +259,13 @@ impl<'f> Unit<'f> {
     /// Writes the tasks created since the last call, eight rows per statement.
     async fn insert_tasks(&mut self) -> Result<()> {
         let tasks = std::mem::take(&mut self.new_tasks);
-        for chunk in tasks.chunks(INSERT_ROWS) {
+        for chunk in store::chunks_pow2(&tasks, INSERT_ROWS) {
             let mut sql = String::from(
                 "INSERT INTO flow_tasks (id, instance_id, token, element_id, name, def_key, def_name, business_key, assignee,
                     candidate_users, candidate_groups, candidate_orgs, state, priority, due_at, follow_up_at, form_key, inputs,
                     org_id, created_at) VALUES ",
             );
-            push_values(&mut sql, chunk.len(), 20, None);
+            push_values(&mut sql, self.flow.db().backend(), chunk.len(), 20, None);
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
             for t in chunk {
                 q = q
@@ -743,12 +743,12 @@ impl<'f> Unit<'f> {
                 history.push((id, l.rev, to_json(&stored)?));
             }
         }
-        for chunk in new_rows.chunks(INSERT_ROWS) {
+        for chunk in store::chunks_pow2(&new_rows, INSERT_ROWS) {
             let mut sql = String::from(
                 "INSERT INTO flow_instances (id, definition_id, def_key, business_key, status, state, rev, incidents,
                     started_at, ended_at, started_by, org_id, parent_id, parent_token) VALUES ",
             );
-            push_values(&mut sql, chunk.len(), 13, Some(6));
+            push_values(&mut sql, self.flow.db().backend(), chunk.len(), 13, Some(6));
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
             for r in chunk {
                 q = q
@@ -770,25 +770,20 @@ impl<'f> Unit<'f> {
         }
         // Changed instances: one UPDATE … FROM (VALUES …) per chunk, each row checked against the
         // revision it was loaded at.
-        for chunk in updates.chunks(INSERT_ROWS) {
+        for chunk in store::chunks_pow2(&updates, INSERT_ROWS) {
             // `SELECT … UNION ALL SELECT …` rather than `VALUES … AS v(cols)`: SQLite cannot name
             // the columns of a VALUES list.
-            let selects: Vec<String> = (0..chunk.len())
-                .map(|r| {
-                    let b = r * 7;
-                    format!(
-                        "SELECT CAST(${} AS TEXT) AS id, CAST(${} AS TEXT) AS state, CAST(${} AS TEXT) AS status, CAST(${} AS BIGINT) AS incidents, \
-                         CAST(${} AS BIGINT) AS ended_at, CAST(${} AS BIGINT) AS rev, CAST(${} AS TEXT) AS definition_id",
-                        b + 1,
-                        b + 2,
-                        b + 3,
-                        b + 4,
-                        b + 5,
-                        b + 6,
-                        b + 7
-                    )
-                })
-                .collect();
+            const COLS: [(&str, &str); 7] = [
+                ("id", "TEXT"),
+                ("state", "TEXT"),
+                ("status", "TEXT"),
+                ("incidents", "BIGINT"),
+                ("ended_at", "BIGINT"),
+                ("rev", "BIGINT"),
+                ("definition_id", "TEXT"),
+            ];
+            let backend = self.flow.db().backend();
+            let selects: Vec<String> = (0..chunk.len()).map(|r| backend.select_row(r * 7 + 1, &COLS)).collect();
             let sql = format!(
                 "UPDATE flow_instances SET state = v.state, status = v.status, rev = flow_instances.rev + 1,
                     incidents = v.incidents, ended_at = v.ended_at, definition_id = v.definition_id
@@ -805,9 +800,9 @@ impl<'f> Unit<'f> {
                 return Err(Error::conflict("a process instance was changed at the same moment; try again"));
             }
         }
-        for chunk in history.chunks(INSERT_ROWS * 2) {
+        for chunk in store::chunks_pow2(&history, INSERT_ROWS * 2) {
             let mut sql = String::from("INSERT INTO flow_history (instance_id, seq, at, actor, events) VALUES ");
-            push_values(&mut sql, chunk.len(), 5, None);
+            push_values(&mut sql, self.flow.db().backend(), chunk.len(), 5, None);
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
             for (id, seq, events) in chunk {
                 q = q.bind(id).bind(*seq).bind(self.now).bind(&self.actor).bind(events);
@@ -964,7 +959,9 @@ struct NewRow {
 
 /// Appends `rows` groups of `cols` placeholders; `literal_at` (0-based column) is the literal 1
 /// (the revision of a new instance) instead of a placeholder.
-fn push_values(sql: &mut String, rows: usize, cols: usize, literal_at: Option<usize>) {
+/// `rows` lists of `cols` placeholders bound in order (see [`Backend::values`]), with the
+/// literal `1` inserted at column `literal_at`.
+fn push_values(sql: &mut String, backend: Backend, rows: usize, cols: usize, literal_at: Option<usize>) {
     let mut n = 0;
     for r in 0..rows {
         sql.push_str(if r == 0 { "(" } else { ", (" });
@@ -976,7 +973,7 @@ fn push_values(sql: &mut String, rows: usize, cols: usize, literal_at: Option<us
                 sql.push('1');
             } else {
                 n += 1;
-                sql.push_str(&format!("${n}"));
+                sql.push_str(&backend.mark(n));
             }
         }
         sql.push(')');

@@ -233,6 +233,16 @@ async fn resolved_on_the_spot_closes_at_once_and_duplicates_are_flagged_and_merg
             .await;
         let (a, b) = (a["case"]["id"].as_str().unwrap().to_string(), b["case"].clone());
         assert_eq!(b["possible_duplicate_of"], a.as_str(), "{b}");
+        // North–south too, across the latitude bands the check's index is ordered by (0.0005°):
+        // 22 m apart on either side of a band's edge is a possible duplicate; 67 m further is not.
+        let edge = ((w[1] / 0.0005).floor() + 1.0) * 0.0005;
+        let report = |lat: f64, ext: &str| json!({"source": "citizen", "external_id": ext, "category_code": "BJ0101", "description": "井盖破损", "lon": w[0], "lat": lat});
+        let (_, c) = disp.json(Method::POST, "/api/v1/grid/cases", Some(report(edge - 0.0001, "ssp-2"))).await;
+        let (_, d) = disp.json(Method::POST, "/api/v1/grid/cases", Some(report(edge + 0.0001, "ssp-3"))).await;
+        let (_, e) = disp.json(Method::POST, "/api/v1/grid/cases", Some(report(edge + 0.0007, "ssp-4"))).await;
+        assert!(c["case"]["possible_duplicate_of"].is_null(), "{c}");
+        assert_eq!(d["case"]["possible_duplicate_of"], c["case"]["id"], "{d}");
+        assert!(e["case"]["possible_duplicate_of"].is_null(), "67 m from the nearest: {e}");
         let bid = b["id"].as_str().unwrap();
         let (s, body) = act(&disp, bid, json!({"action": "merge", "into": a})).await;
         assert_eq!(s, StatusCode::OK, "{body}");
