@@ -315,22 +315,34 @@ async fn possible_duplicates(g: &Grid, tx: &mut Tx, items: &[&Prepared], now: i6
             let (low, high) = (lat_band(p.lat - dlat), lat_band(p.lat + dlat));
             let bands: Vec<i64> = (0..=(2.0 * dlat / LAT_BAND) as i64 + 1).map(|b| (low + b).min(high)).collect();
             let mark = |n: usize| backend.mark(binds.len() + n);
+            let m = bands.len();
+            // The nearest in the box only (planar distance, longitude scaled to the latitude):
+            // a busy spot may hold hundreds of open cases, and only the nearest can be the
+            // answer — when it is out of the radius, so is every other.
             let sql = format!(
-                "SELECT {k} AS k, id, lon, lat FROM grid_cases WHERE category_id = {} AND lat_band IN ({}) AND status = 'open'
-                    AND lon BETWEEN {} AND {} AND lat BETWEEN {} AND {} AND created_at + 0 >= {}",
+                "SELECT * FROM (SELECT {k} AS k, id, lon, lat FROM grid_cases WHERE category_id = {} AND lat_band IN ({})
+                    AND status = 'open' AND lon BETWEEN {} AND {} AND lat BETWEEN {} AND {} AND created_at + 0 >= {}
+                    ORDER BY (lon - {}) * (lon - {}) * {} + (lat - {}) * (lat - {}) LIMIT 1) AS n{k}",
                 mark(1),
-                (0..bands.len()).map(|b| mark(2 + b)).collect::<Vec<_>>().join(", "),
-                mark(bands.len() + 2),
-                mark(bands.len() + 3),
-                mark(bands.len() + 4),
-                mark(bands.len() + 5),
-                mark(bands.len() + 6),
+                (0..m).map(|b| mark(2 + b)).collect::<Vec<_>>().join(", "),
+                mark(m + 2),
+                mark(m + 3),
+                mark(m + 4),
+                mark(m + 5),
+                mark(m + 6),
+                mark(m + 7),
+                mark(m + 8),
+                mark(m + 9),
+                mark(m + 10),
+                mark(m + 11),
             );
             parts.push(sql);
             binds.push(Bind::Text(cat));
             binds.extend(bands.into_iter().map(Bind::Int));
             binds.extend([p.lon - dlon, p.lon + dlon, p.lat - dlat, p.lat + dlat].map(Bind::Real));
             binds.push(Bind::Int(since));
+            let scale = p.lat.to_radians().cos().powi(2);
+            binds.extend([p.lon, p.lon, scale, p.lat, p.lat].map(Bind::Real));
         }
         let mut q = sqlx::query(sqlx::AssertSqlSafe(parts.join(" UNION ALL ")));
         for b in binds {
