@@ -12,7 +12,7 @@ use crate::model::{GENESIS, chain_hash};
 use crate::{AuditLog, AuditOptions};
 
 const BATCH: i64 = 5_000;
-const ROWS_PER_INSERT: usize = 500;
+const ROWS_PER_INSERT: usize = 512;
 const SEALER_LOCK: i64 = 0x6175_6469_745f_7365; // "audit_se"
 
 /// Seals pending records. One per process; on PostgreSQL an advisory lock keeps it to one per
@@ -37,6 +37,32 @@ struct SealState {
     high: i64,
     /// (when, highest record id sealed then), oldest first.
     recent: VecDeque<(i64, i64)>,
+}
+
+/// A batch of records linked into the chain, to write.
+struct Links {
+    /// (seq, record id, previous hash, hash).
+    rows: Vec<(i64, i64, String, String)>,
+    /// (seq, root hash) of the checkpoints the batch reaches.
+    checkpoints: Vec<(i64, String)>,
+    count: usize,
+    max_id: i64,
+    now: i64,
+}
+
+impl SealState {
+    /// Records a committed batch up to `max_id`, sealed at `now`.
+    fn sealed(&mut self, max_id: i64, now: i64, grace_ms: i64) {
+        self.high = self.high.max(max_id);
+        self.recent.push_back((now, max_id));
+        while let Some(&(at, id)) = self.recent.front() {
+            if at >= now - grace_ms {
+                break;
+            }
+            self.low = self.low.max(id);
+            self.recent.pop_front();
+        }
+    }
 }
 
 /// A running sealer: wake it after writes; dropping the handle does not stop it, `shutdown` does.
@@ -103,29 +129,33 @@ impl Sealer {
     /// Seals one batch of pending records in one transaction.
     pub async fn seal_once(&self) -> Result<usize> {
         let mut state = self.state.lock().await;
+        if self.db.backend() == Backend::Sqlite {
+            // One writer: records commit in id order and only this sealer writes the chain, so
+            // the pending records and the chain's head are read — and linked — before the write
+            // transaction, which then only inserts (the intake and every other writer queue
+            // behind it). Another process sealing the same file loses on the unique keys.
+            let mut conn = self.db.reader().acquire().await.db()?;
+            let Some(links) = self.link_pending(&mut conn, state.high).await? else { return Ok(0) };
+            drop(conn);
+            let mut tx = self.db.begin().await?;
+            if let Err(e) = self.write_links(&mut tx, &links).await {
+                let _ = tx.rollback().await;
+                return Err(e);
+            }
+            tx.commit().await.db()?;
+            state.sealed(links.max_id, links.now, self.opts.seal_grace_ms);
+            return Ok(links.count);
+        }
         let mut tx = self.db.begin().await?;
         // Every path ends the transaction explicitly: a dropped one only queues its rollback,
         // and its advisory lock would block other sealing rounds until the pooled connection
         // is next used.
-        // Fast path: records after the highest sealed id. When there are none (idle), look for
-        // late committers from `low` (PostgreSQL only; on SQLite commit order is id order).
-        let mut result = self.seal_batch(&mut tx, state.high).await;
-        if matches!(result, Ok(None)) && self.db.backend() == Backend::Postgres && state.low < state.high {
-            result = self.seal_batch(&mut tx, state.low).await;
-        }
+        let result = self.seal_locked(&mut tx, &state).await;
         match result {
-            Ok(Some((n, max_id, now))) => {
+            Ok(Some(links)) => {
                 tx.commit().await.db()?;
-                state.high = state.high.max(max_id);
-                state.recent.push_back((now, max_id));
-                while let Some(&(at, id)) = state.recent.front() {
-                    if at >= now - self.opts.seal_grace_ms {
-                        break;
-                    }
-                    state.low = state.low.max(id);
-                    state.recent.pop_front();
-                }
-                Ok(n)
+                state.sealed(links.max_id, links.now, self.opts.seal_grace_ms);
+                Ok(links.count)
             }
             Ok(None) => {
                 tx.rollback().await.db()?;
@@ -138,22 +168,33 @@ impl Sealer {
         }
     }
 
-    /// Links pending records after `low` into the chain. Returns (count, highest record id,
-    /// time), or `None` when there was nothing to do or another node is sealing.
-    async fn seal_batch(&self, tx: &mut store::Tx, low: i64) -> Result<Option<(usize, i64, i64)>> {
-        if self.db.backend() == Backend::Postgres {
-            let got: bool = sqlx::query("SELECT pg_try_advisory_xact_lock($1)")
-                .bind(SEALER_LOCK)
-                .fetch_one(&mut **tx)
-                .await
-                .db()?
-                .get(0);
-            if !got {
-                return Ok(None);
-            }
+    /// PostgreSQL: under the sealer's advisory lock, links the records after the highest sealed
+    /// id; when there are none (idle), looks for late committers from `low`.
+    async fn seal_locked(&self, tx: &mut store::Tx, state: &SealState) -> Result<Option<Links>> {
+        let got: bool = sqlx::query("SELECT pg_try_advisory_xact_lock($1)")
+            .bind(SEALER_LOCK)
+            .fetch_one(&mut **tx)
+            .await
+            .db()?
+            .get(0);
+        if !got {
+            return Ok(None); // another node is sealing
         }
+        let mut links = self.link_pending(tx, state.high).await?;
+        if links.is_none() && state.low < state.high {
+            links = self.link_pending(tx, state.low).await?;
+        }
+        if let Some(l) = &links {
+            self.write_links(tx, l).await?;
+        }
+        Ok(links)
+    }
+
+    /// Reads the chain's head and the unsealed records after `low`, and links them. `None` when
+    /// nothing is pending.
+    async fn link_pending(&self, conn: &mut sqlx::AnyConnection, low: i64) -> Result<Option<Links>> {
         let head = sqlx::query("SELECT seq, hash FROM audit_chain ORDER BY seq DESC LIMIT 1")
-            .fetch_optional(&mut **tx)
+            .fetch_optional(&mut *conn)
             .await
             .db()?;
         let (mut seq, mut prev) = match head {
@@ -167,7 +208,7 @@ impl Sealer {
         )
         .bind(low)
         .bind(BATCH)
-        .fetch_all(&mut **tx)
+        .fetch_all(&mut *conn)
         .await
         .db()?;
         if rows.is_empty() {
@@ -175,9 +216,8 @@ impl Sealer {
         }
         let now = self.clock.now_ms();
         let alg = self.opts.algorithm;
-        let mut links = Vec::with_capacity(rows.len());
-        let mut checkpoints = Vec::new();
-        let mut max_id = 0;
+        let mut links =
+            Links { rows: Vec::with_capacity(rows.len()), checkpoints: Vec::new(), count: rows.len(), max_id: 0, now };
         for row in &rows {
             let (id, digest, mac): (i64, String, String) = (row.get(0), row.get(1), row.get(2));
             if !self.log.mac_ok(&digest, &mac) {
@@ -186,39 +226,41 @@ impl Sealer {
             }
             seq += 1;
             let hash = chain_hash(alg, &prev, seq, id, &digest, &mac);
-            max_id = max_id.max(id);
+            links.max_id = links.max_id.max(id);
             if seq % self.opts.checkpoint_every == 0 {
-                checkpoints.push((seq, hash.clone()));
+                links.checkpoints.push((seq, hash.clone()));
             }
-            links.push((seq, id, std::mem::replace(&mut prev, hash.clone()), hash));
+            links.rows.push((seq, id, std::mem::replace(&mut prev, hash.clone()), hash));
         }
-        for chunk in links.chunks(ROWS_PER_INSERT) {
-            let mut sql = String::from("INSERT INTO audit_chain (seq, record_id, prev_hash, hash, sealed_at) VALUES ");
-            for i in 0..chunk.len() {
-                let b = i * 5;
-                if i > 0 {
-                    sql.push(',');
-                }
-                sql.push_str(&format!("(${}, ${}, ${}, ${}, ${})", b + 1, b + 2, b + 3, b + 4, b + 5));
-            }
+        Ok(Some(links))
+    }
+
+    /// Writes the links and checkpoints of a batch.
+    async fn write_links(&self, tx: &mut store::Tx, links: &Links) -> Result<()> {
+        let backend = Backend::of(tx);
+        for chunk in store::chunks_pow2(&links.rows, ROWS_PER_INSERT) {
+            let sql = format!(
+                "INSERT INTO audit_chain (seq, record_id, prev_hash, hash, sealed_at) VALUES {}",
+                backend.values(chunk.len(), 5, 1)
+            );
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
             for (seq, id, prev, hash) in chunk {
-                q = q.bind(*seq).bind(*id).bind(prev.as_str()).bind(hash.as_str()).bind(now);
+                q = q.bind(*seq).bind(*id).bind(prev.as_str()).bind(hash.as_str()).bind(links.now);
             }
             q.execute(&mut **tx).await.db()?;
         }
-        for (seq, hash) in checkpoints {
+        for (seq, hash) in &links.checkpoints {
             sqlx::query(
                 "INSERT INTO audit_checkpoints (seq, root_hash, algorithm, created_at) VALUES ($1, $2, $3, $4)",
             )
-            .bind(seq)
+            .bind(*seq)
             .bind(hash)
-            .bind(alg.name())
-            .bind(now)
+            .bind(self.opts.algorithm.name())
+            .bind(links.now)
             .execute(&mut **tx)
             .await
             .db()?;
         }
-        Ok(Some((rows.len(), max_id, now)))
+        Ok(())
     }
 }

@@ -307,13 +307,25 @@ impl Identity {
         if let Some(hit) = self.inner.sessions.get(&session_id(token), now) {
             return Ok(hit);
         }
-        let session = self.authenticate(token).await?;
-        if let Some(e) = session.stage.blocking_error() {
-            return Err(e);
+        let loaded = async {
+            let session = self.authenticate(token).await?;
+            if let Some(e) = session.stage.blocking_error() {
+                return Err(e);
+            }
+            let caller = self.load_caller(&session.user_id, Some(session.id.clone())).await?;
+            Ok((session, caller))
+        };
+        match loaded.await {
+            Ok((session, caller)) => {
+                self.inner.sessions.put(session.clone(), caller.clone(), now);
+                Ok((session, caller))
+            }
+            Err(e) => {
+                // No longer valid (or not loadable): nobody may use the cached entry meanwhile.
+                self.inner.sessions.evict(&session_id(token));
+                Err(e)
+            }
         }
-        let caller = self.load_caller(&session.user_id, Some(session.id.clone())).await?;
-        self.inner.sessions.put(session.clone(), caller.clone(), now);
-        Ok((session, caller))
     }
 
     /// Finds the live session for a cookie token, enforcing idle and absolute timeouts.
