@@ -52,6 +52,16 @@ test('a district admin creates a user in a street, who must change the password 
   await page.click('[data-test=add-grant]')
   await page.waitForSelector('.el-dialog .el-table__row:has-text("工作人员")')
   await page.keyboard.press('Escape')
+
+  // She is a temporary clerk: her account ends on 30 June next year.
+  const ends = `${new Date().getFullYear() + 1}-06-30`
+  await row.getByRole('button', { name: '有效期' }).click()
+  const day = page.locator('.el-dialog input[placeholder="选择截止日期"]')
+  await day.fill(ends)
+  await day.press('Enter')
+  await page.click('[data-test=save-expiry]')
+  await page.waitForSelector(`[data-test=users-table] .el-table__row:has-text("jiefang_clerk"):has-text("${ends}")`)
+  await page.screenshot({ path: `${SHOTS}user-expiry.png` })
   await logout(page)
 
   // The new user logs in with the one-time password and must change it.

@@ -111,13 +111,14 @@ struct LoginRow {
     locked_until: Option<i64>,
     totp_enabled: bool,
     admin_role: Option<String>,
+    expires_at: Option<i64>,
 }
 
 impl Identity {
     async fn login_row(&self, username: &str) -> Result<Option<LoginRow>> {
         let row = sqlx::query(
             "SELECT id, username, primary_org_id, status, password_hash, must_change_password, password_changed_at,
-                    failed_logins, first_failed_at, locked_until, totp_enabled, admin_role
+                    failed_logins, first_failed_at, locked_until, totp_enabled, admin_role, expires_at
              FROM users WHERE username_key = $1",
         )
         .bind(username.trim().to_lowercase())
@@ -137,6 +138,7 @@ impl Identity {
             locked_until: r.get(9),
             totp_enabled: r.get::<i64, _>(10) != 0,
             admin_role: r.get(11),
+            expires_at: r.get(12),
         }))
     }
 
@@ -265,6 +267,20 @@ impl Identity {
                 .result(AuditResult::Denied, Some(ErrorCode::AccountDisabled.as_str().into()));
             self.audit_now(entry).await?;
             return Err(Error::new(ErrorCode::AccountDisabled, "the account is disabled; ask your administrator"));
+        }
+        if let Some(end) = u.expires_at.filter(|t| *t <= now) {
+            let entry = attempt
+                .entry(now, "auth.login")
+                .object("user", &u.id)
+                .result(AuditResult::Denied, Some(ErrorCode::AccountExpired.as_str().into()));
+            self.audit_now(entry).await?;
+            let day = chrono::DateTime::from_timestamp_millis(end + 8 * 3_600_000)
+                .map(|d| d.format("%Y-%m-%d").to_string())
+                .unwrap_or_default();
+            return Err(Error::new(
+                ErrorCode::AccountExpired,
+                format!("the account ended on {day}; ask your administrator to extend it"),
+            ));
         }
         let _ = (u.must_change, u.changed_at, u.totp_enabled, &u.admin_role);
         let stage = self.next_stage(&u.id, false).await?;

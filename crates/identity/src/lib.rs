@@ -27,4 +27,5 @@ pub use policy::SecurityPolicy;
 pub use scope::{Caller, Scope};
 pub use service::{Actor, Identity, IdentityOptions};
 
-pub static MIGRATIONS: store::MigrationSet = store::migrations!("identity": 1 => portable "0001_identity");
+pub static MIGRATIONS: store::MigrationSet =
+    store::migrations!("identity": 1 => portable "0001_identity", 2 => portable "0002_account_expiry");

@@ -205,6 +205,8 @@ pub struct User {
     pub locked_until: Option<i64>,
     pub last_login_at: Option<i64>,
     pub created_at: i64,
+    /// The account's end date (unix ms), if it has one: from then on it cannot log in.
+    pub expires_at: Option<i64>,
 }
 
 /// A role with its permissions.

@@ -26,6 +26,9 @@ pub struct NewUser {
     pub org_ids: Vec<String>,
     pub mobile: Option<String>,
     pub email: Option<String>,
+    /// The account's end date (unix ms, in the future), for temporary accounts.
+    #[serde(default)]
+    pub expires_at: Option<i64>,
 }
 
 impl NewUser {
@@ -38,6 +41,7 @@ impl NewUser {
             org_ids: vec![],
             mobile: None,
             email: None,
+            expires_at: None,
         }
     }
 }
@@ -50,6 +54,23 @@ pub struct UserPatch {
     pub mobile: Option<String>,
     pub email: Option<String>,
     pub status: Option<UserStatus>,
+    /// The account's end date (unix ms, in the future); `null` removes it.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<i64>)]
+    pub expires_at: Option<Option<i64>>,
+}
+
+/// A field that may be absent (`None`), null (`Some(None)`) or set.
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Option<Option<i64>>, D::Error> {
+    Option::<i64>::deserialize(d).map(Some)
+}
+
+/// An end date given for an account: it must lie ahead.
+fn check_expiry(at: Option<i64>, now: i64) -> Result<Option<i64>> {
+    match at {
+        Some(t) if t <= now => Err(Error::validation("the account's end date must lie in the future")),
+        other => Ok(other),
+    }
 }
 
 /// A created user with the one-time initial password to hand over.
@@ -126,7 +147,7 @@ pub fn system_caller() -> Caller {
 }
 
 const USER_COLUMNS: &str = "u.id, u.username, u.display_name, u.primary_org_id, o.name, u.admin_role, u.status, \
-     u.mobile_enc, u.email, u.must_change_password, u.totp_enabled, u.locked_until, u.last_login_at, u.created_at";
+     u.mobile_enc, u.email, u.must_change_password, u.totp_enabled, u.locked_until, u.last_login_at, u.created_at, u.expires_at";
 
 impl Identity {
     fn user_from_row(&self, row: &store::AnyRow, masker: Masker, now: i64) -> User {
@@ -150,6 +171,7 @@ impl Identity {
             locked_until: row.get::<Option<i64>, _>(11).filter(|t| *t > now),
             last_login_at: row.get(12),
             created_at: row.get(13),
+            expires_at: row.get(14),
         }
     }
 
@@ -303,6 +325,7 @@ impl Identity {
         let mobile = new.mobile.as_deref().filter(|s| !s.trim().is_empty()).map(check_mobile).transpose()?;
         let email = new.email.as_deref().filter(|s| !s.trim().is_empty()).map(check_email).transpose()?;
         let now = self.now();
+        let expires_at = check_expiry(new.expires_at, now)?;
         let mut tx = self.db().begin().await?;
         let primary = self.org_in(&mut tx, &new.primary_org_id).await?;
         let mut org_ids = vec![primary.id.0.clone()];
@@ -325,8 +348,8 @@ impl Identity {
         let id = UserId::new();
         sqlx::query(
             "INSERT INTO users (id, username, username_key, display_name, primary_org_id, status, password_hash,
-                 must_change_password, password_changed_at, mobile_enc, mobile_idx, email, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, 'active', $6, 1, $7, $8, $9, $10, $7, $7)",
+                 must_change_password, password_changed_at, mobile_enc, mobile_idx, email, created_at, updated_at, expires_at)
+             VALUES ($1, $2, $3, $4, $5, 'active', $6, 1, $7, $8, $9, $10, $7, $7, $11)",
         )
         .bind(id.as_str())
         .bind(&username)
@@ -338,6 +361,7 @@ impl Identity {
         .bind(mobile.as_ref().map(|m| self.keys().seal("users.mobile", m)))
         .bind(mobile.as_ref().map(|m| self.keys().blind_index("users.mobile", m)))
         .bind(email.as_deref())
+        .bind(expires_at)
         .execute(&mut *tx)
         .await
         .map_err(|e| match store::is_unique_violation(&e) {
@@ -362,7 +386,7 @@ impl Identity {
         let entry = actor
             .entry(now, "user.create")
             .object("user", id.as_str())
-            .detail(serde_json::json!({"username": username, "org": primary.name}));
+            .detail(serde_json::json!({"username": username, "org": primary.name, "expires_at": expires_at}));
         self.audit(&mut tx, entry).await?;
         tx.commit().await.db()?;
         let user = self.user_unchecked(id.as_str(), Self::masker_for(caller)).await?;
@@ -434,6 +458,16 @@ impl Identity {
                 self.revoke_sessions_in(&mut tx, id, None, now).await?;
             }
             changed.insert("status".into(), s.into());
+        }
+        if let Some(at) = patch.expires_at {
+            let at = check_expiry(at, now)?;
+            sqlx::query("UPDATE users SET expires_at = $1 WHERE id = $2")
+                .bind(at)
+                .bind(id)
+                .execute(&mut *tx)
+                .await
+                .db()?;
+            changed.insert("expires_at".into(), at.into());
         }
         sqlx::query("UPDATE users SET updated_at = $1 WHERE id = $2")
             .bind(now)
@@ -559,7 +593,7 @@ impl Identity {
     /// scopes of the grants that give it.
     pub async fn load_caller(&self, user_id: &str, session_id: Option<String>) -> Result<Caller> {
         let row = sqlx::query(
-            "SELECT u.username, u.display_name, u.primary_org_id, o.name, u.admin_role, o.path, u.status
+            "SELECT u.username, u.display_name, u.primary_org_id, o.name, u.admin_role, o.path, u.status, u.expires_at
              FROM users u JOIN orgs o ON o.id = u.primary_org_id WHERE u.id = $1",
         )
         .bind(user_id)
@@ -569,6 +603,9 @@ impl Identity {
         .ok_or_else(|| Error::new(ErrorCode::SessionExpired, "the account no longer exists"))?;
         if row.get::<String, _>(6) != "active" {
             return Err(Error::new(ErrorCode::AccountDisabled, "the account is disabled"));
+        }
+        if row.get::<Option<i64>, _>(7).is_some_and(|at| at <= self.now()) {
+            return Err(Error::new(ErrorCode::AccountExpired, "the account has passed its end date"));
         }
         let admin_role = row.get::<Option<String>, _>(4).and_then(|s| AdminRole::parse(&s));
         let primary_path: String = row.get(5);

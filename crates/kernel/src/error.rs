@@ -56,6 +56,7 @@ error_codes! {
     OutOfScope = ("out_of_scope", 403, "the object lies outside the caller's data scope"),
     AccountLocked = ("account_locked", 403, "too many failed logins; the account is locked for a while"),
     AccountDisabled = ("account_disabled", 403, "the account is disabled"),
+    AccountExpired = ("account_expired", 403, "the account has passed its end date"),
     PasswordChangeRequired = ("password_change_required", 403, "the password must be changed before anything else"),
     MfaRequired = ("mfa_required", 403, "a second factor must be verified before anything else"),
     MfaEnrollmentRequired = ("mfa_enrollment_required", 403, "this account must set up two-factor authentication first"),

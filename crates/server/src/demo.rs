@@ -295,6 +295,8 @@ pub async fn seed(state: &AppState) -> anyhow::Result<Vec<DemoAccount>> {
         let new = NewUser {
             mobile: Some(format!("1386401{:04}", out.len() * 37 + 1000)),
             email: Some(format!("{}@jinan.gov.cn", p.username)),
+            // Grid workers are contract staff: 吴海燕's account ends with her two-year contract.
+            expires_at: (p.username == "gridworker").then(|| id.now() + 730 * 86_400_000),
             ..NewUser::new(p.username, p.name, p.org.id.as_str())
         };
         let created = id.provision_user(&actor, new, Some((p.role, p.scope))).await.map_err(|e| anyhow!("{e}"))?;

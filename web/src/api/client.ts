@@ -22,6 +22,7 @@ const MESSAGES: Record<string, string> = {
   invalid_credentials: '用户名或口令错误',
   account_locked: '登录失败次数过多，账号已临时锁定',
   account_disabled: '账号已停用，请联系管理员',
+  account_expired: '账号已过有效期，请联系管理员延期',
   session_expired: '会话已过期，请重新登录',
   unauthenticated: '请先登录',
   invalid_totp: '动态口令错误、已过期或已使用',

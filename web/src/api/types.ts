@@ -63,6 +63,8 @@ export interface User {
   locked_until: number | null
   last_login_at: number | null
   created_at: number
+  /** End date of a temporary account (unix ms); null: no end date. */
+  expires_at: number | null
 }
 
 export interface Page<T> {

@@ -203,9 +203,87 @@ async fn a_new_user_must_change_the_initial_password_and_may_not_reuse_it() {
 }
 
 #[tokio::test]
-async fn passwords_expire_after_the_maximum_age() {
+async fn a_temporary_account_ends_on_its_end_date_and_can_be_extended() {
     for b in test_backends() {
         let app = TestApp::start(b).await;
+        let admin = app.login("lixia_admin").await;
+        let street = app.org_id("370102002").await;
+        let now = kernel::Clock::now_ms(&app.clock);
+        let day = 86_400_000;
+        let new = |ends: i64| json!({"username": "intern_zhao", "display_name": "赵实习", "primary_org_id": street, "expires_at": ends});
+        // An end date in the past is refused; nothing is created.
+        let (st, body) = admin.json(Method::POST, "/api/v1/users", Some(new(now - day))).await;
+        assert_error(st, &body, 422, "validation_failed");
+        let (st, created) = admin.json(Method::POST, "/api/v1/users", Some(new(now + 30 * day))).await;
+        assert_eq!(st, StatusCode::CREATED, "{created}");
+        assert_eq!(created["user"]["expires_at"], now + 30 * day);
+        let id = created["user"]["id"].as_str().unwrap().to_string();
+        // She logs in and sets her password; her session works until the end date.
+        let mut s = app.client();
+        let initial = created["initial_password"].as_str().unwrap().to_string();
+        let (_, body) = s
+            .json(Method::POST, "/api/v1/auth/login", Some(json!({"username": "intern_zhao", "password": initial})))
+            .await;
+        s.csrf = body["csrf_token"].as_str().unwrap().into();
+        let (st, body) = s
+            .json(
+                Method::POST,
+                "/api/v1/auth/password",
+                Some(json!({"current_password": initial, "new_password": "Zhao#Intern9"})),
+            )
+            .await;
+        assert_eq!(st, StatusCode::OK, "{body}");
+        assert_eq!(s.get("/api/v1/me").await.status(), StatusCode::OK);
+        // Her administrator brings the end date forward to ten minutes from now; eleven minutes
+        // later her session no longer works and a login is refused, audited.
+        let path = format!("/api/v1/users/{id}");
+        let (st, body) = admin.json(Method::PATCH, &path, Some(json!({"expires_at": now + 600_000}))).await;
+        assert_eq!(st, StatusCode::OK, "{body}");
+        app.clock.advance_secs(11 * 60);
+        let (st, body) = s.json(Method::GET, "/api/v1/me", None).await;
+        assert_eq!(st.as_u16(), 403, "{body}");
+        assert_eq!(body["code"], "account_expired");
+        let login = || async {
+            app.client()
+                .json(
+                    Method::POST,
+                    "/api/v1/auth/login",
+                    Some(json!({"username": "intern_zhao", "password": "Zhao#Intern9"})),
+                )
+                .await
+        };
+        let (st, body) = login().await;
+        assert_error(st, &body, 403, "account_expired");
+        assert!(body["message"].as_str().unwrap().contains("ended on"), "{body}");
+        let denied: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM audit_records WHERE action = 'auth.login' AND result = 'denied' AND reason = 'account_expired'",
+        )
+        .fetch_one(app.state.db.reader())
+        .await
+        .unwrap();
+        assert_eq!(denied, 1);
+        // The administrator extends it (an end date must lie ahead), then removes the end date.
+        let admin = app.login("lixia_admin").await;
+        let later = kernel::Clock::now_ms(&app.clock) + 90 * day;
+        let (st, body) = admin.json(Method::PATCH, &path, Some(json!({"expires_at": now}))).await;
+        assert_error(st, &body, 422, "validation_failed");
+        let (st, body) = admin.json(Method::PATCH, &path, Some(json!({"expires_at": later}))).await;
+        assert_eq!((st, body["expires_at"].as_i64()), (StatusCode::OK, Some(later)), "{body}");
+        let (st, body) = login().await;
+        assert_eq!(st, StatusCode::OK, "{body}");
+        let (st, body) = admin.json(Method::PATCH, &path, Some(json!({"display_name": "赵实习生"}))).await;
+        assert_eq!(body["expires_at"].as_i64(), Some(later), "an absent field stays: {st} {body}");
+        let (_, body) = admin.json(Method::PATCH, &path, Some(json!({"expires_at": null}))).await;
+        assert!(body["expires_at"].is_null(), "{body}");
+    }
+}
+
+#[tokio::test]
+async fn passwords_expire_after_the_maximum_age() {
+    for b in test_backends() {
+        // Without disabling unused accounts, which the server's pruner would otherwise do to this
+        // account (90 days unused) whenever it ran after the clock moved.
+        let app = TestApp::start_with(b, |cfg| cfg.security.policy.inactive_disable_days = 0).await;
         app.clock.advance_secs(91 * 86_400);
         let c = app.client();
         let (_, body) =
