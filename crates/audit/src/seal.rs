@@ -45,7 +45,6 @@ struct Links {
     rows: Vec<(i64, i64, String, String)>,
     /// (seq, root hash) of the checkpoints the batch reaches.
     checkpoints: Vec<(i64, String)>,
-    count: usize,
     max_id: i64,
     now: i64,
 }
@@ -144,7 +143,7 @@ impl Sealer {
             }
             tx.commit().await.db()?;
             state.sealed(links.max_id, links.now, self.opts.seal_grace_ms);
-            return Ok(links.count);
+            return Ok(links.rows.len());
         }
         let mut tx = self.db.begin().await?;
         // Every path ends the transaction explicitly: a dropped one only queues its rollback,
@@ -155,7 +154,7 @@ impl Sealer {
             Ok(Some(links)) => {
                 tx.commit().await.db()?;
                 state.sealed(links.max_id, links.now, self.opts.seal_grace_ms);
-                Ok(links.count)
+                Ok(links.rows.len())
             }
             Ok(None) => {
                 tx.rollback().await.db()?;
@@ -216,8 +215,7 @@ impl Sealer {
         }
         let now = self.clock.now_ms();
         let alg = self.opts.algorithm;
-        let mut links =
-            Links { rows: Vec::with_capacity(rows.len()), checkpoints: Vec::new(), count: rows.len(), max_id: 0, now };
+        let mut links = Links { rows: Vec::with_capacity(rows.len()), checkpoints: Vec::new(), max_id: 0, now };
         for row in &rows {
             let (id, digest, mac): (i64, String, String) = (row.get(0), row.get(1), row.get(2));
             if !self.log.mac_ok(&digest, &mac) {

@@ -855,7 +855,7 @@ pub(crate) fn marks(from: usize, n: usize) -> String {
 }
 
 /// Brings the cases of a batch of changed instances in step, in a handful of statements: their
-/// rows, their open tasks' deadlines and their last timeline numbers read with `IN (…)`, then
+/// rows with their open tasks' first deadline and their last timeline number in one read, then
 /// multi-row updates and timeline inserts.
 async fn sync_cases(tx: &mut Tx, changes: &[flow::InstanceChange]) -> Result<()> {
     let backend = store::Backend::of(tx);
@@ -865,8 +865,8 @@ async fn sync_cases(tx: &mut Tx, changes: &[flow::InstanceChange]) -> Result<()>
         "SELECT c.id, c.instance_id, c.rework_count,
             (SELECT MIN(t.due_at) FROM flow_tasks t WHERE t.instance_id = c.instance_id AND t.state = 'open'),
             (SELECT MAX(l.seq) FROM grid_case_log l WHERE l.case_id = c.id)
-         FROM grid_cases c WHERE c.instance_id IN ({})",
-        (1..=ids.len()).map(|n| backend.mark(n)).collect::<Vec<_>>().join(", ")
+         FROM grid_cases c WHERE c.instance_id IN {}",
+        backend.values(1, ids.len(), 1)
     );
     let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
     for i in &ids {
@@ -876,24 +876,21 @@ async fn sync_cases(tx: &mut Tx, changes: &[flow::InstanceChange]) -> Result<()>
     if rows.is_empty() {
         return Ok(()); // instances started by hand outside the grid platform
     }
-    let mut cases: HashMap<String, (String, i64)> = HashMap::new();
-    let mut dues: HashMap<String, Option<i64>> = HashMap::new();
+    // Instance id → (case id, rework count, first open deadline); case id → last timeline number.
+    let mut cases: HashMap<String, (String, i64, Option<i64>)> = HashMap::new();
     let mut seqs: HashMap<String, i64> = HashMap::new();
     for r in rows {
-        let (id, instance): (String, String) = (r.get(0), r.get(1));
-        dues.insert(instance.clone(), r.get(3));
-        if let Some(seq) = r.get::<Option<i64>, _>(4) {
-            seqs.insert(id.clone(), seq);
-        }
-        cases.insert(instance, (id, r.get(2)));
+        let id: String = r.get(0);
+        seqs.insert(id.clone(), r.get::<Option<i64>, _>(4).unwrap_or(0));
+        cases.insert(r.get(1), (id, r.get(2), r.get(3)));
     }
 
     let mut syncs = Vec::with_capacity(changes.len());
     for c in changes {
-        let Some((id, rework)) = cases.get(&c.instance_id) else { continue };
+        let Some((id, rework, due)) = cases.get(&c.instance_id) else { continue };
         let mut s = plan(c, id.clone(), *rework);
         if s.status == "open" {
-            s.due = dues.get(&c.instance_id).copied().flatten();
+            s.due = *due;
         }
         syncs.push(s);
     }

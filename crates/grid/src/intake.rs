@@ -10,7 +10,7 @@ use audit::AuditEntry;
 use kernel::{Error, Result};
 use serde_json::{Map, Value, json};
 use spatial::LonLat;
-use store::{DbResultExt, Row, Tx};
+use store::{DbResultExt, Row, Tx, Value as Bound};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::Grid;
@@ -124,9 +124,7 @@ fn spawn_writer(g: Grid) -> Writer {
 
 /// China Standard Time day of `now`, as YYYYMMDD.
 fn day(now: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(now + 8 * 3_600_000)
-        .map(|d| d.format("%Y%m%d").to_string())
-        .unwrap_or_default()
+    kernel::calendar::china_date(now).map(|d| d.format("%Y%m%d").to_string()).unwrap_or_default()
 }
 
 /// Files a batch; answers, for each item in order, its new case or the case it repeats.
@@ -280,12 +278,6 @@ fn lat_band(lat: f64) -> i64 {
     (lat / LAT_BAND).floor() as i64
 }
 
-enum Bind<'a> {
-    Text(&'a str),
-    Int(i64),
-    Real(f64),
-}
-
 /// For each event with a position, the nearest open case of its category within the duplicate
 /// radius and window — filed before, or earlier in this batch. One query per eight events.
 async fn possible_duplicates(g: &Grid, tx: &mut Tx, items: &[&Prepared], now: i64) -> Result<Vec<Option<String>>> {
@@ -301,57 +293,41 @@ async fn possible_duplicates(g: &Grid, tx: &mut Tx, items: &[&Prepared], now: i6
             best[i] = Some((d, id.to_string()));
         }
     };
+    let dlat = radius / 110_574.0;
+    // As many latitude bands for every event (the last repeated), so that the statement's shape
+    // — and its prepared form — stays the same from batch to batch.
+    let band_count = (2.0 * dlat / LAT_BAND) as i64 + 2;
+    let band_marks = vec!["?"; band_count as usize].join(", ");
     for chunk in store::chunks_pow2(&boxed, ROWS) {
-        // Per event: category, its latitude bands, the box; then the window's start. (`created_at
-        // + 0`: without statistics SQLite would rather range over the category's cases by time.)
-        let backend = store::Backend::of(tx);
-        let mut parts = Vec::with_capacity(chunk.len());
-        let mut binds: Vec<Bind> = Vec::new();
-        for (k, (_, cat, p)) in chunk.iter().enumerate() {
-            let dlat = radius / 110_574.0;
-            let dlon = radius / (111_320.0 * p.lat.to_radians().cos().max(0.01));
-            // As many bands for every event (the last repeated), so that the statement's shape —
-            // and its prepared form — stays the same from batch to batch.
-            let (low, high) = (lat_band(p.lat - dlat), lat_band(p.lat + dlat));
-            let bands: Vec<i64> = (0..=(2.0 * dlat / LAT_BAND) as i64 + 1).map(|b| (low + b).min(high)).collect();
-            let mark = |n: usize| backend.mark(binds.len() + n);
-            let m = bands.len();
-            // The nearest in the box only (planar distance, longitude scaled to the latitude):
-            // a busy spot may hold hundreds of open cases, and only the nearest can be the
-            // answer — when it is out of the radius, so is every other.
-            let sql = format!(
-                "SELECT * FROM (SELECT {k} AS k, id, lon, lat FROM grid_cases WHERE category_id = {} AND lat_band IN ({})
-                    AND status = 'open' AND lon BETWEEN {} AND {} AND lat BETWEEN {} AND {} AND created_at + 0 >= {}
-                    ORDER BY (lon - {}) * (lon - {}) * {} + (lat - {}) * (lat - {}) LIMIT 1) AS n{k}",
-                mark(1),
-                (0..m).map(|b| mark(2 + b)).collect::<Vec<_>>().join(", "),
-                mark(m + 2),
-                mark(m + 3),
-                mark(m + 4),
-                mark(m + 5),
-                mark(m + 6),
-                mark(m + 7),
-                mark(m + 8),
-                mark(m + 9),
-                mark(m + 10),
-                mark(m + 11),
-            );
-            parts.push(sql);
-            binds.push(Bind::Text(cat));
-            binds.extend(bands.into_iter().map(Bind::Int));
-            binds.extend([p.lon - dlon, p.lon + dlon, p.lat - dlat, p.lat + dlat].map(Bind::Real));
-            binds.push(Bind::Int(since));
-            let scale = p.lat.to_radians().cos().powi(2);
-            binds.extend([p.lon, p.lon, scale, p.lat, p.lat].map(Bind::Real));
-        }
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(parts.join(" UNION ALL ")));
-        for b in binds {
-            q = match b {
-                Bind::Text(t) => q.bind(t),
-                Bind::Int(i) => q.bind(i),
-                Bind::Real(r) => q.bind(r),
-            };
-        }
+        // Per event, the nearest open case of its category in its box (planar distance, longitude
+        // scaled to the latitude): a busy spot may hold hundreds, and only the nearest can be the
+        // answer — when it is out of the radius, so is every other. (`created_at + 0`: without
+        // statistics SQLite would rather range over the category's cases by time.)
+        let mut w = store::Where::new();
+        let parts: Vec<String> = chunk
+            .iter()
+            .enumerate()
+            .map(|(k, (_, cat, p))| {
+                let dlon = radius / (111_320.0 * p.lat.to_radians().cos().max(0.01));
+                let (low, high) = (lat_band(p.lat - dlat), lat_band(p.lat + dlat));
+                let bands = (0..band_count).map(|b| Bound::Int((low + b).min(high)));
+                let scale = p.lat.to_radians().cos().powi(2);
+                let values = std::iter::once(Bound::from(*cat))
+                    .chain(bands)
+                    .chain([p.lon - dlon, p.lon + dlon, p.lat - dlat, p.lat + dlat].map(Bound::Real))
+                    .chain([Bound::Int(since)])
+                    .chain([p.lon, p.lon, scale, p.lat, p.lat].map(Bound::Real));
+                let cond = w.fragment(
+                    &format!(
+                        "category_id = ? AND lat_band IN ({band_marks}) AND status = 'open' AND lon BETWEEN ? AND ?
+                            AND lat BETWEEN ? AND ? AND created_at + 0 >= ? ORDER BY (lon - ?) * (lon - ?) * ? + (lat - ?) * (lat - ?)"
+                    ),
+                    values,
+                );
+                format!("SELECT * FROM (SELECT {k} AS k, id, lon, lat FROM grid_cases WHERE {cond} LIMIT 1) AS n{k}")
+            })
+            .collect();
+        let q = w.bind(sqlx::query(sqlx::AssertSqlSafe(parts.join(" UNION ALL "))));
         for r in q.fetch_all(&mut **tx).await.db()? {
             let (i, _, p) = chunk[r.get::<i64, _>(0) as usize];
             offer(i, p.distance_m(LonLat::new(r.get(2), r.get(3))), r.get::<String, _>(1).as_str());

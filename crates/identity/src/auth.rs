@@ -274,9 +274,7 @@ impl Identity {
                 .object("user", &u.id)
                 .result(AuditResult::Denied, Some(ErrorCode::AccountExpired.as_str().into()));
             self.audit_now(entry).await?;
-            let day = chrono::DateTime::from_timestamp_millis(end + 8 * 3_600_000)
-                .map(|d| d.format("%Y-%m-%d").to_string())
-                .unwrap_or_default();
+            let day = kernel::calendar::china_date(end).map(|d| d.to_string()).unwrap_or_default();
             return Err(Error::new(
                 ErrorCode::AccountExpired,
                 format!("the account ended on {day}; ask your administrator to extend it"),

@@ -19,6 +19,11 @@ fn tz() -> FixedOffset {
     FixedOffset::east_opt(8 * 3600).expect("UTC+8")
 }
 
+/// The day (China Standard Time) of a unix-ms time.
+pub fn china_date(ms: i64) -> Option<NaiveDate> {
+    tz().timestamp_millis_opt(ms).single().map(|d| d.date_naive())
+}
+
 impl WorkCalendar {
     pub fn is_working_day(&self, d: NaiveDate) -> bool {
         if self.workdays.contains(&d) {
@@ -74,6 +79,12 @@ mod tests {
 
     fn ms(s: &str) -> i64 {
         chrono::DateTime::parse_from_rfc3339(s).unwrap().timestamp_millis()
+    }
+
+    #[test]
+    fn the_china_date_turns_at_midnight_in_beijing() {
+        assert_eq!(china_date(ms("2026-11-22T23:59:59+08:00")), NaiveDate::from_ymd_opt(2026, 11, 22));
+        assert_eq!(china_date(ms("2026-11-22T16:00:00Z")), NaiveDate::from_ymd_opt(2026, 11, 23));
     }
 
     #[test]

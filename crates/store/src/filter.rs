@@ -6,6 +6,7 @@
 pub enum Value {
     Text(String),
     Int(i64),
+    Real(f64),
 }
 
 impl From<&str> for Value {
@@ -26,6 +27,12 @@ impl From<i64> for Value {
     }
 }
 
+impl From<f64> for Value {
+    fn from(r: f64) -> Self {
+        Value::Real(r)
+    }
+}
+
 pub type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>;
 
 /// Conditions joined with AND. Write each condition with `?` for its values, in order.
@@ -42,6 +49,15 @@ impl Where {
 
     /// Adds a condition such as `"(a = ? OR b = ?)"` with its values.
     pub fn and(&mut self, sql: &str, values: impl IntoIterator<Item = Value>) -> &mut Self {
+        let cond = self.fragment(sql, values);
+        self.conds.push(cond);
+        self
+    }
+
+    /// Numbers the `?` of a piece of SQL after the values bound so far and keeps its values, for
+    /// statements that are not one `WHERE` (the subqueries of a `UNION ALL`); [`Where::bind`]
+    /// binds them all.
+    pub fn fragment(&mut self, sql: &str, values: impl IntoIterator<Item = Value>) -> String {
         let mut out = String::with_capacity(sql.len() + 8);
         let mut values = values.into_iter();
         for ch in sql.chars() {
@@ -52,8 +68,7 @@ impl Where {
                 out.push(ch);
             }
         }
-        self.conds.push(out);
-        self
+        out
     }
 
     /// Adds a condition with no values (a fixed SQL fragment from the program, never input).
@@ -82,6 +97,7 @@ impl Where {
             q = match v {
                 Value::Text(s) => q.bind(s.clone()),
                 Value::Int(i) => q.bind(*i),
+                Value::Real(r) => q.bind(*r),
             };
         }
         q
