@@ -134,29 +134,46 @@ impl AuditEntry {
     /// [`AuditEntry::canonical_bytes`] into a reused buffer (cleared first).
     pub fn canonical_into(&self, record_id: Option<i64>, out: &mut Vec<u8>) {
         out.clear();
-        let mut put = |v: Option<&str>| match v {
-            Some(s) => {
-                out.extend_from_slice(&(s.len() as u32).to_be_bytes());
-                out.extend_from_slice(s.as_bytes());
-            }
-            None => out.extend_from_slice(&u32::MAX.to_be_bytes()),
-        };
-        let at = self.at.to_string();
-        let id = record_id.map(|i| i.to_string());
-        put(id.as_deref());
-        put(Some(&at));
-        put(self.actor_id.as_deref());
-        put(self.actor_name.as_deref());
-        put(self.actor_org.as_deref());
-        put(self.source_ip.as_deref());
-        put(self.request_id.as_deref());
-        put(Some(self.channel.as_str()));
-        put(Some(&self.action));
-        put(self.object_type.as_deref());
-        put(self.object_id.as_deref());
-        put(Some(self.result.as_str()));
-        put(self.reason.as_deref());
-        put(self.detail.as_deref());
+        encode_canonical(
+            out,
+            record_id,
+            self.at,
+            [
+                self.actor_id.as_deref(),
+                self.actor_name.as_deref(),
+                self.actor_org.as_deref(),
+                self.source_ip.as_deref(),
+                self.request_id.as_deref(),
+                Some(self.channel.as_str()),
+                Some(&self.action),
+                self.object_type.as_deref(),
+                self.object_id.as_deref(),
+                Some(self.result.as_str()),
+                self.reason.as_deref(),
+                self.detail.as_deref(),
+            ]
+            .map(|f| f.map(str::as_bytes)),
+        );
+    }
+}
+
+/// Appends the canonical encoding of a record to `out`: the record id (or the absent marker), the
+/// time in decimal, then the twelve text fields in [`RECORD_COLUMNS`] order from `actor_id` to
+/// `detail` (channel and result as stored). Verification encodes straight from database rows with it.
+pub(crate) fn encode_canonical(out: &mut Vec<u8>, record_id: Option<i64>, at: i64, text: [Option<&[u8]>; 12]) {
+    let mut put = |v: Option<&[u8]>| match v {
+        Some(s) => {
+            out.extend_from_slice(&(s.len() as u32).to_be_bytes());
+            out.extend_from_slice(s);
+        }
+        None => out.extend_from_slice(&u32::MAX.to_be_bytes()),
+    };
+    let mut id = itoa::Buffer::new();
+    put(record_id.map(|i| id.format(i).as_bytes()));
+    let mut time = itoa::Buffer::new();
+    put(Some(time.format(at).as_bytes()));
+    for field in text {
+        put(field);
     }
 }
 
@@ -205,54 +222,22 @@ impl AuditRecord {
     }
 }
 
-impl AuditRecord {
-    /// Reads [`RECORD_COLUMNS`] starting at column `base` of a native SQLite row.
-    pub(crate) fn from_sqlite_row(
-        row: &rusqlite::Row<'_>,
-        base: usize,
-        seq: Option<i64>,
-    ) -> rusqlite::Result<AuditRecord> {
-        let s = |i: usize| row.get::<_, Option<String>>(base + i);
-        Ok(AuditRecord {
-            id: row.get(base)?,
-            seq,
-            entry: AuditEntry {
-                at: row.get(base + 1)?,
-                actor_id: s(2)?,
-                actor_name: s(3)?,
-                actor_org: s(4)?,
-                source_ip: s(5)?,
-                request_id: s(6)?,
-                channel: Channel::parse(&row.get::<_, String>(base + 7)?),
-                action: row.get(base + 8)?,
-                object_type: s(9)?,
-                object_id: s(10)?,
-                result: AuditResult::parse(&row.get::<_, String>(base + 11)?).unwrap_or(AuditResult::Failure),
-                reason: s(12)?,
-                detail: s(13)?,
-            },
-            digest: row.get(base + 14)?,
-            mac: row.get(base + 15)?,
-        })
-    }
-}
-
 /// The chain hash of the record `record_id` at `seq` following `prev_hash`: it links the record's
 /// digest (its content) and MAC, so neither can change without breaking the chain.
 pub(crate) fn chain_hash_bytes(
     alg: crypto::HashAlg,
-    prev_hash: &str,
+    prev_hash: &[u8],
     seq: i64,
     record_id: i64,
-    digest: &str,
-    mac: &str,
+    digest: &[u8],
+    mac: &[u8],
 ) -> [u8; 32] {
     let mut h = crypto::hash::Hasher::new(alg);
-    h.update(prev_hash.as_bytes());
+    h.update(prev_hash);
     h.update(&seq.to_be_bytes());
     h.update(&record_id.to_be_bytes());
-    h.update(digest.as_bytes());
-    h.update(mac.as_bytes());
+    h.update(digest);
+    h.update(mac);
     h.finish()
 }
 
@@ -265,7 +250,14 @@ pub(crate) fn chain_hash(
     digest: &str,
     mac: &str,
 ) -> String {
-    crypto::hash::to_hex(&chain_hash_bytes(alg, prev_hash, seq, record_id, digest, mac))
+    crypto::hash::to_hex(&chain_hash_bytes(
+        alg,
+        prev_hash.as_bytes(),
+        seq,
+        record_id,
+        digest.as_bytes(),
+        mac.as_bytes(),
+    ))
 }
 
 /// The hash before the first record.

@@ -1,9 +1,11 @@
 //! Walks the chain and names the first record that was tampered with.
 //!
-//! Pages of chain entries with their records are read in seq order — on SQLite natively
-//! (rusqlite over the same file, inside one read transaction), on PostgreSQL through sqlx with
-//! the next page fetched while the current one is checked. Each page's digests, MACs and chain
-//! hashes are computed on two threads; a sequential pass then checks links, gaps and checkpoints.
+//! Pages of chain entries with their records are read — on SQLite natively (rusqlite over the
+//! same file) by two workers that each read and hash every other page, on PostgreSQL through sqlx
+//! with the next page fetched while the current one is hashed on two threads. A page keeps every text in one buffer
+//! and each record's canonical encoding is built straight from its columns. Each page's digests,
+//! MACs and chain hashes are computed in parallel; a sequential pass then checks links, gaps
+//! and checkpoints in seq order.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -13,7 +15,9 @@ use kernel::{Clock, Error, Result};
 use serde::Serialize;
 use store::{Db, DbResultExt, Row};
 
-use crate::model::{AuditRecord, GENESIS, RECORD_COLUMNS, chain_hash_bytes};
+use crypto::hash::hex_eq_bytes;
+
+use crate::model::{AuditRecord, GENESIS, RECORD_COLUMNS, chain_hash_bytes, encode_canonical};
 use crate::search::Checkpoint;
 use crate::{AuditLog, AuditOptions, RecordCheck};
 
@@ -60,28 +64,75 @@ pub struct VerifyReport {
     pub elapsed_ms: u128,
 }
 
+/// Where a text lies in its page's buffer.
+#[derive(Clone, Copy)]
+struct Span {
+    start: u32,
+    end: u32,
+}
+
+/// A chain entry's record, its fields in the page's buffer.
+struct RecordSpans {
+    /// The canonical encoding of the record's content, built from its columns.
+    content: Span,
+    /// False when a column holds a value of a type the application never writes there.
+    readable: bool,
+    digest: Span,
+    mac: Span,
+}
+
 /// One chain entry with its record (if the record still exists).
 struct Link {
     seq: i64,
     record_id: i64,
-    stored_prev: String,
-    stored_hash: String,
-    record: Option<AuditRecord>,
+    stored_prev: Span,
+    stored_hash: Span,
+    record: Option<RecordSpans>,
 }
 
-/// A link after the per-record work: its own check and the hash recomputed from its stored prev.
+/// A page of chain entries read in seq order; all their texts lie in one buffer, so reading a
+/// page allocates twice instead of twenty times a record.
+struct Page {
+    bytes: Vec<u8>,
+    links: Vec<Link>,
+}
+
+impl Page {
+    fn new() -> Page {
+        Page { bytes: Vec::with_capacity(PAGE as usize * 560), links: Vec::with_capacity(PAGE as usize) }
+    }
+
+    fn text(&self, span: Span) -> &[u8] {
+        &self.bytes[span.start as usize..span.end as usize]
+    }
+
+    fn put(&mut self, text: &[u8]) -> Span {
+        let start = self.bytes.len() as u32;
+        self.bytes.extend_from_slice(text);
+        Span { start, end: self.bytes.len() as u32 }
+    }
+
+    fn put_content(&mut self, at: i64, text: [Option<&[u8]>; 12]) -> Span {
+        let start = self.bytes.len() as u32;
+        encode_canonical(&mut self.bytes, None, at, text);
+        Span { start, end: self.bytes.len() as u32 }
+    }
+}
+
+/// The per-record work on a link: its own check and the hash recomputed from its stored prev.
+#[derive(Clone, Copy)]
 struct Checked {
-    link: Link,
     check: RecordCheck,
     /// The stored hash equals H(stored prev ‖ seq ‖ record): the entry itself is intact.
     hash_matches_stored_prev: bool,
 }
 
-fn chain_query(placeholder: &str) -> String {
+/// Chain entries with their records, in seq order, under a condition on `c.seq` and a limit.
+fn chain_query(condition: &str, limit: &str) -> String {
     format!(
         "SELECT c.seq, c.record_id, c.prev_hash, c.hash, {RECORD_COLUMNS}
          FROM audit_chain c LEFT JOIN audit_records r ON r.id = c.record_id
-         WHERE c.seq > {placeholder}1 ORDER BY c.seq LIMIT {placeholder}2"
+         WHERE {condition} ORDER BY c.seq {limit}"
     )
 }
 
@@ -90,7 +141,7 @@ struct Walker {
     log: Arc<AuditLog>,
     alg: crypto::HashAlg,
     expected: BTreeMap<i64, String>,
-    prev: String,
+    prev: Vec<u8>,
     last: i64,
     report: VerifyReport,
     started: std::time::Instant,
@@ -102,22 +153,18 @@ impl Walker {
         self.report.problem = Some(Problem { kind, seq, record_id, message });
     }
 
-    /// Checks one page, hashing on `threads` threads. Returns false once a problem was found.
-    fn feed(&mut self, links: Vec<Link>, threads: usize) -> bool {
-        let checked = if threads > 1 {
-            check_on_two_threads(&self.log, self.alg, links)
-        } else {
-            check_all(&self.log, self.alg, links)
-        };
-        for c in checked {
-            let Link { seq, record_id, stored_prev, stored_hash, record } = c.link;
+    /// Checks one page in seq order, given each link's per-record work. Returns false once a
+    /// problem was found.
+    fn feed(&mut self, page: &Page, checked: &[Checked]) -> bool {
+        for (link, c) in page.links.iter().zip(checked) {
+            let (seq, record_id) = (link.seq, link.record_id);
             let last = self.last;
             if seq != last + 1 {
                 let msg = format!("chain entries {} to {} are missing: records were deleted", last + 1, seq - 1);
                 self.fail(ProblemKind::Deleted, Some(last + 1), None, msg);
                 return false;
             }
-            if record.is_none() {
+            if link.record.is_none() {
                 self.fail(
                     ProblemKind::Deleted,
                     Some(seq),
@@ -133,7 +180,7 @@ impl Walker {
                 self.fail(ProblemKind::Altered, Some(seq), Some(record_id), msg);
                 return false;
             }
-            if stored_prev != self.prev || !c.hash_matches_stored_prev {
+            if page.text(link.stored_prev) != self.prev.as_slice() || !c.hash_matches_stored_prev {
                 let msg = if c.hash_matches_stored_prev {
                     format!(
                         "record {record_id} (seq {seq}) does not follow seq {}: records were reordered or removed before it",
@@ -147,8 +194,9 @@ impl Walker {
                 self.fail(ProblemKind::Reordered, Some(seq), Some(record_id), msg);
                 return false;
             }
+            let stored_hash = page.text(link.stored_hash);
             if let Some(cp) = self.expected.get(&seq) {
-                if *cp != stored_hash {
+                if cp.as_bytes() != stored_hash {
                     let msg = format!(
                         "the chain at seq {seq} does not match the checkpoint taken there: history was rewritten"
                     );
@@ -157,7 +205,8 @@ impl Walker {
                 }
                 self.report.checkpoints_checked += 1;
             }
-            self.prev = stored_hash;
+            self.prev.clear();
+            self.prev.extend_from_slice(stored_hash);
             self.last = seq;
             self.report.records_checked += 1;
         }
@@ -165,118 +214,195 @@ impl Walker {
     }
 }
 
-fn check_one(log: &AuditLog, alg: crypto::HashAlg, link: Link, buf: &mut Vec<u8>) -> Checked {
-    let (check, hash_matches_stored_prev) = match &link.record {
+fn check_one(log: &AuditLog, alg: crypto::HashAlg, page: &Page, link: &Link) -> Checked {
+    match &link.record {
         Some(r) => {
-            let h = chain_hash_bytes(alg, &link.stored_prev, link.seq, r.id, &r.digest, &r.mac);
-            (log.check_with(r, buf), crypto::hash::hex_eq(&h, &link.stored_hash))
+            let digest = page.text(r.digest);
+            let mac = page.text(r.mac);
+            let h = chain_hash_bytes(alg, page.text(link.stored_prev), link.seq, link.record_id, digest, mac);
+            Checked {
+                check: RecordCheck {
+                    content_ok: r.readable && hex_eq_bytes(&crypto::digest(alg, page.text(r.content)), digest),
+                    mac_ok: hex_eq_bytes(&log.mac.mac(digest), mac),
+                },
+                hash_matches_stored_prev: hex_eq_bytes(&h, page.text(link.stored_hash)),
+            }
         }
-        None => (RecordCheck { content_ok: false, mac_ok: false }, false),
-    };
-    Checked { link, check, hash_matches_stored_prev }
+        None => Checked { check: RecordCheck { content_ok: false, mac_ok: false }, hash_matches_stored_prev: false },
+    }
 }
 
-fn check_all(log: &AuditLog, alg: crypto::HashAlg, links: Vec<Link>) -> Vec<Checked> {
-    let mut buf = Vec::with_capacity(512);
-    links.into_iter().map(|l| check_one(log, alg, l, &mut buf)).collect()
+fn check_links(log: &AuditLog, alg: crypto::HashAlg, page: &Page, links: &[Link]) -> Vec<Checked> {
+    links.iter().map(|l| check_one(log, alg, page, l)).collect()
 }
 
 /// Hashes a page on two threads (the machines this runs on have at least two cores).
-fn check_on_two_threads(log: &AuditLog, alg: crypto::HashAlg, mut links: Vec<Link>) -> Vec<Checked> {
-    if links.len() < 1_000 {
-        return check_all(log, alg, links);
+fn check_on_two_threads(log: &AuditLog, alg: crypto::HashAlg, page: &Page) -> Vec<Checked> {
+    if page.links.len() < 1_000 {
+        return check_links(log, alg, page, &page.links);
     }
-    let second = links.split_off(links.len() / 2);
+    let (first, second) = page.links.split_at(page.links.len() / 2);
     std::thread::scope(|s| {
-        let other = s.spawn(|| check_all(log, alg, second));
-        let mut out = check_all(log, alg, links);
+        let other = s.spawn(|| check_links(log, alg, page, second));
+        let mut out = check_links(log, alg, page, first);
         out.extend(other.join().expect("hashing thread"));
         out
     })
 }
 
-/// Reads the chain natively from the SQLite file, in one read transaction, on this thread while
-/// a second thread checks the previous page (reading and hashing cost about the same per record).
+/// Walks the chain natively from the SQLite file on two workers, each with its own read-only
+/// connection, reading and hashing every other page of seq numbers (pages are fixed seq ranges,
+/// so neither waits for the other to know where its page starts); this thread takes their pages
+/// in turn and checks them in seq order. Only chain entries up to the head at the start are
+/// walked: entries sealed meanwhile are left to the next verification.
+///
+/// An intact chain holds seq 1 to its count; past the count there is nothing to read, so the
+/// walk ends there (a stray entry at seq 10^12 must not make it read empty pages up to it) and
+/// an entry beyond is found by [`missing_after`].
 fn walk_sqlite(path: &Path, walker: &mut Walker) -> Result<()> {
-    let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Link>>(1);
+    const WORKERS: i64 = 2;
+    let (head, count) = open_read_only(path)?
+        .query_row("SELECT COALESCE(MAX(seq), 0), COUNT(*) FROM audit_chain", [], |r| Ok((r.get(0)?, r.get(1)?)))
+        .map_err(Error::internal)?;
+    let pages = (i64::min(head, count) + PAGE - 1) / PAGE;
+    let (log, alg) = (walker.log.clone(), walker.alg);
     std::thread::scope(|s| {
-        let checker = s.spawn(move || {
-            for page in rx {
-                if !walker.feed(page, 1) {
-                    return; // dropping the receiver stops the reader
+        let mut receivers = Vec::new();
+        let mut workers = Vec::new();
+        for first in 0..WORKERS.min(pages) {
+            let (tx, rx) = std::sync::mpsc::sync_channel::<(Page, Vec<Checked>)>(1);
+            receivers.push(rx);
+            let log = log.clone();
+            workers.push(s.spawn(move || -> Result<()> {
+                let conn = open_read_only(path)?;
+                let mut stmt = conn.prepare(&chain_query("c.seq > ?1 AND c.seq <= ?2", "")).map_err(Error::internal)?;
+                for k in (first..pages).step_by(WORKERS as usize) {
+                    let mut page = Page::new();
+                    let mut rows = stmt.query(rusqlite::params![k * PAGE, (k + 1) * PAGE]).map_err(Error::internal)?;
+                    while let Some(row) = rows.next().map_err(Error::internal)? {
+                        push_sqlite_row(&mut page, row).map_err(Error::internal)?;
+                    }
+                    let checked = check_links(&log, alg, &page, &page.links);
+                    if tx.send((page, checked)).is_err() {
+                        break; // the walk stopped at a problem
+                    }
                 }
+                Ok(())
+            }));
+        }
+        for k in 0..pages {
+            let Ok((page, checked)) = receivers[(k % WORKERS) as usize].recv() else {
+                break; // a worker failed: its error is returned below
+            };
+            if !walker.feed(&page, &checked) {
+                break;
             }
-        });
-        let read = read_sqlite_pages(path, |page| tx.send(page).is_ok());
-        drop(tx);
-        checker.join().expect("checking thread");
-        read
+        }
+        drop(receivers);
+        workers.into_iter().try_for_each(|w| w.join().expect("verification worker"))
     })
 }
 
-/// Calls `on_page` with each page of chain entries until it answers false or the chain ends.
-fn read_sqlite_pages(path: &Path, mut on_page: impl FnMut(Vec<Link>) -> bool) -> Result<()> {
+fn open_read_only(path: &Path) -> Result<rusqlite::Connection> {
     use rusqlite::OpenFlags;
     let conn =
         rusqlite::Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
             .map_err(Error::internal)?;
-    conn.execute_batch("PRAGMA cache_size = -16384; PRAGMA mmap_size = 268435456; BEGIN").map_err(Error::internal)?;
-    let mut stmt = conn.prepare(&chain_query("?")).map_err(Error::internal)?;
-    let mut after = 0i64;
-    loop {
-        let mut page = Vec::with_capacity(PAGE as usize);
-        let mut rows = stmt.query(rusqlite::params![after, PAGE]).map_err(Error::internal)?;
-        while let Some(row) = rows.next().map_err(Error::internal)? {
-            let seq: i64 = row.get(0).map_err(Error::internal)?;
-            let record = match row.get::<_, Option<i64>>(4).map_err(Error::internal)? {
-                Some(_) => Some(AuditRecord::from_sqlite_row(row, 4, Some(seq)).map_err(Error::internal)?),
-                None => None,
-            };
-            page.push(Link {
-                seq,
-                record_id: row.get(1).map_err(Error::internal)?,
-                stored_prev: row.get(2).map_err(Error::internal)?,
-                stored_hash: row.get(3).map_err(Error::internal)?,
-                record,
-            });
+    conn.execute_batch("PRAGMA cache_size = -16384; PRAGMA mmap_size = 268435456").map_err(Error::internal)?;
+    Ok(conn)
+}
+
+/// A text column of a native row as bytes; `None` for NULL. A number where text belongs (never
+/// written by the application) becomes its decimal text and marks the record unreadable.
+fn sqlite_text<'a>(value: rusqlite::types::ValueRef<'a>, readable: &mut bool) -> Option<std::borrow::Cow<'a, [u8]>> {
+    use rusqlite::types::ValueRef;
+    match value {
+        ValueRef::Null => None,
+        ValueRef::Text(b) | ValueRef::Blob(b) => Some(std::borrow::Cow::Borrowed(b)),
+        ValueRef::Integer(i) => {
+            *readable = false;
+            Some(std::borrow::Cow::Owned(i.to_string().into_bytes()))
         }
-        let full = page.len() as i64 == PAGE;
-        after = page.last().map(|l| l.seq).unwrap_or(after);
-        if !on_page(page) || !full {
-            return Ok(());
+        ValueRef::Real(f) => {
+            *readable = false;
+            Some(std::borrow::Cow::Owned(f.to_string().into_bytes()))
         }
     }
 }
 
-async fn fetch(db: Db, after: i64) -> Result<Vec<Link>> {
-    let rows =
-        sqlx::query(sqlx::AssertSqlSafe(chain_query("$"))).bind(after).bind(PAGE).fetch_all(db.reader()).await.db()?;
-    Ok(rows
-        .iter()
-        .map(|row| {
-            let seq: i64 = row.get(0);
-            Link {
-                seq,
-                record_id: row.get(1),
-                stored_prev: row.get(2),
-                stored_hash: row.get(3),
-                record: row.get::<Option<i64>, _>(4).map(|_| AuditRecord::from_row(row, 4, Some(seq))),
+/// Appends one native row (chain entry, then [`RECORD_COLUMNS`]) to `page`.
+fn push_sqlite_row(page: &mut Page, row: &rusqlite::Row<'_>) -> rusqlite::Result<()> {
+    let seq: i64 = row.get(0)?;
+    let record_id: i64 = row.get(1)?;
+    // A number in a hash column cannot match a hash anyway.
+    let mut ignored = true;
+    let stored_prev = sqlite_text(row.get_ref(2)?, &mut ignored);
+    let stored_prev = page.put(stored_prev.as_deref().unwrap_or_default());
+    let stored_hash = sqlite_text(row.get_ref(3)?, &mut ignored);
+    let stored_hash = page.put(stored_hash.as_deref().unwrap_or_default());
+    let record = match row.get_ref(4)? {
+        rusqlite::types::ValueRef::Null => None,
+        _ => {
+            let mut readable = true;
+            let at = match row.get_ref(5)? {
+                rusqlite::types::ValueRef::Integer(at) => at,
+                _ => {
+                    readable = false;
+                    0
+                }
+            };
+            let mut text: [Option<std::borrow::Cow<'_, [u8]>>; 12] = Default::default();
+            for (i, field) in text.iter_mut().enumerate() {
+                *field = sqlite_text(row.get_ref(6 + i)?, &mut readable);
             }
-        })
-        .collect())
+            let content = page.put_content(at, text.each_ref().map(|f| f.as_deref()));
+            let digest = sqlite_text(row.get_ref(18)?, &mut readable);
+            let digest = page.put(digest.as_deref().unwrap_or_default());
+            let mac = sqlite_text(row.get_ref(19)?, &mut readable);
+            let mac = page.put(mac.as_deref().unwrap_or_default());
+            Some(RecordSpans { content, readable, digest, mac })
+        }
+    };
+    page.links.push(Link { seq, record_id, stored_prev, stored_hash, record });
+    Ok(())
+}
+
+async fn fetch(db: Db, after: i64) -> Result<Page> {
+    let rows = sqlx::query(sqlx::AssertSqlSafe(chain_query("c.seq > $1", "LIMIT $2")))
+        .bind(after)
+        .bind(PAGE)
+        .fetch_all(db.reader())
+        .await
+        .db()?;
+    let mut page = Page::new();
+    for row in &rows {
+        let text = |i: usize| row.get::<Option<String>, _>(i);
+        let stored_prev = page.put(text(2).unwrap_or_default().as_bytes());
+        let stored_hash = page.put(text(3).unwrap_or_default().as_bytes());
+        let record = row.get::<Option<i64>, _>(4).map(|_| {
+            let fields: [Option<String>; 12] = std::array::from_fn(|i| text(6 + i));
+            let content = page.put_content(row.get(5), fields.each_ref().map(|f| f.as_deref().map(str::as_bytes)));
+            let digest = page.put(text(18).unwrap_or_default().as_bytes());
+            let mac = page.put(text(19).unwrap_or_default().as_bytes());
+            RecordSpans { content, readable: true, digest, mac }
+        });
+        page.links.push(Link { seq: row.get(0), record_id: row.get(1), stored_prev, stored_hash, record });
+    }
+    Ok(page)
 }
 
 /// Reads the chain through sqlx, fetching the next page while the current one is checked.
 async fn walk_sqlx(db: &Db, mut walker: Walker) -> Result<Walker> {
     let mut pending = Some(tokio::spawn(fetch(db.clone(), 0)));
-    while let Some(page) = pending.take() {
-        let links = page.await.map_err(Error::internal)??;
-        if links.len() as i64 == PAGE {
-            let after = links.last().map(|l| l.seq).unwrap_or(0);
+    while let Some(next) = pending.take() {
+        let page = next.await.map_err(Error::internal)??;
+        if page.links.len() as i64 == PAGE {
+            let after = page.links.last().map(|l| l.seq).unwrap_or(0);
             pending = Some(tokio::spawn(fetch(db.clone(), after)));
         }
         let (w, going_on) = tokio::task::spawn_blocking(move || {
-            let going_on = walker.feed(links, 2);
+            let checked = check_on_two_threads(&walker.log, walker.alg, &page);
+            let going_on = walker.feed(&page, &checked);
             (walker, going_on)
         })
         .await
@@ -303,7 +429,7 @@ pub async fn verify(
         log: Arc::new(log.clone()),
         alg: opts.algorithm,
         expected: BTreeMap::new(),
-        prev: GENESIS.to_string(),
+        prev: GENESIS.as_bytes().to_vec(),
         last: 0,
         report: VerifyReport {
             ok: true,
@@ -339,8 +465,14 @@ pub async fn verify(
     if walker.report.problem.is_some() {
         return Ok(finish(walker));
     }
+    if let Some(next) = missing_after(db, walker.last).await? {
+        let last = walker.last;
+        let msg = format!("chain entries {} to {} are missing: records were deleted", last + 1, next - 1);
+        walker.fail(ProblemKind::Deleted, Some(last + 1), None, msg);
+        return Ok(finish(walker));
+    }
     walker.report.head_seq = walker.last;
-    walker.report.head_hash = walker.prev.clone();
+    walker.report.head_hash = String::from_utf8_lossy(&walker.prev).into_owned();
     let last = walker.last;
     if let Some((&cp_seq, _)) = walker.expected.range(last + 1..).next() {
         let msg = format!(
@@ -366,6 +498,11 @@ pub async fn verify(
         walker.report.unsealed += 1;
     }
     Ok(finish(walker))
+}
+
+/// The first chain entry after `last` when the walk ended before it (entries between are missing).
+async fn missing_after(db: &Db, last: i64) -> Result<Option<i64>> {
+    sqlx::query_scalar("SELECT MIN(seq) FROM audit_chain WHERE seq > $1").bind(last).fetch_one(db.reader()).await.db()
 }
 
 fn finish(mut walker: Walker) -> VerifyReport {

@@ -129,6 +129,25 @@ async fn verify_names_an_altered_record() {
 }
 
 #[tokio::test]
+async fn verify_names_a_record_whose_time_was_moved_or_replaced_by_text() {
+    for b in test_backends() {
+        let f = fixture(b, 100).await;
+        write(&f, 20).await;
+        f.sealer.seal_all().await.unwrap();
+        drop_guards(&f.t.db).await;
+        exec(&f.t.db, "UPDATE audit_records SET at = at + 1 WHERE id = 12").await;
+        if b == Backend::Sqlite {
+            // SQLite keeps text in an integer column: the verifier must flag it, not fail to read.
+            exec(&f.t.db, "UPDATE audit_records SET at = 'yesterday noon' WHERE id = 7").await;
+        }
+        let r = verify(&f).await;
+        let p = r.problem.expect("problem found");
+        let expected = if b == Backend::Sqlite { 7 } else { 12 };
+        assert_eq!((p.kind, p.record_id), (ProblemKind::Altered, Some(expected)), "{b:?}: {}", p.message);
+    }
+}
+
+#[tokio::test]
 async fn verify_names_a_deleted_record() {
     for b in test_backends() {
         let f = fixture(b, 100).await;
@@ -142,6 +161,23 @@ async fn verify_names_a_deleted_record() {
         exec(&f.t.db, "DELETE FROM audit_chain WHERE seq = 7").await;
         let p = verify(&f).await.problem.expect("problem found");
         assert_eq!((p.kind, p.seq), (ProblemKind::Deleted, Some(7)), "{b:?}: {}", p.message);
+    }
+}
+
+#[tokio::test]
+async fn verify_names_the_gap_left_by_an_entry_moved_far_beyond_the_head() {
+    for b in test_backends() {
+        let f = fixture(b, 100).await;
+        write(&f, 20).await;
+        f.sealer.seal_all().await.unwrap();
+        drop_guards(&f.t.db).await;
+        exec(&f.t.db, "UPDATE audit_chain SET seq = 1000000000000 WHERE seq = 20").await;
+        let p = verify(&f).await.problem.expect("problem found");
+        assert_eq!((p.kind, p.seq), (ProblemKind::Deleted, Some(20)), "{b:?}: {}", p.message);
+        assert!(p.message.contains("20 to 999999999999"), "{b:?}: {}", p.message);
+        exec(&f.t.db, "UPDATE audit_chain SET seq = 1000000000001 WHERE seq = 12").await;
+        let p = verify(&f).await.problem.expect("problem found");
+        assert_eq!((p.kind, p.seq), (ProblemKind::Deleted, Some(12)), "{b:?}: {}", p.message);
     }
 }
 

@@ -129,8 +129,12 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 
 /// Whether `hex` (lowercase) spells `bytes`, without allocating; constant time in the content.
 pub fn hex_eq(bytes: &[u8], hex: &str) -> bool {
+    hex_eq_bytes(bytes, hex.as_bytes())
+}
+
+/// [`hex_eq`] over hex text given as bytes (as read from a database page).
+pub fn hex_eq_bytes(bytes: &[u8], hex: &[u8]) -> bool {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let hex = hex.as_bytes();
     if hex.len() != bytes.len() * 2 {
         return false;
     }
