@@ -137,7 +137,8 @@ pub async fn open(cfg: &Config, opts: OpenOptions) -> anyhow::Result<AppState> {
         limiter: Arc::default(),
         metrics: Arc::default(),
         http: HttpOptions {
-            secure_cookies: cfg.server.secure_cookies,
+            // Served over TLS directly, the cookie is always Secure.
+            secure_cookies: cfg.server.secure_cookies || cfg.server.tls.enabled(),
             body_limit: cfg.server.body_limit_bytes,
             trust_forwarded_for: cfg.server.trust_forwarded_for,
             admin_networks: cfg
@@ -233,7 +234,7 @@ pub fn router(state: AppState) -> Router {
         })
         .layer(axum::middleware::from_fn_with_state(state.clone(), apikit::middleware::signed_requests))
         .layer(axum::middleware::from_fn_with_state(state.clone(), apikit::middleware::request_context))
-        .layer(axum::middleware::map_response(security_headers))
+        .layer(axum::middleware::map_response_with_state(state.clone(), security_headers))
         .layer(DefaultBodyLimit::max(limit))
         .layer(CatchPanicLayer::custom(|_| {
             ApiError(kernel::Error::new(ErrorCode::Internal, "internal error")).into_response()
@@ -241,11 +242,16 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-async fn security_headers(mut resp: Response) -> Response {
+async fn security_headers(State(state): State<AppState>, mut resp: Response) -> Response {
     let h = resp.headers_mut();
     h.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
     h.insert("x-frame-options", HeaderValue::from_static("DENY"));
     h.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
+    // Users reach the platform over HTTPS (directly or through a proxy): browsers must not fall
+    // back to plain HTTP for a year (等保 DJ-AUTH-3, ASVS 3.4.1).
+    if state.http.secure_cookies {
+        h.insert(header::STRICT_TRANSPORT_SECURITY, HeaderValue::from_static("max-age=31536000"));
+    }
     resp
 }
 
@@ -320,15 +326,20 @@ impl Background {
     }
 }
 
-/// Binds `listen` and serves until `shutdown` resolves.
-pub async fn serve(
+/// Serves on `listener` (plain TCP, or [`crate::tls::TlsListener`]) until `shutdown` resolves.
+pub async fn serve<L>(
     state: AppState,
-    listener: tokio::net::TcpListener,
+    listener: L,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<()>
+where
+    L: axum::serve::Listener<Addr = SocketAddr>,
+{
+    use axum::serve::ListenerExt;
     let bg = Background::start(&state);
     let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
-    axum::serve(listener, app).with_graceful_shutdown(shutdown).await.context("server failed")?;
+    // `tap_io` gives every listener type the client address as ConnectInfo.
+    axum::serve(listener.tap_io(|_| {}), app).with_graceful_shutdown(shutdown).await.context("server failed")?;
     bg.shutdown().await;
     Ok(())
 }

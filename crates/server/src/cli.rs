@@ -19,10 +19,59 @@ pub fn init_logging(cfg: &Config) {
     let _ = if cfg.log.format == "json" { builder.json().try_init() } else { builder.try_init() };
 }
 
-async fn bind(cfg: &Config) -> anyhow::Result<tokio::net::TcpListener> {
-    tokio::net::TcpListener::bind(&cfg.server.listen)
+/// The bound address, served over TLS when `[server.tls]` names a certificate.
+struct Bound {
+    tcp: tokio::net::TcpListener,
+    tls: Option<std::sync::Arc<rustls::ServerConfig>>,
+}
+
+async fn bind(cfg: &Config) -> anyhow::Result<Bound> {
+    // Read the certificate first: a wrong file should stop the start before the port is taken.
+    let tls = match cfg.server.tls.enabled() {
+        true => Some(crate::tls::server_config(
+            std::path::Path::new(&cfg.server.tls.cert_file),
+            std::path::Path::new(&cfg.server.tls.key_file),
+        )?),
+        false => None,
+    };
+    let tcp = tokio::net::TcpListener::bind(&cfg.server.listen)
         .await
-        .with_context(|| format!("cannot listen on {}", cfg.server.listen))
+        .with_context(|| format!("cannot listen on {}", cfg.server.listen))?;
+    let addr = tcp.local_addr()?;
+    if tls.is_none() && !addr.ip().is_loopback() && !cfg.server.secure_cookies {
+        tracing::warn!(
+            %addr,
+            "serving plain HTTP on a network address: passwords and sessions cross the network unencrypted \
+             unless a TLS proxy is in front; set [server.tls] (or secure_cookies behind the proxy)"
+        );
+    }
+    Ok(Bound { tcp, tls })
+}
+
+impl Bound {
+    fn addr(&self) -> std::io::Result<std::net::SocketAddr> {
+        self.tcp.local_addr()
+    }
+
+    /// The base URL to print and to give callers on this machine.
+    fn url(&self) -> anyhow::Result<String> {
+        let addr = self.addr()?;
+        let host = if addr.ip().is_unspecified() { format!("127.0.0.1:{}", addr.port()) } else { addr.to_string() };
+        Ok(format!("{}://{host}", if self.tls.is_some() { "https" } else { "http" }))
+    }
+
+    fn announce(&self) -> anyhow::Result<()> {
+        let url = self.url()?;
+        println!("Zhongshu listening on {url}  (API docs: {url}/api/docs/)");
+        Ok(())
+    }
+
+    async fn serve(self, state: apikit::AppState) -> anyhow::Result<()> {
+        match self.tls {
+            Some(tls) => app::serve(state, crate::tls::TlsListener::new(self.tcp, tls)?, app::shutdown_signal()).await,
+            None => app::serve(state, self.tcp, app::shutdown_signal()).await,
+        }
+    }
 }
 
 /// `zhongshu serve`.
@@ -36,10 +85,9 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
             println!("  {:<10} {:<9} {}", a.username, a.role, a.password);
         }
     }
-    let listener = bind(&cfg).await?;
-    let addr = listener.local_addr()?;
-    println!("Zhongshu listening on http://{addr}  (API docs: http://{addr}/api/docs/)");
-    app::serve(state, listener, app::shutdown_signal()).await
+    let bound = bind(&cfg).await?;
+    bound.announce()?;
+    bound.serve(state).await
 }
 
 /// `zhongshu demo`: a fresh data dir with the demo city, then serve.
@@ -62,13 +110,9 @@ pub async fn demo(mut cfg: Config) -> anyhow::Result<()> {
     let accounts = crate::demo::seed(&state).await?;
     crate::demo_flow::seed(&state).await?;
     crate::demo_grid::seed(&state).await?;
-    let listener = bind(&cfg).await?;
-    let addr = listener.local_addr()?;
+    let bound = bind(&cfg).await?;
     // The third-party platforms are simulators on this machine that call back to this server.
-    let callback_base = format!(
-        "http://{}",
-        if addr.ip().is_unspecified() { format!("127.0.0.1:{}", addr.port()) } else { addr.to_string() }
-    );
+    let callback_base = bound.url()?;
     let simulators =
         crate::demo_grid::seed_platforms(&state, &callback_base, std::sync::Arc::new(kernel::SystemClock)).await?;
     crate::demo_grid::seed_platform_cases(&state).await?;
@@ -93,8 +137,8 @@ pub async fn demo(mut cfg: Config) -> anyhow::Result<()> {
     for (code, sim) in &simulators {
         println!("  {}{}", pad(code, 10), sim.url());
     }
-    println!("Zhongshu listening on http://{addr}  (API docs: http://{addr}/api/docs/)");
-    let r = app::serve(state, listener, app::shutdown_signal()).await;
+    bound.announce()?;
+    let r = bound.serve(state).await;
     drop(simulators);
     r
 }

@@ -31,6 +31,21 @@ pub struct ServerConfig {
     pub trust_forwarded_for: bool,
     pub body_limit_bytes: usize,
     pub admin_networks: Vec<String>,
+    pub tls: TlsConfig,
+}
+
+/// `[server.tls]`: serve HTTPS directly. Both empty: plain HTTP.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    pub cert_file: String,
+    pub key_file: String,
+}
+
+impl TlsConfig {
+    pub fn enabled(&self) -> bool {
+        !self.cert_file.is_empty()
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -117,6 +132,12 @@ impl Config {
         if let Some(v) = get("ZHONGSHU_SECURE_COOKIES") {
             self.server.secure_cookies = matches!(v.as_str(), "1" | "true" | "yes");
         }
+        if let Some(v) = get("ZHONGSHU_TLS_CERT_FILE") {
+            self.server.tls.cert_file = v;
+        }
+        if let Some(v) = get("ZHONGSHU_TLS_KEY_FILE") {
+            self.server.tls.key_file = v;
+        }
         if let Some(v) = get("ZHONGSHU_DATA_DIR") {
             self.storage.data_dir = v.into();
         }
@@ -136,6 +157,9 @@ impl Config {
     }
 
     pub fn validate(&self) -> anyhow::Result<()> {
+        if self.server.tls.cert_file.is_empty() != self.server.tls.key_file.is_empty() {
+            bail!("[server.tls] needs both cert_file and key_file (or neither, for plain HTTP)");
+        }
         if crypto::HashAlg::parse(&self.security.audit_hash).is_none() {
             bail!("security.audit_hash must be \"sm3\" or \"sha256\"");
         }
@@ -222,5 +246,8 @@ mod tests {
         assert!(format!("{err:#}").contains("unknown"), "{err:#}");
         std::fs::write(&f, "[server]\nlisten = \"127.0.0.1:9\"\n[security]\naudit_hash = \"md5\"\n").unwrap();
         assert!(Config::load(Some(&f), &Overrides::default()).is_err());
+        std::fs::write(&f, "[server.tls]\ncert_file = \"/etc/zhongshu/cert.pem\"\n").unwrap();
+        let err = Config::load(Some(&f), &Overrides::default()).unwrap_err();
+        assert!(format!("{err:#}").contains("both cert_file and key_file"), "{err:#}");
     }
 }

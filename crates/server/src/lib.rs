@@ -8,4 +8,5 @@ pub mod config;
 pub mod demo;
 pub mod demo_flow;
 pub mod demo_grid;
+pub mod tls;
 pub mod web;

@@ -58,14 +58,25 @@ impl TestApp {
         let accounts = zhongshu::demo::seed(&state).await.expect("seed demo city");
         let totp = accounts.iter().filter_map(|a| a.totp_secret.clone().map(|s| (a.username.to_string(), s))).collect();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
+        let tls = cfg.server.tls.enabled().then(|| {
+            let (cert, key) = (&cfg.server.tls.cert_file, &cfg.server.tls.key_file);
+            zhongshu::tls::server_config(cert.as_ref(), key.as_ref()).expect("TLS configuration")
+        });
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let base = format!("{scheme}://{}", listener.local_addr().unwrap());
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let serve_state = state.clone();
+        let stopped = async {
+            let _ = stopped.await;
+        };
         tokio::spawn(async move {
-            let _ = app::serve(serve_state, listener, async {
-                let _ = stopped.await;
-            })
-            .await;
+            let _ = match tls {
+                Some(tls) => {
+                    let listener = zhongshu::tls::TlsListener::new(listener, tls).unwrap();
+                    app::serve(serve_state, listener, stopped).await
+                }
+                None => app::serve(serve_state, listener, stopped).await,
+            };
         });
         TestApp { base, state, clock, totp, db, _dir: dir, stop: Some(stop) }
     }

@@ -206,3 +206,81 @@ async fn reading_personal_data_in_full_is_audited() {
         );
     }
 }
+
+#[tokio::test]
+async fn over_tls_the_session_cookie_is_secure_hsts_is_sent_and_plain_http_gets_no_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let rcgen::CertifiedKey { cert, signing_key } =
+        rcgen::generate_simple_self_signed(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
+    let (cert_file, key_file) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert_file, cert.pem()).unwrap();
+    std::fs::write(&key_file, signing_key.serialize_pem()).unwrap();
+    let app = TestApp::start_with(store::Backend::Sqlite, |cfg| {
+        cfg.server.tls.cert_file = cert_file.display().to_string();
+        cfg.server.tls.key_file = key_file.display().to_string();
+    })
+    .await;
+    assert!(app.base.starts_with("https://127.0.0.1:"), "{}", app.base);
+    let trusting = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(cert.pem().as_bytes()).unwrap())
+        .build()
+        .unwrap();
+    let r = trusting
+        .post(format!("{}/api/v1/auth/login", app.base))
+        .json(&json!({"username": "gridadmin", "password": crate::helpers::PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let cookie = r.headers()[reqwest::header::SET_COOKIE].to_str().unwrap().to_string();
+    for part in ["; Secure", "; HttpOnly", "; SameSite=Strict"] {
+        assert!(cookie.contains(part), "{cookie}");
+    }
+    assert_eq!(r.headers()[reqwest::header::STRICT_TRANSPORT_SECURITY], "max-age=31536000");
+    // A client that does not trust the certificate cannot talk to it.
+    assert!(reqwest::Client::new().get(format!("{}/healthz", app.base)).send().await.is_err());
+    // Plain HTTP to the same port gets no HTTP answer, so nothing is ever sent in the clear.
+    let plain = app.base.replace("https://", "http://");
+    let r = reqwest::Client::new()
+        .post(format!("{plain}/api/v1/auth/login"))
+        .json(&json!({"username": "gridadmin", "password": crate::helpers::PASSWORD}))
+        .send()
+        .await;
+    assert!(r.is_err(), "plain HTTP answered: {r:?}");
+    // The server goes on serving after those failed handshakes.
+    assert_eq!(trusting.get(format!("{}/healthz", app.base)).send().await.unwrap().status(), StatusCode::OK);
+
+    // Without TLS (and without secure_cookies) neither Secure nor HSTS is claimed.
+    let plain_app = TestApp::start(store::Backend::Sqlite).await;
+    let r = reqwest::Client::new()
+        .post(format!("{}/api/v1/auth/login", plain_app.base))
+        .json(&json!({"username": "gridadmin", "password": crate::helpers::PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert!(!r.headers()[reqwest::header::SET_COOKIE].to_str().unwrap().contains("Secure"));
+    assert!(!r.headers().contains_key(reqwest::header::STRICT_TRANSPORT_SECURITY));
+}
+
+#[test]
+fn tls_files_that_are_missing_empty_or_mismatched_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let b = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let write = |name: &str, text: &str| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    };
+    let cert = write("cert.pem", &a.cert.pem());
+    let key = write("key.pem", &a.signing_key.serialize_pem());
+    let other_key = write("other.pem", &b.signing_key.serialize_pem());
+    let empty = write("empty.pem", "");
+    assert!(zhongshu::tls::server_config(&cert, &key).is_ok());
+    let err =
+        |c: &std::path::Path, k: &std::path::Path| format!("{:#}", zhongshu::tls::server_config(c, k).unwrap_err());
+    assert!(err(&dir.path().join("nope.pem"), &key).contains("cert_file"), "missing certificate named");
+    assert!(err(&empty, &key).contains("no \"BEGIN CERTIFICATE\""), "{}", err(&empty, &key));
+    assert!(err(&cert, &empty).contains("key_file"), "{}", err(&cert, &empty));
+    assert!(err(&cert, &other_key).contains("does not fit"), "{}", err(&cert, &other_key));
+}
