@@ -103,6 +103,7 @@ impl FromRequestParts<AppState> for Auth {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         let now = state.clock.now_ms();
         if let Some(AppCaller(caller, limit)) = parts.extensions.get::<AppCaller>().cloned() {
+            refuse_if_blocked(state, &format!("app:{}", caller.id), now)?;
             state
                 .limiter
                 .check(&format!("app:{}", caller.id), limit as u32, now)
@@ -112,6 +113,7 @@ impl FromRequestParts<AppState> for Auth {
                 username: caller.username.clone(),
                 org_id: caller.primary_org_id.0.clone(),
                 is_app: true,
+                admin: false,
             });
             return Ok(Auth { caller, session: None });
         }
@@ -119,6 +121,7 @@ impl FromRequestParts<AppState> for Auth {
         if caller.admin_role.is_some() {
             check_admin_network(state)?;
         }
+        refuse_if_blocked(state, &format!("user:{}", session.user_id), now)?;
         let rate = state.identity.policy().api_rate_per_minute;
         state
             .limiter
@@ -129,8 +132,17 @@ impl FromRequestParts<AppState> for Auth {
             username: caller.username.clone(),
             org_id: caller.primary_org_id.0.clone(),
             is_app: false,
+            admin: caller.admin_role.is_some(),
         });
         Ok(Auth { caller, session: Some(session) })
+    }
+}
+
+/// Refuses a caller the anomaly detector has blocked (see [`crate::anomaly`]).
+fn refuse_if_blocked(state: &AppState, key: &str, now: i64) -> Result<(), ApiError> {
+    match state.anomaly.blocked(key, now) {
+        Some(secs) => Err(ApiError(kernel::Error::rate_limited(secs))),
+        None => Ok(()),
     }
 }
 
@@ -162,6 +174,7 @@ impl FromRequestParts<AppState> for SessionAuth {
                 username: caller.username.clone(),
                 org_id: caller.primary_org_id.0.clone(),
                 is_app: false,
+                admin: caller.admin_role.is_some(),
             });
         }
         Ok(SessionAuth { session })

@@ -20,6 +20,15 @@ pub struct CallerInfo {
     pub username: String,
     pub org_id: String,
     pub is_app: bool,
+    /// One of the three administrators.
+    pub admin: bool,
+}
+
+impl CallerInfo {
+    /// The caller as the anomaly detector and rate limiter key it.
+    pub fn key(&self) -> String {
+        format!("{}:{}", if self.is_app { "app" } else { "user" }, self.id)
+    }
 }
 
 tokio::task_local! {

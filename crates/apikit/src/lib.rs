@@ -5,6 +5,7 @@
 //! `routes` holds the platform's own API: authentication, orgs, users, roles, policy,
 //! connected applications and the audit log.
 
+pub mod anomaly;
 pub mod auth;
 pub mod background;
 pub mod context;

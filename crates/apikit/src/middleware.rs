@@ -13,6 +13,7 @@ use axum::response::{IntoResponse, Response};
 use identity::apps::SignedRequest;
 use kernel::ErrorCode;
 
+use crate::anomaly::{Seen, Subject};
 use crate::auth::AppCaller;
 use crate::context::{CTX, RequestCtx};
 use crate::error::{ApiError, FailureCode, err};
@@ -38,10 +39,16 @@ pub async fn request_context(State(state): State<AppState>, req: Request, next: 
         .and_then(|v| v.trim().parse().ok());
     let method = req.method().clone();
     let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_string());
-    let ctx =
-        Arc::new(RequestCtx { request_id: request_id.clone(), source_ip: forwarded.or(peer), ..Default::default() });
-    let mut resp = CTX.scope(ctx.clone(), next.run(req)).await;
+    let path = req.uri().path().to_string();
+    let source_ip = forwarded.or(peer);
+    let ctx = Arc::new(RequestCtx { request_id: request_id.clone(), source_ip, ..Default::default() });
+    let mut resp = match state.anomaly.blocked(&Subject::address(source_ip).key, state.clock.now_ms()) {
+        // An address blocked for abnormal calls gets nothing else.
+        Some(secs) => ApiError(kernel::Error::rate_limited(secs)).into_response(),
+        None => CTX.scope(ctx.clone(), next.run(req)).await,
+    };
     let status = resp.status().as_u16();
+    watch_for_anomalies(&state, &ctx, &method, route.as_deref(), &path, status).await;
     let route_label = route.clone().unwrap_or_else(|| "unmatched".into());
     state.metrics.observe(method.as_str(), &route_label, status, started.elapsed().as_secs_f64() * 1000.0);
     if let Ok(v) = HeaderValue::from_str(&request_id) {
@@ -69,6 +76,34 @@ pub async fn request_context(State(state): State<AppState>, req: Request, next: 
         }
     }
     resp
+}
+
+/// Feeds a finished request to the anomaly detector and raises what it finds.
+async fn watch_for_anomalies(
+    state: &AppState,
+    ctx: &RequestCtx,
+    method: &Method,
+    route: Option<&str>,
+    path: &str,
+    status: u16,
+) {
+    let caller = ctx.caller.lock().expect("ctx lock").clone();
+    let subject = match &caller {
+        Some(c) => Subject { key: c.key(), name: Some(c.username.clone()), ip: ctx.source_ip },
+        None => Subject::address(ctx.source_ip),
+    };
+    let seen = Seen { subject: &subject, admin: caller.as_ref().is_some_and(|c| c.admin), method, route, path, status };
+    let now = state.clock.now_ms();
+    if let Some(signal) = state.anomaly.observe(&state.identity.policy(), &seen, now) {
+        raise(state, signal).await;
+    }
+}
+
+async fn raise(state: &AppState, signal: identity::alerts::AlertSignal) {
+    tracing::warn!(rule = signal.rule.as_str(), subject = %signal.subject, detail = %signal.detail, "security alert");
+    if let Err(e) = state.identity.raise_alert(signal).await {
+        tracing::error!(error = %e, "could not record a security alert");
+    }
 }
 
 /// Verifies signed requests from connected applications before any handler runs.
@@ -106,6 +141,12 @@ pub async fn signed_requests(State(state): State<AppState>, req: Request, next: 
             let entry = entry.result(audit::AuditResult::Denied, Some(e.code.as_str().into()));
             if let Err(e) = state.audit.append_now(&state.db, &entry).await {
                 tracing::error!(error = %e, "could not audit a refused signed request");
+            }
+            let policy = state.identity.policy();
+            if let Some(signal) =
+                state.anomaly.signature_failed(&policy, crate::context::source_ip(), &app_id, state.clock.now_ms())
+            {
+                raise(&state, signal).await;
             }
             ApiError(e).into_response()
         }

@@ -20,6 +20,8 @@ pub struct AppState {
     pub sealer: Sealer,
     pub clock: Arc<dyn Clock>,
     pub limiter: Arc<RateLimiter>,
+    /// Abnormal-call detection (see [`crate::anomaly`]).
+    pub anomaly: Arc<crate::anomaly::Detector>,
     pub metrics: Arc<Metrics>,
     pub http: HttpOptions,
     /// The capability services (workflow, messaging, …) by type; handlers take them with

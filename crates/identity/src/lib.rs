@@ -9,6 +9,7 @@
 //! Architecture invariant: an account holds at most one administrator role (a single column),
 //! and administrator accounts hold no business grants.
 
+pub mod alerts;
 pub mod apps;
 pub mod auth;
 mod cache;
@@ -27,5 +28,4 @@ pub use policy::SecurityPolicy;
 pub use scope::{Caller, Scope};
 pub use service::{Actor, Identity, IdentityOptions};
 
-pub static MIGRATIONS: store::MigrationSet =
-    store::migrations!("identity": 1 => portable "0001_identity", 2 => portable "0002_account_expiry");
+pub static MIGRATIONS: store::MigrationSet = store::migrations!("identity": 1 => portable "0001_identity", 2 => portable "0002_account_expiry", 3 => portable "0003_security_alerts");

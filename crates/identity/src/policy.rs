@@ -31,6 +31,19 @@ pub struct SecurityPolicy {
     /// Business accounts not used (no login) for this many days are disabled (0: never). The
     /// three administrators are exempt: disabling the last of them would lock the system.
     pub inactive_disable_days: u32,
+    /// Abnormal-call detection (等保 DJ-IP-3), each 0 to switch the rule off: refused requests
+    /// (401/403) from one source in a minute that raise an alert.
+    pub anomaly_denied_per_minute: u32,
+    /// Different objects one caller reads by id in a minute that raise an alert (enumeration).
+    pub anomaly_objects_per_minute: u32,
+    /// Failed signed requests from one address in a minute that raise an alert.
+    pub anomaly_signature_failures_per_minute: u32,
+    /// Minutes the subject of a refusal-burst or enumeration alert is refused (429) for; 0 only
+    /// alerts. Handling the alert lifts the block.
+    pub anomaly_block_minutes: u32,
+    /// When the three administrators normally work, `HH:MM-HH:MM` China time; a change of
+    /// theirs outside it raises an alert (once an hour per administrator). Empty: no rule.
+    pub admin_working_hours: String,
 }
 
 impl Default for SecurityPolicy {
@@ -48,6 +61,11 @@ impl Default for SecurityPolicy {
             login_rate_per_minute: 30,
             api_rate_per_minute: 6000,
             inactive_disable_days: 90,
+            anomaly_denied_per_minute: 30,
+            anomaly_objects_per_minute: 120,
+            anomaly_signature_failures_per_minute: 10,
+            anomaly_block_minutes: 0,
+            admin_working_hours: "07:00-22:00".into(),
         }
     }
 }
@@ -86,7 +104,45 @@ impl SecurityPolicy {
         if self.inactive_disable_days != 0 && !(30..=3650).contains(&self.inactive_disable_days) {
             return bad("inactive_disable_days must be 0 (never) or between 30 and 3650");
         }
+        let thresholds = [
+            ("anomaly_denied_per_minute", self.anomaly_denied_per_minute),
+            ("anomaly_objects_per_minute", self.anomaly_objects_per_minute),
+            ("anomaly_signature_failures_per_minute", self.anomaly_signature_failures_per_minute),
+        ];
+        for (name, v) in thresholds {
+            if v != 0 && !(5..=100_000).contains(&v) {
+                return bad(&format!("{name} must be 0 (off) or between 5 and 100000"));
+            }
+        }
+        if self.anomaly_block_minutes > 1440 {
+            return bad("anomaly_block_minutes must be at most 1440 (0 only alerts)");
+        }
+        if !self.admin_working_hours.is_empty() && self.working_hours().is_none() {
+            return bad("admin_working_hours must look like 07:00-22:00 (or be empty)");
+        }
         Ok(())
+    }
+
+    /// The administrators' working hours as minutes of the day `[start, end)`; `None` when unset.
+    /// A span over midnight (`20:00-08:00`) has start > end.
+    pub fn working_hours(&self) -> Option<(u32, u32)> {
+        let (a, b) = self.admin_working_hours.split_once('-')?;
+        let minute = |t: &str| {
+            let (h, m) = t.trim().split_once(':')?;
+            let (h, m): (u32, u32) = (h.parse().ok()?, m.parse().ok()?);
+            (h < 24 && m < 60 && t.trim().len() == 5).then_some(h * 60 + m)
+        };
+        let (start, end) = (minute(a)?, minute(b)?);
+        (start != end).then_some((start, end))
+    }
+
+    /// Whether `minute_of_day` lies outside the administrators' working hours.
+    pub fn outside_working_hours(&self, minute_of_day: u32) -> bool {
+        match self.working_hours() {
+            None => false,
+            Some((start, end)) if start < end => !(start..end).contains(&minute_of_day),
+            Some((start, end)) => (end..start).contains(&minute_of_day),
+        }
     }
 
     /// Checks a new password against the rules (history is checked by the caller).
@@ -134,6 +190,25 @@ mod tests {
         assert_eq!(code("alllowercase"), ErrorCode::WeakPassword);
         assert_eq!(code("LiLei@2026x"), ErrorCode::WeakPassword, "contains the username");
         assert!(p.check_password("lilei", "济南泉城Ab12").is_ok(), "Chinese characters count as symbols");
+    }
+
+    #[test]
+    fn working_hours_parse_and_wrap_midnight() {
+        let mut p = SecurityPolicy::default();
+        assert_eq!(p.working_hours(), Some((420, 1320)));
+        assert!(p.outside_working_hours(6 * 60 + 59) && !p.outside_working_hours(7 * 60));
+        assert!(!p.outside_working_hours(21 * 60 + 59) && p.outside_working_hours(22 * 60));
+        p.admin_working_hours = "20:00-08:00".into();
+        assert!(!p.outside_working_hours(23 * 60) && !p.outside_working_hours(60) && p.outside_working_hours(12 * 60));
+        p.admin_working_hours = String::new();
+        assert!(!p.outside_working_hours(3 * 60) && p.validate().is_ok());
+        for bad in ["7:00-22:00", "07:00", "25:00-08:00", "08:00-08:00", "ab:cd-ef:gh"] {
+            p.admin_working_hours = bad.into();
+            assert!(p.validate().is_err(), "{bad}");
+        }
+        p.admin_working_hours = "07:00-22:00".into();
+        p.anomaly_objects_per_minute = 2;
+        assert!(p.validate().is_err(), "a threshold that would flag every user is refused");
     }
 
     #[test]

@@ -82,6 +82,8 @@ pub(crate) struct Inner {
     pub opts: IdentityOptions,
     pub policy: RwLock<SecurityPolicy>,
     pub sessions: crate::cache::SessionCache,
+    /// Security alerts as they are raised (see [`crate::alerts`]).
+    pub alerts: tokio::sync::broadcast::Sender<crate::alerts::SecurityAlert>,
 }
 
 const POLICY_KEY: &str = "security_policy";
@@ -96,8 +98,18 @@ impl Identity {
         opts: IdentityOptions,
     ) -> Result<Identity> {
         let policy = RwLock::new(opts.default_policy.clone());
-        let me =
-            Identity { inner: Arc::new(Inner { db, keys, audit, clock, opts, policy, sessions: Default::default() }) };
+        let me = Identity {
+            inner: Arc::new(Inner {
+                db,
+                keys,
+                audit,
+                clock,
+                opts,
+                policy,
+                sessions: Default::default(),
+                alerts: tokio::sync::broadcast::channel(64).0,
+            }),
+        };
         me.ensure_builtin_roles().await?;
         me.reload_policy().await?;
         Ok(me)

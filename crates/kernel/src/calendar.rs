@@ -24,6 +24,11 @@ pub fn china_date(ms: i64) -> Option<NaiveDate> {
     tz().timestamp_millis_opt(ms).single().map(|d| d.date_naive())
 }
 
+/// Minutes since midnight (China Standard Time) of a unix-ms time, 0-1439.
+pub fn china_minute_of_day(ms: i64) -> u32 {
+    (ms.div_euclid(60_000) + 8 * 60).rem_euclid(1440) as u32
+}
+
 impl WorkCalendar {
     pub fn is_working_day(&self, d: NaiveDate) -> bool {
         if self.workdays.contains(&d) {

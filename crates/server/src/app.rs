@@ -18,7 +18,7 @@ use identity::orgs::NewOrg;
 use identity::users::NewUser;
 use identity::{Actor, Identity, IdentityOptions, OrgKind};
 use kernel::{Clock, ErrorCode};
-use store::{Db, DbOptions};
+use store::{Db, DbOptions, DbResultExt};
 use tower_http::catch_panic::CatchPanicLayer;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
@@ -135,6 +135,7 @@ pub async fn open(cfg: &Config, opts: OpenOptions) -> anyhow::Result<AppState> {
         sealer,
         clock: opts.clock,
         limiter: Arc::default(),
+        anomaly: Arc::default(),
         metrics: Arc::default(),
         http: HttpOptions {
             // Served over TLS directly, the cookie is always Secure.
@@ -278,6 +279,55 @@ async fn metrics(State(state): State<AppState>) -> Response {
     resp
 }
 
+/// Tells the security administrators of each new security alert (urgent in-app message, and
+/// their other channels by preference); repeats of an open alert are counted in it silently.
+async fn tell_security_admins(state: AppState, notify: notify::Notify, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let mut alerts = state.identity.subscribe_alerts();
+    loop {
+        let alert = tokio::select! {
+            _ = stop.changed() => return,
+            a = alerts.recv() => match a {
+                Ok(a) => a,
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                    tracing::warn!(missed = n, "security alerts came faster than they could be announced");
+                    continue;
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            },
+        };
+        if alert.first_at != alert.last_at {
+            continue;
+        }
+        let sent = async {
+            let recipients = state.identity.usernames_with_admin_role(identity::AdminRole::Secadmin.as_str()).await?;
+            if recipients.is_empty() {
+                return Ok::<(), kernel::Error>(());
+            }
+            let who = alert.subject_name.clone().unwrap_or_else(|| alert.subject.clone());
+            let blocked = match alert.blocked_until {
+                Some(_) => "，已按安全策略暂时拒绝其访问（处理告警即解除）",
+                None => "",
+            };
+            let req = notify::SendRequest {
+                title: Some(format!("安全告警：{}", alert.rule.label())),
+                body: Some(format!("{who}：{}{blocked}。请在「安全告警」中核实处理。", alert.detail)),
+                recipients,
+                urgent: true,
+                link: Some("/security/alerts".into()),
+                ..Default::default()
+            };
+            let mut tx = state.db.begin().await?;
+            notify.send_in(&mut tx, &req).await?;
+            tx.commit().await.db()?;
+            notify.wake();
+            Ok(())
+        };
+        if let Err(e) = sent.await {
+            tracing::error!(error = %e, "could not tell the security administrators of an alert");
+        }
+    }
+}
+
 /// Background work owned by a running server.
 pub struct Background {
     sealer: SealerHandle,
@@ -314,6 +364,9 @@ impl Background {
         }
         if let Some(g) = state.services.get::<grid::Grid>().filter(|g| g.options().relay) {
             g.spawn_relay(&mut loops);
+        }
+        if let Some(n) = state.services.get::<notify::Notify>() {
+            loops.spawn(tell_security_admins(state.clone(), n.clone(), loops.stop_signal()));
         }
         Background { sealer, pruner, loops }
     }

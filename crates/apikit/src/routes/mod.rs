@@ -37,6 +37,8 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(security::get_policy, security::put_policy))
         .routes(routes!(security::list_apps, security::create_app))
         .routes(routes!(security::set_app_enabled))
+        .routes(routes!(security::list_alerts))
+        .routes(routes!(security::handle_alert))
         .routes(routes!(security::system_info))
         .routes(routes!(audit_log::search_records))
         .routes(routes!(audit_log::export_csv))

@@ -2,6 +2,7 @@
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use identity::alerts::{AlertFilter, SecurityAlert};
 use identity::apps::{App, CreatedApp, NewApp};
 use identity::perms::{CATALOGUE, PermInfo};
 use identity::roles::RoleInput;
@@ -11,7 +12,7 @@ use utoipa::ToSchema;
 
 use crate::auth::{Need, perm};
 use crate::error::{ApiResult, ErrorBody};
-use crate::extract::Json;
+use crate::extract::{Json, PageParams, Query};
 use crate::state::AppState;
 
 /// All roles with their permissions.
@@ -106,6 +107,53 @@ pub struct SystemInfo {
     pub version: &'static str,
     pub database: &'static str,
     pub audit_algorithm: &'static str,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct AlertPage {
+    pub items: Vec<SecurityAlert>,
+    pub total: i64,
+    pub page: u32,
+    pub page_size: u32,
+    /// Alerts still open (for the badge).
+    pub open: i64,
+}
+
+/// Security alerts from abnormal-call detection, the most recent first (security administrator).
+#[utoipa::path(get, path = "/security/alerts", tag = "安全策略", params(AlertFilter, PageParams),
+    responses((status = 200, body = AlertPage), (status = 400, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn list_alerts(
+    State(state): State<AppState>,
+    auth: Need<perm::PolicyRead>,
+    Query(filter): Query<AlertFilter>,
+    Query(page): Query<PageParams>,
+) -> ApiResult<axum::Json<AlertPage>> {
+    let p = state.identity.list_alerts(&auth.caller, &filter, page.request()?).await?;
+    let open_filter = AlertFilter { status: Some("open".into()), rule: None };
+    let open =
+        state.identity.list_alerts(&auth.caller, &open_filter, kernel::PageRequest::new(Some(1), Some(1))?).await?;
+    Ok(axum::Json(AlertPage { items: p.items, total: p.total, page: p.page, page_size: p.page_size, open: open.total }))
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct HandleAlert {
+    /// What was found or done (1-500 characters).
+    pub note: String,
+}
+
+/// Marks an alert handled with a note; a block it put on its subject ends.
+#[utoipa::path(post, path = "/security/alerts/{id}/handle", tag = "安全策略", params(("id" = String, Path)),
+    request_body = HandleAlert,
+    responses((status = 200, body = SecurityAlert), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn handle_alert(
+    State(state): State<AppState>,
+    auth: Need<perm::PolicyManage>,
+    Path(id): Path<String>,
+    Json(input): Json<HandleAlert>,
+) -> ApiResult<axum::Json<SecurityAlert>> {
+    let alert = state.identity.handle_alert(&auth.caller, &auth.actor(), &id, &input.note).await?;
+    state.anomaly.unblock(&alert.subject);
+    Ok(axum::Json(alert))
 }
 
 /// Version and configuration facts for the system administrator.

@@ -507,3 +507,110 @@ async fn administrators_work_only_from_the_administration_networks() {
         assert_eq!(s, StatusCode::OK, "from the administration network");
     }
 }
+
+#[tokio::test]
+async fn a_caller_sweeping_through_cases_is_reported_to_the_security_admin_and_can_be_blocked() {
+    for b in test_backends() {
+        let app = TestApp::start_with(b, |cfg| cfg.security.policy.anomaly_block_minutes = 10).await;
+        let sweeper = app.login("dispatcher").await;
+        let colleague = app.login("gridadmin").await;
+        // Reading the same case again and again is normal work.
+        for _ in 0..150 {
+            assert_ne!(sweeper.get("/api/v1/grid/cases/JN-0001").await.status(), StatusCode::TOO_MANY_REQUESTS);
+        }
+        // Walking through case numbers one by one is not: the 120th different case (JN-0001 and
+        // 119 more) raises the alert, and the next request is refused.
+        let mut refused = None;
+        for i in 0..150 {
+            let r = sweeper.get(&format!("/api/v1/grid/cases/JN-2026-{i:06}")).await;
+            if r.status() == StatusCode::TOO_MANY_REQUESTS {
+                refused = Some((i, r.headers()["retry-after"].to_str().unwrap().to_string()));
+                break;
+            }
+        }
+        let (at, retry_after) = refused.expect("the sweep is stopped");
+        assert_eq!(at, 119, "{b:?}: blocked right after the threshold");
+        assert_eq!(retry_after, "600");
+        assert_eq!(colleague.get("/api/v1/grid/cases/JN-0001").await.status(), StatusCode::NOT_FOUND, "others go on");
+
+        let sec = app.login("secadmin").await;
+        let (st, page) = sec.json(Method::GET, "/api/v1/security/alerts?status=open", None).await;
+        assert_eq!(st, StatusCode::OK, "{page}");
+        assert_eq!(page["open"], 1, "{page}");
+        let alert = &page["items"][0];
+        assert_eq!(alert["rule"], "object_sweep");
+        assert_eq!(alert["subject_name"], "dispatcher");
+        assert_eq!(alert["count"], 120);
+        assert!(alert["blocked_until"].as_i64().is_some());
+        let id = alert["id"].as_str().unwrap().to_string();
+        // The security administrators are told (urgent in-app message, sent in the background).
+        let mut told = false;
+        for _ in 0..50 {
+            let (_, inbox) = sec.json(Method::GET, "/api/v1/notify/inbox", None).await;
+            if inbox["items"].as_array().unwrap().iter().any(|m| m["title"] == "安全告警：短时间遍历大量数据")
+            {
+                told = true;
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        assert!(told, "{b:?}: the security administrator got a message");
+        // Others may not see or handle alerts.
+        let (st, body) = colleague.json(Method::GET, "/api/v1/security/alerts", None).await;
+        assert_error(st, &body, 403, "forbidden");
+        let (st, body) = sec.json(Method::GET, "/api/v1/security/alerts?rule=guessing", None).await;
+        assert_eq!(st.as_u16(), 400, "{body}");
+        // Handling it needs a note, ends the block, and happens once.
+        let handle = format!("/api/v1/security/alerts/{id}/handle");
+        let (st, body) = sec.json(Method::POST, &handle, Some(json!({"note": "  "}))).await;
+        assert_error(st, &body, 422, "validation_failed");
+        let (st, body) = sec
+            .json(Method::POST, &handle, Some(json!({"note": "核实为调度员批量核对历史案件，已提醒其使用导出功能"})))
+            .await;
+        assert_eq!(st, StatusCode::OK, "{body}");
+        assert_eq!(body["status"], "handled");
+        assert_eq!(body["handled_by"], "secadmin");
+        assert_eq!(sweeper.get("/api/v1/grid/cases/JN-0001").await.status(), StatusCode::NOT_FOUND, "unblocked");
+        let (st, body) = sec.json(Method::POST, &handle, Some(json!({"note": "again"}))).await;
+        assert_error(st, &body, 409, "conflict");
+        // Both the alert and its handling are in the audit log.
+        let auditor = app.login("auditor").await;
+        let (_, found) = auditor.json(Method::GET, "/api/v1/audit/records?action=security.alert", None).await;
+        assert_eq!(found["total"], 1, "{found}");
+        let (_, found) = auditor.json(Method::GET, "/api/v1/audit/records?action=security.alert.handle", None).await;
+        assert_eq!(found["total"], 1, "{found}");
+    }
+}
+
+#[tokio::test]
+async fn bursts_of_refused_requests_and_bad_signatures_raise_alerts_without_blocking_by_default() {
+    for b in test_backends() {
+        let app = TestApp::start(b).await;
+        let anon = app.client();
+        for _ in 0..40 {
+            assert_eq!(anon.get("/api/v1/users").await.status(), StatusCode::UNAUTHORIZED);
+        }
+        for i in 0..12 {
+            let r = anon
+                .http
+                .get(format!("{}/api/v1/me", app.base))
+                .header("x-zs-app-id", "zhcg-forged")
+                .header("x-zs-timestamp", "1")
+                .header("x-zs-nonce", format!("nonce-nonce-nonce-{i}"))
+                .header("x-zs-signature", "00")
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+        }
+        let sec = app.login("secadmin").await;
+        let (_, page) = sec.json(Method::GET, "/api/v1/security/alerts", None).await;
+        let rules: Vec<&str> = page["items"].as_array().unwrap().iter().map(|a| a["rule"].as_str().unwrap()).collect();
+        assert!(rules.contains(&"denied_burst") && rules.contains(&"signature_failures"), "{b:?}: {page}");
+        for a in page["items"].as_array().unwrap() {
+            assert_eq!(a["subject"], "ip:127.0.0.1");
+            assert!(a["blocked_until"].is_null(), "alerts only unless the policy blocks");
+        }
+        assert_eq!(anon.get("/healthz").await.status(), StatusCode::OK);
+    }
+}
