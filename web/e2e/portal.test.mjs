@@ -132,3 +132,31 @@ test('a grid worker turns on two-factor authentication from the profile and logs
   assert.match(await page.textContent('[data-test=who]'), /吴海燕/)
   await page.close()
 })
+
+test('the security administrator sees abnormal calls as alerts and handles one', async () => {
+  // Someone without a session knocks on the API forty times in a minute.
+  for (let i = 0; i < 40; i++) {
+    const r = await fetch(`${demo.url}/api/v1/users?page=${i + 1}`)
+    assert.equal(r.status, 401)
+  }
+  const page = await browser.newPage({ viewport: { width: 1440, height: 900 } })
+  await login(page, demo.url, 'secadmin', PASSWORD, demo.totp.secadmin)
+  await page.waitForSelector('[data-test=module-alerts]')
+  await page.click('[data-test=module-alerts]')
+  const burst = page.locator('[data-test=alerts-table] .el-table__row', { hasText: '127.0.0.1' })
+  await burst.first().waitFor()
+  assert.match(await burst.first().textContent(), /频繁被拒绝访问/)
+  // The demo city's own alerts are there too.
+  await page.locator('[data-test=alerts-table] .el-table__row', { hasText: 'szcg-legacy' }).first().waitFor()
+  await page.screenshot({ path: `${SHOTS}security-alerts.png` })
+  await burst.first().locator('[data-test=handle-alert]').click()
+  await page.fill('textarea[data-test=alert-note], [data-test=alert-note] textarea', '核实为外网扫描，已在边界防火墙封禁该地址')
+  await page.click('[data-test=alert-handle-confirm]')
+  await page.waitForSelector('.el-message--success')
+  await page.locator('[data-test=alert-status] label', { hasText: '已处理' }).click()
+  const handled = page.locator('[data-test=alerts-table] .el-table__row', { hasText: '已在边界防火墙封禁' })
+  await handled.first().waitFor()
+  assert.match(await handled.first().textContent(), /secadmin/)
+  await page.screenshot({ path: `${SHOTS}security-alert-handled.png` })
+  await page.close()
+})

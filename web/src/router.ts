@@ -18,6 +18,7 @@ export const router = createRouter({
         { path: 'admin/users', component: () => import('./views/UsersView.vue'), meta: { title: '用户管理' } },
         { path: 'admin/roles', component: () => import('./views/RolesView.vue'), meta: { title: '角色权限' } },
         { path: 'admin/policy', component: () => import('./views/PolicyView.vue'), meta: { title: '安全策略' } },
+        { path: 'admin/alerts', component: () => import('./views/SecurityAlerts.vue'), meta: { title: '安全告警' } },
         { path: 'admin/apps', component: () => import('./views/AppsView.vue'), meta: { title: '接入应用' } },
         { path: 'admin/audit', component: () => import('./views/AuditView.vue'), meta: { title: '安全审计' } },
         { path: 'flow/tasks', component: () => import('./views/FlowTasks.vue'), meta: { title: '待办事项' } },

@@ -313,7 +313,7 @@ async fn tell_security_admins(state: AppState, notify: notify::Notify, mut stop:
                 body: Some(format!("{who}：{}{blocked}。请在「安全告警」中核实处理。", alert.detail)),
                 recipients,
                 urgent: true,
-                link: Some("/security/alerts".into()),
+                link: Some("/admin/alerts".into()),
                 ..Default::default()
             };
             let mut tx = state.db.begin().await?;

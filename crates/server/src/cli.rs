@@ -108,6 +108,7 @@ pub async fn demo(mut cfg: Config) -> anyhow::Result<()> {
     std::fs::write(&marker, "created by `zhongshu demo`; replaced by the next demo run\n")?;
     let state = app::open(&cfg, OpenOptions::default()).await?;
     let accounts = crate::demo::seed(&state).await?;
+    crate::demo::seed_alerts(&state).await?;
     crate::demo_flow::seed(&state).await?;
     crate::demo_grid::seed(&state).await?;
     let bound = bind(&cfg).await?;

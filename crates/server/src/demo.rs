@@ -314,3 +314,34 @@ pub async fn seed(state: &AppState) -> anyhow::Result<Vec<DemoAccount>> {
     }
     Ok(out)
 }
+
+/// Security alerts for the demo's 安全告警 screen: a legacy system of the city management bureau
+/// still signing with a retired key, and a scraper probing the hotline's case numbers.
+pub async fn seed_alerts(state: &AppState) -> anyhow::Result<()> {
+    use identity::alerts::{AlertRule, AlertSignal};
+    let alerts = [
+        AlertSignal {
+            rule: AlertRule::SignatureFailures,
+            subject: "ip:10.37.12.45".into(),
+            subject_name: Some("应用 szcg-legacy".into()),
+            source_ip: Some("10.37.12.45".into()),
+            count: 14,
+            detail: "1 分钟内 14 次签名请求验证失败（签名错误、时间戳超出范围或随机数重复）".into(),
+            blocked_until: None,
+        },
+        AlertSignal {
+            rule: AlertRule::DeniedBurst,
+            subject: "ip:172.16.80.23".into(),
+            subject_name: None,
+            source_ip: Some("172.16.80.23".into()),
+            count: 30,
+            detail: "1 分钟内 30 次请求被拒绝（未登录或无权限），最近一次：GET /api/v1/grid/cases/JN-2026-004518"
+                .into(),
+            blocked_until: None,
+        },
+    ];
+    for a in alerts {
+        state.identity.raise_alert(a).await.map_err(|e| anyhow!("{e}"))?;
+    }
+    Ok(())
+}

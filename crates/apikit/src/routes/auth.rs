@@ -325,6 +325,16 @@ pub const MODULES: &[(Module, &str)] = &[
     ),
     (
         Module {
+            key: "alerts",
+            name: "安全告警",
+            description: "调用异常监测：频繁拒绝、数据遍历、签名失败、非工作时间操作",
+            path: "/admin/alerts",
+            group: "安全管理",
+        },
+        perms::POLICY_READ,
+    ),
+    (
+        Module {
             key: "apps",
             name: "接入应用",
             description: "接入系统的签名凭证与限流",
