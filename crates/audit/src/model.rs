@@ -3,6 +3,7 @@ use store::{AnyRow, Row};
 
 /// How a request reached the platform (DJ-AU-5).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, utoipa::ToSchema)]
+#[schema(as = AuditChannel)]
 #[serde(rename_all = "snake_case")]
 pub enum Channel {
     /// The web UI or API with a user session.

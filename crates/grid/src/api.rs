@@ -41,7 +41,12 @@ apikit::page_type!(PersonPage, Person, "A page of people.");
 apikit::page_type!(FacilityPage, Facility, "A page of facilities.");
 apikit::page_type!(OrgRecordPage, OrgRecord, "A page of organisations.");
 apikit::page_type!(PlacePage, Place, "A page of places.");
-apikit::page_type!(DeliveryPage, Delivery, "A page of messages to platforms.");
+apikit::page_type!(PlatformDeliveryPage, Delivery, "A page of messages to platforms.");
+
+/// An uploaded file, sent as the raw request body.
+#[derive(utoipa::ToSchema)]
+#[schema(value_type = String, format = Binary)]
+pub struct FileBody(pub Vec<u8>);
 
 /// The grid routes; the server registers the [`Grid`] service in `AppState::services`.
 pub fn router() -> OpenApiRouter<AppState> {
@@ -363,7 +368,7 @@ pub struct UploadQuery {
 /// Uploads a photo (JPEG, PNG or WebP, checked by content; at most `[grid] max_attachment_bytes`).
 /// Use its id in the intake's or an action's `attachments`; unused uploads are removed after a day.
 #[utoipa::path(post, path = "/grid/attachments", tag = TAG, params(UploadQuery),
-    request_body(content = Vec<u8>, content_type = "image/jpeg"),
+    request_body(content = FileBody, content_type = "image/jpeg"),
     responses((status = 201, body = Attachment), (status = 422, body = ErrorBody)))]
 pub async fn upload_attachment(
     Svc(g): Svc<Grid>,
@@ -419,7 +424,7 @@ pub async fn save_person(
 }
 
 /// Imports people from CSV or XLSX (a header row); answers a per-row report.
-#[utoipa::path(post, path = "/grid/people/import", tag = TAG, request_body(content = Vec<u8>, content_type = "text/csv", description = "CSV (UTF-8 or GB18030) or an XLSX workbook (its first sheet); the first row names the columns"),
+#[utoipa::path(post, path = "/grid/people/import", tag = TAG, request_body(content = FileBody, content_type = "text/csv", description = "CSV (UTF-8 or GB18030) or an XLSX workbook (its first sheet); the first row names the columns"),
     responses((status = 200, body = RecordImport), (status = 422, body = ErrorBody)))]
 pub async fn import_people(
     Svc(g): Svc<Grid>,
@@ -473,7 +478,7 @@ pub async fn save_facility(
 }
 
 /// Imports facilities from CSV (部件编码, 名称, 经度, 纬度, 坐标系, 权属部门, 状态, 地址).
-#[utoipa::path(post, path = "/grid/facilities/import", tag = TAG, request_body(content = Vec<u8>, content_type = "text/csv", description = "CSV (UTF-8 or GB18030) or an XLSX workbook (its first sheet); the first row names the columns"),
+#[utoipa::path(post, path = "/grid/facilities/import", tag = TAG, request_body(content = FileBody, content_type = "text/csv", description = "CSV (UTF-8 or GB18030) or an XLSX workbook (its first sheet); the first row names the columns"),
     responses((status = 200, body = RecordImport), (status = 422, body = ErrorBody)))]
 pub async fn import_facilities(
     Svc(g): Svc<Grid>,
@@ -516,7 +521,7 @@ pub async fn save_org_record(
 }
 
 /// Imports organisations from CSV (统一社会信用代码, 名称, 类型, 地址, 网格).
-#[utoipa::path(post, path = "/grid/org-records/import", tag = TAG, request_body(content = Vec<u8>, content_type = "text/csv", description = "CSV (UTF-8 or GB18030) or an XLSX workbook (its first sheet); the first row names the columns"),
+#[utoipa::path(post, path = "/grid/org-records/import", tag = TAG, request_body(content = FileBody, content_type = "text/csv", description = "CSV (UTF-8 or GB18030) or an XLSX workbook (its first sheet); the first row names the columns"),
     responses((status = 200, body = RecordImport), (status = 422, body = ErrorBody)))]
 pub async fn import_org_records(
     Svc(g): Svc<Grid>,
@@ -619,12 +624,12 @@ pub async fn list_reconciliations(
 
 /// The delivery log: messages to platforms, newest first.
 #[utoipa::path(get, path = "/grid/deliveries", tag = TAG, params(DeliveryFilter),
-    responses((status = 200, body = DeliveryPage), (status = 400, body = ErrorBody)))]
+    responses((status = 200, body = PlatformDeliveryPage), (status = 400, body = ErrorBody)))]
 pub async fn list_deliveries(
     Svc(g): Svc<Grid>,
     auth: Need<perm::GridManage>,
     Query(f): Query<DeliveryFilter>,
-) -> ApiResult<axum::Json<DeliveryPage>> {
+) -> ApiResult<axum::Json<PlatformDeliveryPage>> {
     Ok(axum::Json(g.deliveries(&auth.caller, &f).await?.into()))
 }
 
@@ -683,7 +688,7 @@ pub async fn save_place(
 
 /// Imports places from CSV or XLSX (编码, 类型, 所属楼栋, 名称, 地址, 经度, 纬度, 坐标系, 用途, 层数);
 /// answers a per-row report.
-#[utoipa::path(post, path = "/grid/places/import", tag = TAG, request_body(content = Vec<u8>, content_type = "text/csv", description = "CSV (UTF-8 or GB18030) or an XLSX workbook (its first sheet); the first row names the columns"),
+#[utoipa::path(post, path = "/grid/places/import", tag = TAG, request_body(content = FileBody, content_type = "text/csv", description = "CSV (UTF-8 or GB18030) or an XLSX workbook (its first sheet); the first row names the columns"),
     responses((status = 200, body = RecordImport), (status = 422, body = ErrorBody)))]
 pub async fn import_places(
     Svc(g): Svc<Grid>,

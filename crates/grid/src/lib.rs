@@ -377,19 +377,31 @@ impl Grid {
 /// Excel saves CSV on Chinese Windows). The first row names the columns; each row comes with its
 /// line number (the header is line 1) or why it cannot be read.
 pub(crate) fn read_table(data: &[u8]) -> Result<(csv::StringRecord, Vec<CsvRow>)> {
-    if data.starts_with(b"PK\x03\x04") {
-        return read_xlsx(data);
+    if data.iter().all(u8::is_ascii_whitespace) {
+        return Err(Error::validation(
+            "the upload is empty: send a CSV or XLSX file whose first row names the columns",
+        ));
     }
-    match std::str::from_utf8(data) {
-        Ok(text) => read_csv(text),
-        Err(_) => {
-            let (text, _, bad) = encoding_rs::GB18030.decode(data);
-            if bad {
-                return Err(Error::validation("the file is neither CSV text (UTF-8 or GB18030) nor an XLSX workbook"));
+    let (headers, rows) = if data.starts_with(b"PK\x03\x04") {
+        read_xlsx(data)?
+    } else {
+        match std::str::from_utf8(data) {
+            Ok(text) => read_csv(text)?,
+            Err(_) => {
+                let (text, _, bad) = encoding_rs::GB18030.decode(data);
+                if bad {
+                    return Err(Error::validation(
+                        "the file is neither CSV text (UTF-8 or GB18030) nor an XLSX workbook",
+                    ));
+                }
+                read_csv(&text)?
             }
-            read_csv(&text)
         }
+    };
+    if rows.is_empty() {
+        return Err(Error::validation("the file has no rows below its header row"));
     }
+    Ok((headers, rows))
 }
 
 fn read_xlsx(data: &[u8]) -> Result<(csv::StringRecord, Vec<CsvRow>)> {
@@ -566,5 +578,8 @@ mod tests {
         assert_eq!(rows[0].1.as_ref().unwrap().get(0), Some("赵六"));
         assert!(read_table(b"PK\x03\x04 not really a zip").unwrap_err().message.contains("XLSX"));
         assert!(read_table(&[0xff, 0xfe, 0x00, 0x81, 0x30]).is_err());
+        assert!(read_table(b"").unwrap_err().message.contains("empty"));
+        assert!(read_table(b" \r\n").unwrap_err().message.contains("empty"));
+        assert!(read_table("姓名,网格\n".as_bytes()).unwrap_err().message.contains("no rows"));
     }
 }

@@ -253,6 +253,7 @@ pub struct PlatformInput {
 
 /// One message to a platform.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[schema(as = PlatformDelivery)]
 pub struct Delivery {
     pub id: String,
     pub platform_id: String,

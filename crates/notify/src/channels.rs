@@ -13,6 +13,7 @@ use crate::NotifyOptions;
 
 /// A delivery channel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = MessageChannel)]
 #[serde(rename_all = "snake_case")]
 pub enum Channel {
     /// The in-app inbox (站内信), pushed live to the web UI.

@@ -222,6 +222,7 @@ pub fn router(state: AppState) -> Router {
             apikit::routes::router().merge(flow::api::router()).merge(notify::api::router()).merge(grid::api::router()),
         )
         .split_for_parts();
+    let openapi = with_common_errors(openapi);
     let limit = state.http.body_limit;
     Router::new()
         .merge(api)
@@ -241,6 +242,42 @@ pub fn router(state: AppState) -> Router {
             ApiError(kernel::Error::new(ErrorCode::Internal, "internal error")).into_response()
         }))
         .with_state(state)
+}
+
+/// Documents on every operation the errors any request can meet, so the document lists every
+/// status the API answers with: 400 (malformed query or body), 401 and 403, 404 (an object named
+/// in the path, query or body), 422 (validation), 429 (rate limits and abnormal-call blocks), plus
+/// 409, 413 and 415 for routes taking a body. An operation's own description of a status is kept.
+fn with_common_errors(mut doc: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
+    use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+    let error = |description: &str| {
+        ResponseBuilder::new()
+            .description(description)
+            .content("application/json", ContentBuilder::new().schema(Some(Ref::from_schema_name("ErrorBody"))).build())
+            .build()
+    };
+    for item in doc.paths.paths.values_mut() {
+        let ops = [&mut item.get, &mut item.put, &mut item.post, &mut item.delete, &mut item.patch];
+        for op in ops.into_iter().flatten() {
+            let mut common = vec![
+                ("400", "The query string or body is malformed (invalid_query, invalid_json)"),
+                ("401", "Not logged in, the session ended, or the signature is wrong"),
+                ("403", "The caller lacks the permission, or the object is outside its data scope"),
+                ("404", "An object the request names does not exist within the caller's data scope"),
+                ("422", "The input breaks a rule (validation_failed and others)"),
+                ("429", "Too many requests (rate_limited); see Retry-After"),
+            ];
+            if op.request_body.is_some() {
+                common.push(("409", "The object's state or a duplicate does not allow this (conflict)"));
+                common.push(("413", "The body is larger than allowed"));
+                common.push(("415", "The body is not of the documented content type"));
+            }
+            for (code, description) in common {
+                op.responses.responses.entry(code.to_string()).or_insert_with(|| error(description).into());
+            }
+        }
+    }
+    doc
 }
 
 async fn security_headers(State(state): State<AppState>, mut resp: Response) -> Response {

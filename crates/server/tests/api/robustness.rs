@@ -121,6 +121,16 @@ async fn health_readiness_metrics_and_api_docs_are_served() {
         let doc: serde_json::Value = c.get("/api/openapi.json").await.json().await.unwrap();
         assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
         assert!(doc["paths"]["/api/v1/users"]["post"].is_object());
+        // Every operation documents the errors any request can meet.
+        let responses = &doc["paths"]["/api/v1/users"]["post"]["responses"];
+        for code in ["400", "401", "403", "404", "409", "413", "415", "422", "429"] {
+            assert!(responses[code].is_object(), "POST /users documents {code}");
+        }
+        // Same-named types of two capabilities do not overwrite each other's schema.
+        let schemas = &doc["components"]["schemas"];
+        assert!(schemas["Delivery"]["properties"]["message_id"].is_object());
+        assert!(schemas["PlatformDelivery"]["properties"]["platform_id"].is_object());
+        assert!(schemas["AuditChannel"].is_object() && schemas["MessageChannel"].is_object());
         let r = c.get("/api/v1/me").await;
         assert!(r.headers().contains_key("x-request-id"));
         assert_eq!(r.headers()["x-content-type-options"], "nosniff");
