@@ -24,6 +24,8 @@ pub enum AlertRule {
     SignatureFailures,
     /// One of the three administrators changed something outside working hours.
     OffHoursAdmin,
+    /// An account's stored data fails its integrity check (changed outside the application).
+    IntegrityViolation,
 }
 
 impl AlertRule {
@@ -33,13 +35,20 @@ impl AlertRule {
             AlertRule::ObjectSweep => "object_sweep",
             AlertRule::SignatureFailures => "signature_failures",
             AlertRule::OffHoursAdmin => "off_hours_admin",
+            AlertRule::IntegrityViolation => "integrity_violation",
         }
     }
 
     pub fn parse(s: &str) -> Option<AlertRule> {
-        [AlertRule::DeniedBurst, AlertRule::ObjectSweep, AlertRule::SignatureFailures, AlertRule::OffHoursAdmin]
-            .into_iter()
-            .find(|r| r.as_str() == s)
+        [
+            AlertRule::DeniedBurst,
+            AlertRule::ObjectSweep,
+            AlertRule::SignatureFailures,
+            AlertRule::OffHoursAdmin,
+            AlertRule::IntegrityViolation,
+        ]
+        .into_iter()
+        .find(|r| r.as_str() == s)
     }
 
     /// The rule's name for people.
@@ -49,6 +58,7 @@ impl AlertRule {
             AlertRule::ObjectSweep => "短时间遍历大量数据",
             AlertRule::SignatureFailures => "签名验证频繁失败",
             AlertRule::OffHoursAdmin => "管理员非工作时间操作",
+            AlertRule::IntegrityViolation => "账号数据完整性异常",
         }
     }
 }

@@ -202,6 +202,8 @@ impl Identity {
         attempt.user_id = Some(u.id.clone());
         attempt.username = Some(u.username.clone());
         attempt.org_id = Some(u.org_id.clone());
+        // Before trusting the stored hash, role or status: a row edited in the database is refused.
+        self.check_user(&u.id).await?;
         if let Some(until) = u.locked_until.filter(|t| *t > now) {
             let entry = attempt
                 .entry(now, "auth.login")
@@ -507,6 +509,7 @@ impl Identity {
             .execute(&mut *tx)
             .await
             .db()?;
+        self.reseal_user(&mut tx, &session.user_id).await?;
         sqlx::query("INSERT INTO password_history (user_id, password_hash, changed_at) VALUES ($1, $2, $3)")
             .bind(&session.user_id)
             .bind(&hash)
@@ -553,6 +556,7 @@ impl Identity {
             .execute(&mut *tx)
             .await
             .db()?;
+        self.reseal_user(&mut tx, &session.user_id).await?;
         self.audit(&mut tx, actor.entry(now, "auth.totp_begin").object("user", &session.user_id)).await?;
         tx.commit().await.db()?;
         let uri = otp::provisioning_uri(&self.inner.opts.totp_issuer, &username, &secret);
@@ -582,6 +586,7 @@ impl Identity {
             .execute(&mut *tx)
             .await
             .db()?;
+        self.reseal_user(&mut tx, &session.user_id).await?;
         sqlx::query("DELETE FROM recovery_codes WHERE user_id = $1")
             .bind(&session.user_id)
             .execute(&mut *tx)

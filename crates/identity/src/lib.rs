@@ -13,6 +13,7 @@ pub mod alerts;
 pub mod apps;
 pub mod auth;
 mod cache;
+mod integrity;
 pub mod model;
 pub mod orgs;
 pub mod perms;
@@ -28,4 +29,4 @@ pub use policy::SecurityPolicy;
 pub use scope::{Caller, Scope};
 pub use service::{Actor, Identity, IdentityOptions};
 
-pub static MIGRATIONS: store::MigrationSet = store::migrations!("identity": 1 => portable "0001_identity", 2 => portable "0002_account_expiry", 3 => portable "0003_security_alerts");
+pub static MIGRATIONS: store::MigrationSet = store::migrations!("identity": 1 => portable "0001_identity", 2 => portable "0002_account_expiry", 3 => portable "0003_security_alerts", 4 => portable "0004_user_row_mac");

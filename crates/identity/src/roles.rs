@@ -379,6 +379,7 @@ impl Identity {
             .execute(&mut *tx)
             .await
             .db()?;
+        self.reseal_user(&mut tx, target.id.as_str()).await?;
         // New privileges take effect at the next login.
         self.revoke_sessions_in(&mut tx, target.id.as_str(), None, now).await?;
         let entry = actor

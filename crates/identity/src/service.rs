@@ -112,6 +112,10 @@ impl Identity {
         };
         me.ensure_builtin_roles().await?;
         me.reload_policy().await?;
+        let sealed = me.seal_unsealed_users().await?;
+        if sealed > 0 {
+            tracing::info!(accounts = sealed, "sealed accounts that had no integrity MAC yet");
+        }
         Ok(me)
     }
 

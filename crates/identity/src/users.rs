@@ -375,6 +375,7 @@ impl Identity {
                 .execute(&mut *tx)
                 .await
                 .db()?;
+            self.reseal_user(&mut tx, id.as_str()).await?;
         }
         sqlx::query("INSERT INTO password_history (user_id, password_hash, changed_at) VALUES ($1, $2, $3)")
             .bind(id.as_str())
@@ -475,6 +476,7 @@ impl Identity {
             .execute(&mut *tx)
             .await
             .db()?;
+        self.reseal_user(&mut tx, id).await?;
         let entry = actor
             .entry(now, "user.update")
             .object("user", id)
@@ -502,6 +504,7 @@ impl Identity {
         .execute(&mut *tx)
         .await
         .db()?;
+        self.reseal_user(&mut tx, id).await?;
         self.revoke_sessions_in(&mut tx, id, None, now).await?;
         let entry = actor
             .entry(now, "user.reset_password")
@@ -552,6 +555,7 @@ impl Identity {
                 continue; // logged in meanwhile
             }
             self.revoke_sessions_in(&mut tx, &id, None, now).await?;
+            self.reseal_user(&mut tx, &id).await?;
             let entry = Actor::system()
                 .entry(now, "user.disable_inactive")
                 .object("user", &id)
@@ -601,6 +605,7 @@ impl Identity {
         .await
         .db()?
         .ok_or_else(|| Error::new(ErrorCode::SessionExpired, "the account no longer exists"))?;
+        self.check_user(user_id).await?;
         if row.get::<String, _>(6) != "active" {
             return Err(Error::new(ErrorCode::AccountDisabled, "the account is disabled"));
         }
@@ -730,6 +735,7 @@ impl Identity {
         .execute(&mut *tx)
         .await
         .db()?;
+        self.reseal_user(&mut tx, user_id).await?;
         sqlx::query("INSERT INTO password_history (user_id, password_hash, changed_at) VALUES ($1, $2, $3)")
             .bind(user_id)
             .bind(&hash)
@@ -752,6 +758,7 @@ impl Identity {
             .execute(&mut *tx)
             .await
             .db()?;
+        self.reseal_user(&mut tx, user_id).await?;
         self.audit(&mut tx, actor.entry(now, "auth.totp_enable").object("user", user_id)).await?;
         tx.commit().await.db()?;
         Ok(secret)

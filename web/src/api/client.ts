@@ -23,6 +23,7 @@ const MESSAGES: Record<string, string> = {
   account_locked: '登录失败次数过多，账号已临时锁定',
   account_disabled: '账号已停用，请联系管理员',
   account_expired: '账号已过有效期，请联系管理员延期',
+  integrity_violation: '账号数据完整性校验失败，已通知安全管理员，请联系管理员',
   session_expired: '会话已过期，请重新登录',
   unauthenticated: '请先登录',
   invalid_totp: '动态口令错误、已过期或已使用',

@@ -614,3 +614,57 @@ async fn bursts_of_refused_requests_and_bad_signatures_raise_alerts_without_bloc
         assert_eq!(anon.get("/healthz").await.status(), StatusCode::OK);
     }
 }
+
+#[tokio::test]
+async fn an_account_edited_in_the_database_is_refused_and_reported_until_restored() {
+    for b in test_backends() {
+        let app = TestApp::start(b).await;
+        let worker = app.login("gridworker").await;
+        let sql = |q: &'static str| {
+            let db = app.state.db.clone();
+            async move { sqlx::query(q).execute(db.writer()).await.unwrap() }
+        };
+        // Someone with database access makes the grid worker a security administrator.
+        sql("UPDATE users SET admin_role = 'secadmin' WHERE username = 'gridworker'").await;
+        app.clock.advance_secs(5); // past the session cache
+        let (st, body) = worker.json(Method::GET, "/api/v1/me", None).await;
+        assert_error(st, &body, 403, "integrity_violation");
+        let c = app.client();
+        let (st, body) = c
+            .json(Method::POST, "/api/v1/auth/login", Some(json!({"username": "gridworker", "password": PASSWORD})))
+            .await;
+        assert_error(st, &body, 403, "integrity_violation");
+        // The security administrator is alerted; the refusal is audited.
+        let sec = app.login("secadmin").await;
+        let (_, page) = sec.json(Method::GET, "/api/v1/security/alerts?rule=integrity_violation", None).await;
+        assert_eq!(page["total"], 1, "{b:?}: one open alert for repeated refusals: {page}");
+        assert_eq!(page["items"][0]["subject_name"], "gridworker");
+        let auditor = app.login("auditor").await;
+        let (_, found) = auditor.json(Method::GET, "/api/v1/audit/records?action=user.integrity_violation", None).await;
+        assert!(found["total"].as_i64().unwrap() >= 2, "{found}");
+        // Restoring the row (as from a backup) makes the account usable again.
+        sql("UPDATE users SET admin_role = NULL WHERE username = 'gridworker'").await;
+        let again = app.login("gridworker").await;
+        let (st, _) = again.json(Method::GET, "/api/v1/me", None).await;
+        assert_eq!(st, StatusCode::OK);
+        // Changes through the application reseal the row: a password reset, an end date.
+        let sys = app.login("sysadmin").await;
+        let id = app.user_id("gridworker").await;
+        let (st, body) =
+            sys.json(Method::PATCH, &format!("/api/v1/users/{id}"), Some(json!({"expires_at": null}))).await;
+        assert_eq!(st, StatusCode::OK, "{body}");
+        let (st, body) = sys.json(Method::POST, &format!("/api/v1/users/{id}/reset-password"), None).await;
+        assert_eq!(st, StatusCode::OK, "{body}");
+        let one_time = body["initial_password"].as_str().unwrap().to_string();
+        let (st, body) = c
+            .json(Method::POST, "/api/v1/auth/login", Some(json!({"username": "gridworker", "password": one_time})))
+            .await;
+        assert_eq!(st, StatusCode::OK, "{b:?}: {body}");
+        // A swapped-in password hash is refused even with the matching password.
+        sql("UPDATE users SET password_hash = (SELECT password_hash FROM users WHERE username = 'dispatcher') WHERE username = 'gridworker'").await;
+        let (st, body) = c
+            .json(Method::POST, "/api/v1/auth/login", Some(json!({"username": "gridworker", "password": PASSWORD})))
+            .await;
+        assert_error(st, &body, 403, "integrity_violation");
+    }
+}
