@@ -1,27 +1,65 @@
-//! Password hashing with argon2id.
+//! Password hashing: argon2id by default; PBKDF2-HMAC-SM3 for the 密评 profile (GB/T 39786
+//! expects 国密 algorithms for 鉴别信息). Every stored hash names its scheme, so hashes made under
+//! either verify after the setting changes; new and changed passwords use the configured one.
 
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 use argon2::{Algorithm, Argon2, Params, Version};
+use data_encoding::BASE64_NOPAD;
 
-/// argon2id cost parameters.
+use crate::hash::{HashAlg, constant_time_eq, pbkdf2};
+
+/// How new passwords are hashed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Scheme {
+    /// argon2id (OWASP, ASVS 11.4.2).
+    #[default]
+    Argon2id,
+    /// PBKDF2-HMAC-SM3, `$pbkdf2-sm3$i=<iterations>$<salt>$<hash>` (base64 without padding).
+    Pbkdf2Sm3,
+}
+
+impl Scheme {
+    pub fn parse(s: &str) -> Option<Scheme> {
+        match s {
+            "argon2id" => Some(Scheme::Argon2id),
+            "pbkdf2-sm3" => Some(Scheme::Pbkdf2Sm3),
+            _ => None,
+        }
+    }
+}
+
+const PBKDF2_SM3_PREFIX: &str = "$pbkdf2-sm3$i=";
+
+/// Password hashing cost parameters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct HashCost {
-    /// Memory in KiB (OWASP: 19456).
+    /// argon2id memory in KiB (OWASP: 19456).
     pub memory_kib: u32,
-    /// Passes over memory.
+    /// argon2id passes over memory.
     pub iterations: u32,
     pub parallelism: u32,
+    pub scheme: Scheme,
+    /// PBKDF2-HMAC-SM3 iterations.
+    pub pbkdf2_iterations: u32,
 }
 
 impl Default for HashCost {
     fn default() -> Self {
-        HashCost { memory_kib: 19 * 1024, iterations: 2, parallelism: 1 }
+        HashCost {
+            memory_kib: 19 * 1024,
+            iterations: 2,
+            parallelism: 1,
+            scheme: Scheme::Argon2id,
+            pbkdf2_iterations: 300_000,
+        }
     }
 }
 
 impl HashCost {
     /// A cheap cost for tests only.
-    pub const TEST: HashCost = HashCost { memory_kib: 256, iterations: 1, parallelism: 1 };
+    pub const TEST: HashCost =
+        HashCost { memory_kib: 256, iterations: 1, parallelism: 1, scheme: Scheme::Argon2id, pbkdf2_iterations: 1_000 };
 
     fn argon2(&self) -> Argon2<'static> {
         let params =
@@ -30,13 +68,40 @@ impl HashCost {
     }
 }
 
-/// Hashes a password into a PHC string (`$argon2id$v=19$...`).
+/// Hashes a password into a PHC-style string (`$argon2id$v=19$...` or `$pbkdf2-sm3$i=...`).
 pub fn hash(cost: HashCost, password: &str) -> String {
-    cost.argon2().hash_password(password.as_bytes()).expect("argon2 hashing cannot fail with valid params").to_string()
+    match cost.scheme {
+        Scheme::Argon2id => cost
+            .argon2()
+            .hash_password(password.as_bytes())
+            .expect("argon2 hashing cannot fail with valid params")
+            .to_string(),
+        Scheme::Pbkdf2Sm3 => {
+            let salt = crate::random::bytes(16);
+            let n = cost.pbkdf2_iterations.max(1);
+            let key = pbkdf2(HashAlg::Sm3, password.as_bytes(), &salt, n);
+            format!("{PBKDF2_SM3_PREFIX}{n}${}${}", BASE64_NOPAD.encode(&salt), BASE64_NOPAD.encode(&key))
+        }
+    }
 }
 
-/// Verifies a password against a PHC string; false for any malformed hash.
+/// Verifies a password against a stored hash of either scheme; false for any malformed hash.
 pub fn verify(password: &str, phc: &str) -> bool {
+    if let Some(rest) = phc.strip_prefix(PBKDF2_SM3_PREFIX) {
+        let mut parts = rest.split('$');
+        let (Some(n), Some(salt), Some(key), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+            return false;
+        };
+        let (Ok(n), Ok(salt), Ok(key)) =
+            (n.parse::<u32>(), BASE64_NOPAD.decode(salt.as_bytes()), BASE64_NOPAD.decode(key.as_bytes()))
+        else {
+            return false;
+        };
+        if n == 0 || n > 10_000_000 {
+            return false;
+        }
+        return constant_time_eq(&pbkdf2(HashAlg::Sm3, password.as_bytes(), &salt, n), &key);
+    }
     // Parameters come from the PHC string itself, so old hashes verify after a cost change.
     Argon2::default().verify_password(password.as_bytes(), phc).is_ok()
 }
@@ -54,5 +119,27 @@ mod tests {
         assert!(verify("Qingdao#2026", &a));
         assert!(!verify("qingdao#2026", &a));
         assert!(!verify("anything", "not a phc string"));
+    }
+
+    #[test]
+    fn the_sm3_profile_hashes_with_pbkdf2_and_both_schemes_verify() {
+        let sm3 = HashCost { scheme: Scheme::Pbkdf2Sm3, ..HashCost::TEST };
+        let a = hash(sm3, "Qingdao#2026");
+        assert!(a.starts_with("$pbkdf2-sm3$i=1000$"), "{a}");
+        assert_ne!(a, hash(sm3, "Qingdao#2026"), "salted");
+        assert!(verify("Qingdao#2026", &a));
+        assert!(!verify("Qingdao#2027", &a));
+        // An argon2id hash from before the switch still verifies, and the other way round.
+        assert!(verify("Jinan@2026", &hash(HashCost::TEST, "Jinan@2026")));
+        for bad in [
+            "$pbkdf2-sm3$i=0$AAAA$AAAA",
+            "$pbkdf2-sm3$i=x$AAAA$AAAA",
+            "$pbkdf2-sm3$i=10$!!$AAAA",
+            "$pbkdf2-sm3$i=10$AAAA",
+        ] {
+            assert!(!verify("Qingdao#2026", bad), "{bad}");
+        }
+        assert_eq!(Scheme::parse("pbkdf2-sm3"), Some(Scheme::Pbkdf2Sm3));
+        assert_eq!(Scheme::parse("md5"), None);
     }
 }

@@ -93,9 +93,16 @@ fn session_id(token: &str) -> String {
     crypto::hash::to_hex(&crypto::digest(HashAlg::Sm3, token.as_bytes()))
 }
 
-fn dummy_hash() -> &'static str {
-    static H: OnceLock<String> = OnceLock::new();
-    H.get_or_init(|| password::hash(crypto::password::HashCost::default(), "not-a-real-password"))
+/// A hash of the configured scheme and cost, verified for unknown usernames so they take as long
+/// as known ones. One per scheme: the process has one configuration, tests several.
+fn dummy_hash(cost: crypto::password::HashCost) -> &'static str {
+    static ARGON2: OnceLock<String> = OnceLock::new();
+    static PBKDF2_SM3: OnceLock<String> = OnceLock::new();
+    let cell = match cost.scheme {
+        crypto::password::Scheme::Argon2id => &ARGON2,
+        crypto::password::Scheme::Pbkdf2Sm3 => &PBKDF2_SM3,
+    };
+    cell.get_or_init(|| password::hash(cost, "not-a-real-password"))
 }
 
 struct LoginRow {
@@ -192,7 +199,7 @@ impl Identity {
         attempt.username = Some(name_for_audit.clone());
         let Some(u) = self.login_row(username).await? else {
             // Spend the same time as a real check so usernames cannot be probed by timing.
-            let _ = password::verify(password_input, dummy_hash());
+            let _ = password::verify(password_input, dummy_hash(self.inner.opts.hash_cost));
             let entry = attempt
                 .entry(now, "auth.login")
                 .result(AuditResult::Failure, Some(ErrorCode::InvalidCredentials.as_str().into()));

@@ -95,13 +95,16 @@ pub async fn open(cfg: &Config, opts: OpenOptions) -> anyhow::Result<AppState> {
     let audit = AuditLog::new(&keys).with_algorithm(algorithm);
     let audit_opts =
         AuditOptions { algorithm, checkpoint_every: cfg.security.audit_checkpoint_every, ..AuditOptions::default() };
+    let scheme = crypto::password::Scheme::parse(&cfg.security.password_hash).unwrap_or_default();
     let hash_cost = if opts.fast_hashing {
-        crypto::password::HashCost::TEST
+        crypto::password::HashCost { scheme, ..crypto::password::HashCost::TEST }
     } else {
         crypto::password::HashCost {
             memory_kib: cfg.security.password_hash_memory_kib,
             iterations: cfg.security.password_hash_iterations,
             parallelism: 1,
+            scheme,
+            pbkdf2_iterations: cfg.security.password_hash_pbkdf2_iterations,
         }
     };
     let id_opts = IdentityOptions {

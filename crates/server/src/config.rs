@@ -63,6 +63,8 @@ pub struct SecurityConfig {
     pub key_cipher: String,
     pub audit_hash: String,
     pub audit_checkpoint_every: i64,
+    pub password_hash: String,
+    pub password_hash_pbkdf2_iterations: u32,
     pub password_hash_memory_kib: u32,
     pub password_hash_iterations: u32,
     pub totp_issuer: String,
@@ -157,6 +159,12 @@ impl Config {
     }
 
     pub fn validate(&self) -> anyhow::Result<()> {
+        if crypto::password::Scheme::parse(&self.security.password_hash).is_none() {
+            bail!("security.password_hash must be \"argon2id\" or \"pbkdf2-sm3\"");
+        }
+        if !(10_000..=10_000_000).contains(&self.security.password_hash_pbkdf2_iterations) {
+            bail!("security.password_hash_pbkdf2_iterations must be between 10000 and 10000000");
+        }
         if self.server.tls.cert_file.is_empty() != self.server.tls.key_file.is_empty() {
             bail!("[server.tls] needs both cert_file and key_file (or neither, for plain HTTP)");
         }

@@ -668,3 +668,37 @@ async fn an_account_edited_in_the_database_is_refused_and_reported_until_restore
         assert_error(st, &body, 403, "integrity_violation");
     }
 }
+
+#[tokio::test]
+async fn the_guomi_profile_hashes_passwords_with_pbkdf2_sm3() {
+    for b in test_backends() {
+        let app = TestApp::start_with(b, |cfg| cfg.security.password_hash = "pbkdf2-sm3".into()).await;
+        let stored: String = sqlx::query_scalar("SELECT password_hash FROM users WHERE username = 'gridworker'")
+            .fetch_one(app.state.db.reader())
+            .await
+            .unwrap();
+        assert!(stored.starts_with("$pbkdf2-sm3$i="), "{stored}");
+        let s = app.login("gridworker").await;
+        let (st, body) = s
+            .json(
+                Method::POST,
+                "/api/v1/auth/password",
+                Some(json!({"current_password": PASSWORD, "new_password": "Quancheng#2027"})),
+            )
+            .await;
+        assert_eq!(st.as_u16(), 200, "{body}");
+        let c = app.client();
+        let (st, _) = c
+            .json(
+                Method::POST,
+                "/api/v1/auth/login",
+                Some(json!({"username": "gridworker", "password": "Quancheng#2027"})),
+            )
+            .await;
+        assert_eq!(st, StatusCode::OK);
+        let (st, body) = c
+            .json(Method::POST, "/api/v1/auth/login", Some(json!({"username": "gridworker", "password": PASSWORD})))
+            .await;
+        assert_error(st, &body, 401, "invalid_credentials");
+    }
+}
