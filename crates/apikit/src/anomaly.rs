@@ -42,6 +42,8 @@ struct Inner {
 #[derive(Default)]
 pub struct Detector {
     inner: Mutex<Inner>,
+    /// Whether any subject is blocked, so the check on every request is one atomic load.
+    any_blocked: std::sync::atomic::AtomicBool,
 }
 
 /// Who made a request, as the detector keys it.
@@ -73,6 +75,9 @@ pub struct Seen<'a> {
 impl Detector {
     /// Seconds `subject` is still refused for, if blocked.
     pub fn blocked(&self, subject: &str, now: i64) -> Option<u64> {
+        if !self.any_blocked.load(std::sync::atomic::Ordering::Relaxed) {
+            return None;
+        }
         let mut inner = self.inner.lock().expect("detector lock");
         match inner.blocks.get(subject).copied() {
             Some(until) if until > now => Some(((until - now + 999) / 1000) as u64),
@@ -82,6 +87,11 @@ impl Detector {
             }
             None => None,
         }
+    }
+
+    /// Whether any subject is (or was, until its next check) blocked.
+    pub fn has_blocks(&self) -> bool {
+        self.any_blocked.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Ends a block (the alert was handled).
@@ -203,6 +213,7 @@ impl Detector {
             (may_block && policy.anomaly_block_minutes > 0).then(|| now + policy.anomaly_block_minutes as i64 * 60_000);
         if let Some(until) = blocked_until {
             self.inner.lock().expect("detector lock").blocks.insert(s.key.clone(), until);
+            self.any_blocked.store(true, std::sync::atomic::Ordering::Relaxed);
         }
         AlertSignal {
             rule,

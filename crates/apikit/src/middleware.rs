@@ -42,7 +42,12 @@ pub async fn request_context(State(state): State<AppState>, req: Request, next: 
     let path = req.uri().path().to_string();
     let source_ip = forwarded.or(peer);
     let ctx = Arc::new(RequestCtx { request_id: request_id.clone(), source_ip, ..Default::default() });
-    let mut resp = match state.anomaly.blocked(&Subject::address(source_ip).key, state.clock.now_ms()) {
+    let blocked = state
+        .anomaly
+        .has_blocks()
+        .then(|| state.anomaly.blocked(&Subject::address(source_ip).key, state.clock.now_ms()))
+        .flatten();
+    let mut resp = match blocked {
         // An address blocked for abnormal calls gets nothing else.
         Some(secs) => ApiError(kernel::Error::rate_limited(secs)).into_response(),
         None => CTX.scope(ctx.clone(), next.run(req)).await,

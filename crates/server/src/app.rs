@@ -227,6 +227,7 @@ pub fn router(state: AppState) -> Router {
         .split_for_parts();
     let openapi = with_common_errors(openapi);
     let limit = state.http.body_limit;
+    let hsts = state.http.secure_cookies;
     Router::new()
         .merge(api)
         .merge(SwaggerUi::new("/api/docs").url("/api/openapi.json", openapi))
@@ -239,7 +240,7 @@ pub fn router(state: AppState) -> Router {
         })
         .layer(axum::middleware::from_fn_with_state(state.clone(), apikit::middleware::signed_requests))
         .layer(axum::middleware::from_fn_with_state(state.clone(), apikit::middleware::request_context))
-        .layer(axum::middleware::map_response_with_state(state.clone(), security_headers))
+        .layer(axum::middleware::map_response(move |resp| security_headers(hsts, resp)))
         .layer(DefaultBodyLimit::max(limit))
         .layer(CatchPanicLayer::custom(|_| {
             ApiError(kernel::Error::new(ErrorCode::Internal, "internal error")).into_response()
@@ -283,14 +284,14 @@ fn with_common_errors(mut doc: utoipa::openapi::OpenApi) -> utoipa::openapi::Ope
     doc
 }
 
-async fn security_headers(State(state): State<AppState>, mut resp: Response) -> Response {
+async fn security_headers(hsts: bool, mut resp: Response) -> Response {
     let h = resp.headers_mut();
     h.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
     h.insert("x-frame-options", HeaderValue::from_static("DENY"));
     h.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
     // Users reach the platform over HTTPS (directly or through a proxy): browsers must not fall
     // back to plain HTTP for a year (等保 DJ-AUTH-3, ASVS 3.4.1).
-    if state.http.secure_cookies {
+    if hsts {
         h.insert(header::STRICT_TRANSPORT_SECURITY, HeaderValue::from_static("max-age=31536000"));
     }
     resp
