@@ -240,6 +240,14 @@ impl Identity {
         Ok(Page::new(rows.iter().map(from_row).collect(), total, page))
     }
 
+    /// How many alerts are open (for the badge; the caller was checked by [`Identity::list_alerts`]).
+    pub async fn open_alert_count(&self) -> Result<i64> {
+        sqlx::query_scalar("SELECT COUNT(*) FROM security_alerts WHERE status = 'open'")
+            .fetch_one(self.db().reader())
+            .await
+            .db()
+    }
+
     /// Marks an alert handled with what was done (security administrator); audited. Handling
     /// it also ends any block on its subject (the caller of this lifts the in-memory block).
     pub async fn handle_alert(&self, caller: &Caller, actor: &Actor, id: &str, note: &str) -> Result<SecurityAlert> {

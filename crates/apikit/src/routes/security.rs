@@ -129,10 +129,8 @@ pub async fn list_alerts(
     Query(page): Query<PageParams>,
 ) -> ApiResult<axum::Json<AlertPage>> {
     let p = state.identity.list_alerts(&auth.caller, &filter, page.request()?).await?;
-    let open_filter = AlertFilter { status: Some("open".into()), rule: None };
-    let open =
-        state.identity.list_alerts(&auth.caller, &open_filter, kernel::PageRequest::new(Some(1), Some(1))?).await?;
-    Ok(axum::Json(AlertPage { items: p.items, total: p.total, page: p.page, page_size: p.page_size, open: open.total }))
+    let open = state.identity.open_alert_count().await?;
+    Ok(axum::Json(AlertPage { items: p.items, total: p.total, page: p.page, page_size: p.page_size, open }))
 }
 
 #[derive(Deserialize, ToSchema)]
