@@ -12,11 +12,16 @@
 //! Architecture invariant: no code path updates or deletes audit rows; the tables refuse it with
 //! triggers, and the chain and MACs detect it when a database superuser does it anyway.
 
+mod archive;
 mod model;
 mod seal;
 mod search;
 mod verify;
 
+pub use archive::{
+    Archive, FileReport, KeptSegment, MIN_RETENTION_DAYS, PurgeReport, archive, get_archive, list_archives, purge,
+    verify_file,
+};
 pub use model::{AuditEntry, AuditRecord, AuditResult, Channel};
 pub use seal::{Sealer, SealerHandle};
 pub use search::{AuditFilter, Checkpoint, checkpoints, search};
@@ -28,7 +33,7 @@ use crypto::{HashAlg, KeyRing};
 use kernel::Result;
 use store::{DbResultExt, Tx};
 
-pub static MIGRATIONS: store::MigrationSet = store::migrations!("audit": 1 => "0001_audit");
+pub static MIGRATIONS: store::MigrationSet = store::migrations!("audit": 1 => "0001_audit", 2 => "0002_archives");
 
 /// Audit settings.
 #[derive(Debug, Clone)]

@@ -162,13 +162,7 @@ impl AuditEntry {
 /// time in decimal, then the twelve text fields in [`RECORD_COLUMNS`] order from `actor_id` to
 /// `detail` (channel and result as stored). Verification encodes straight from database rows with it.
 pub(crate) fn encode_canonical(out: &mut Vec<u8>, record_id: Option<i64>, at: i64, text: [Option<&[u8]>; 12]) {
-    let mut put = |v: Option<&[u8]>| match v {
-        Some(s) => {
-            out.extend_from_slice(&(s.len() as u32).to_be_bytes());
-            out.extend_from_slice(s);
-        }
-        None => out.extend_from_slice(&u32::MAX.to_be_bytes()),
-    };
+    let mut put = |v: Option<&[u8]>| crypto::hash::put_field(out, v);
     let mut id = itoa::Buffer::new();
     put(record_id.map(|i| id.format(i).as_bytes()));
     let mut time = itoa::Buffer::new();

@@ -196,6 +196,17 @@ impl Sealer {
             .fetch_optional(&mut *conn)
             .await
             .db()?;
+        let head = match head {
+            Some(r) => Some(r),
+            // Everything sealed so far was archived and purged: the chain goes on from there.
+            None => sqlx::query(
+                "SELECT a.last_seq, a.last_hash FROM audit_purges p JOIN audit_archives a ON a.first_seq = p.first_seq
+                 ORDER BY p.last_seq DESC LIMIT 1",
+            )
+            .fetch_optional(&mut *conn)
+            .await
+            .db()?,
+        };
         let (mut seq, mut prev) = match head {
             Some(r) => (r.get::<i64, _>(0), r.get::<String, _>(1)),
             None => (0, GENESIS.to_string()),

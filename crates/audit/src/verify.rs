@@ -59,6 +59,9 @@ pub struct VerifyReport {
     pub head_hash: String,
     /// Records not sealed yet (normally only the last second's).
     pub unsealed: i64,
+    /// The chain in the database starts after this seq: the segments up to it were archived,
+    /// verified and purged (0: nothing purged).
+    pub archived_through: i64,
     pub checkpoints_checked: usize,
     pub problem: Option<Problem>,
     pub elapsed_ms: u128,
@@ -261,10 +264,12 @@ fn check_on_two_threads(log: &AuditLog, alg: crypto::HashAlg, page: &Page) -> Ve
 /// an entry beyond is found by [`missing_after`].
 fn walk_sqlite(path: &Path, walker: &mut Walker) -> Result<()> {
     const WORKERS: i64 = 2;
-    let (head, count) = open_read_only(path)?
+    let (head, count): (i64, i64) = open_read_only(path)?
         .query_row("SELECT COALESCE(MAX(seq), 0), COUNT(*) FROM audit_chain", [], |r| Ok((r.get(0)?, r.get(1)?)))
         .map_err(Error::internal)?;
-    let pages = (i64::min(head, count) + PAGE - 1) / PAGE;
+    // Chain entries up to `base` were purged after archival (see `crate::archive`).
+    let base = walker.last;
+    let pages = (i64::min(head, base + count) - base + PAGE - 1).max(0) / PAGE;
     let (log, alg) = (walker.log.clone(), walker.alg);
     std::thread::scope(|s| {
         let mut receivers = Vec::new();
@@ -278,7 +283,9 @@ fn walk_sqlite(path: &Path, walker: &mut Walker) -> Result<()> {
                 let mut stmt = conn.prepare(&chain_query("c.seq > ?1 AND c.seq <= ?2", "")).map_err(Error::internal)?;
                 for k in (first..pages).step_by(WORKERS as usize) {
                     let mut page = Page::new();
-                    let mut rows = stmt.query(rusqlite::params![k * PAGE, (k + 1) * PAGE]).map_err(Error::internal)?;
+                    let mut rows = stmt
+                        .query(rusqlite::params![base + k * PAGE, base + (k + 1) * PAGE])
+                        .map_err(Error::internal)?;
                     while let Some(row) = rows.next().map_err(Error::internal)? {
                         push_sqlite_row(&mut page, row).map_err(Error::internal)?;
                     }
@@ -393,7 +400,7 @@ async fn fetch(db: Db, after: i64) -> Result<Page> {
 
 /// Reads the chain through sqlx, fetching the next page while the current one is checked.
 async fn walk_sqlx(db: &Db, mut walker: Walker) -> Result<Walker> {
-    let mut pending = Some(tokio::spawn(fetch(db.clone(), 0)));
+    let mut pending = Some(tokio::spawn(fetch(db.clone(), walker.last)));
     while let Some(next) = pending.take() {
         let page = next.await.map_err(Error::internal)??;
         if page.links.len() as i64 == PAGE {
@@ -438,6 +445,7 @@ pub async fn verify(
             head_seq: 0,
             head_hash: GENESIS.into(),
             unsealed: 0,
+            archived_through: 0,
             checkpoints_checked: 0,
             problem: None,
             elapsed_ms: 0,
@@ -452,6 +460,32 @@ pub async fn verify(
             walker.fail(ProblemKind::Altered, Some(cp.seq), None, msg);
             return Ok(finish(walker));
         }
+    }
+    // After a purge the chain starts at the last purged segment's last hash; its archive record
+    // carries a MAC, so the anchor cannot be moved without the key.
+    if let Some(a) = crate::archive::anchor(db, log).await? {
+        if !a.intact {
+            let msg = format!(
+                "the archive record of seq {} to {} fails its MAC: the purged part of the chain was tampered with",
+                a.first_seq, a.last_seq
+            );
+            walker.fail(ProblemKind::Altered, Some(a.last_seq), None, msg);
+            return Ok(finish(walker));
+        }
+        if let Some(cp) = walker.expected.get(&a.last_seq)
+            && *cp != a.last_hash
+        {
+            let msg =
+                format!("the checkpoint at seq {} differs from the archived chain: history was rewritten", a.last_seq);
+            walker.fail(ProblemKind::Altered, Some(a.last_seq), None, msg);
+            return Ok(finish(walker));
+        }
+        // Checkpoints inside the purged part were checked when their segments were archived.
+        walker.expected = walker.expected.split_off(&(a.last_seq + 1));
+        walker.last = a.last_seq;
+        walker.prev = a.last_hash.into_bytes();
+        walker.report.archived_through = walker.last;
+        walker.report.head_seq = walker.last;
     }
     walker = match db.sqlite_path() {
         Some(path) => {

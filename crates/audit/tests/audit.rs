@@ -272,3 +272,214 @@ async fn search_filters_by_actor_action_result_and_time() {
         assert!(audit::search(&f.t.db, &bad, page).await.is_err());
     }
 }
+
+const DAY: i64 = 86_400_000;
+const T0: i64 = 1_763_700_000_000;
+
+/// Records written `days` after T0.
+async fn write_at(f: &Fixture, days: i64, n: i64) {
+    let mut tx = f.t.db.begin().await.unwrap();
+    for i in 1..=n {
+        let e = AuditEntry { at: T0 + days * DAY + i, ..entry(i, "liuyang", "case.dispatch") };
+        f.log.append(&mut tx, &e).await.unwrap();
+    }
+    tx.commit().await.unwrap();
+}
+
+fn auditor_entry(f: &Fixture, action: &str) -> AuditEntry {
+    use kernel::Clock;
+    AuditEntry { actor_name: Some("auditor".into()), ..AuditEntry::new(f.clock.now_ms(), action, Channel::Cli) }
+}
+
+async fn archive_before(f: &Fixture, dir: &std::path::Path, days: i64) -> Option<audit::Archive> {
+    let e = auditor_entry(f, "audit.archive");
+    let a = audit::archive(&f.t.db, &f.log, &f.opts, &f.clock, dir, T0 + days * DAY, e).await.unwrap();
+    f.sealer.seal_all().await.unwrap();
+    a
+}
+
+async fn purge(f: &Fixture, dir: &std::path::Path, retention_days: i64) -> kernel::Result<audit::PurgeReport> {
+    let r = audit::purge(&f.t.db, &f.log, &f.clock, dir, retention_days, auditor_entry(f, "audit.purge")).await;
+    f.sealer.seal_all().await.unwrap();
+    r
+}
+
+async fn count(db: &Db, sql: &'static str) -> i64 {
+    sqlx::query_scalar(sql).fetch_one(db.reader()).await.unwrap()
+}
+
+#[tokio::test]
+async fn archived_segments_are_purged_only_after_the_retention_period_and_the_chain_verifies_from_the_anchor() {
+    for b in test_backends() {
+        let f = fixture(b, 10).await;
+        let dir = store::testing::TempDir::new();
+        write_at(&f, 0, 30).await;
+        f.sealer.seal_all().await.unwrap();
+        write_at(&f, 100, 20).await;
+        f.sealer.seal_all().await.unwrap();
+
+        // Archive what was written before day 50: the first 30 records, verified into a file.
+        let a = archive_before(&f, &dir.0, 50).await.expect("a segment to archive");
+        assert_eq!((a.first_seq, a.last_seq, a.records), (1, 30, 30), "{b:?}");
+        assert!(a.intact && a.purged_at.is_none());
+        let path = a.path_in(&dir.0).unwrap();
+        let file = audit::verify_file(&path, &f.log).unwrap();
+        assert!(file.ok, "{b:?}: {:?}", file.problem);
+        assert_eq!((file.records_checked, &file.file_digest, &file.last_hash), (30, &a.file_digest, &a.last_hash));
+        assert!(archive_before(&f, &dir.0, 50).await.is_none(), "{b:?}: nothing new to archive");
+        assert_eq!(std::fs::read_dir(&dir.0).unwrap().count(), 1, "{b:?}: no partial files left");
+
+        // Too short a retention is refused; at day 179 nothing goes.
+        let err = purge(&f, &dir.0, 179).await.unwrap_err();
+        assert_eq!(err.code, kernel::ErrorCode::ValidationFailed, "{b:?}");
+        f.clock.set_ms(T0 + 179 * DAY);
+        let r = purge(&f, &dir.0, 180).await.unwrap();
+        assert!(r.purged.is_empty() && r.records_removed == 0, "{b:?}: {r:?}");
+        assert!(r.kept[0].reason.contains("retention"), "{b:?}: {}", r.kept[0].reason);
+        let total = count(&f.t.db, "SELECT COUNT(*) FROM audit_records").await;
+
+        // At day 181 the archived segment goes, and only it; the purge is audited.
+        f.clock.set_ms(T0 + 181 * DAY);
+        let r = purge(&f, &dir.0, 180).await.unwrap();
+        assert_eq!((r.purged.len(), r.records_removed), (1, 30), "{b:?}: {r:?}");
+        assert_eq!(count(&f.t.db, "SELECT COUNT(*) FROM audit_records").await, total - 30 + 1, "{b:?}");
+        assert_eq!(count(&f.t.db, "SELECT MIN(seq) FROM audit_chain").await, 31, "{b:?}");
+        let purges = audit::search(
+            &f.t.db,
+            &AuditFilter { action: Some("audit.purge".into()), ..AuditFilter::default() },
+            PageRequest::default(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(purges.items.len(), 1, "{b:?}");
+        let listed = audit::list_archives(&f.t.db, &f.log).await.unwrap();
+        assert!(listed[0].purged_at.is_some() && listed[0].purged_by.as_deref() == Some("auditor"), "{b:?}");
+
+        // The chain in the database verifies from the anchor, and goes on after it.
+        let r = verify(&f).await;
+        assert!(r.ok, "{b:?}: {:?}", r.problem);
+        assert_eq!(r.archived_through, 30, "{b:?}");
+        write_at(&f, 181, 5).await;
+        f.sealer.seal_all().await.unwrap();
+        let r = verify(&f).await;
+        assert!(r.ok, "{b:?}: {:?}", r.problem);
+        assert_eq!(r.head_seq, 30 + r.records_checked, "{b:?}");
+
+        // Rows after the anchor still cannot be deleted.
+        let err = sqlx::raw_sql("DELETE FROM audit_chain WHERE seq = 31").execute(f.t.db.writer()).await.unwrap_err();
+        assert!(err.to_string().contains("append-only"), "{b:?}: {err}");
+        let err = sqlx::raw_sql("DELETE FROM audit_records").execute(f.t.db.writer()).await.unwrap_err();
+        assert!(err.to_string().contains("append-only"), "{b:?}: {err}");
+    }
+}
+
+#[tokio::test]
+async fn consecutive_segments_are_purged_together_and_the_chain_goes_on_after_them() {
+    for b in test_backends() {
+        let f = fixture(b, 1000).await;
+        let dir = store::testing::TempDir::new();
+        write_at(&f, 0, 12).await;
+        f.sealer.seal_all().await.unwrap();
+        let a = archive_before(&f, &dir.0, 1).await.unwrap();
+        assert_eq!(a.last_seq, 12);
+        // The second segment is the first archival's own record (seq 13, written at T0).
+        f.clock.set_ms(T0 + 400 * DAY);
+        let a2 = archive_before(&f, &dir.0, 500).await.unwrap();
+        assert_eq!((a2.first_seq, a2.last_seq, &a2.prev_hash), (13, 13, &a.last_hash), "{b:?}");
+        let r = purge(&f, &dir.0, 180).await.unwrap();
+        assert_eq!((r.purged.len(), r.records_removed), (2, 13), "{b:?}: {r:?}");
+        // Left: the second archival's record (seq 14) and the purges' records, sealed after it.
+        assert_eq!(count(&f.t.db, "SELECT MIN(seq) FROM audit_chain").await, 14, "{b:?}");
+        write_at(&f, 400, 3).await;
+        f.sealer.seal_all().await.unwrap();
+        let r = verify(&f).await;
+        assert!(r.ok, "{b:?}: {:?}", r.problem);
+        assert_eq!((r.archived_through, r.records_checked, r.head_seq), (13, 6, 19), "{b:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_purge_keeps_segments_whose_file_is_missing_or_altered_and_files_verify_alone() {
+    use std::io::{Read, Write};
+    for b in test_backends() {
+        let f = fixture(b, 1000).await;
+        let dir = store::testing::TempDir::new();
+        write_at(&f, 0, 40).await;
+        f.sealer.seal_all().await.unwrap();
+        let a = archive_before(&f, &dir.0, 1).await.unwrap();
+        let path = a.path_in(&dir.0).unwrap();
+        let original = std::fs::read(&path).unwrap();
+        f.clock.set_ms(T0 + 365 * DAY);
+
+        // A record changed inside the archive: the file no longer verifies, and names the record.
+        let mut text = String::new();
+        flate2::read::GzDecoder::new(&original[..]).read_to_string(&mut text).unwrap();
+        let forged = text.replacen("\"actor_name\":\"liuyang\"", "\"actor_name\":\"someone\"", 1);
+        assert_ne!(forged, text);
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        gz.write_all(forged.as_bytes()).unwrap();
+        std::fs::write(&path, gz.finish().unwrap()).unwrap();
+        let report = audit::verify_file(&path, &f.log).unwrap();
+        assert!(!report.ok && report.problem.as_deref().unwrap().contains("(seq 1) was altered"), "{b:?}: {report:?}");
+        let r = purge(&f, &dir.0, 180).await.unwrap();
+        assert!(r.purged.is_empty(), "{b:?}");
+        assert!(r.kept[0].reason.contains("does not verify"), "{b:?}: {}", r.kept[0].reason);
+
+        // A file cut short.
+        std::fs::write(&path, &original[..original.len() / 2]).unwrap();
+        let report = audit::verify_file(&path, &f.log).unwrap();
+        assert!(!report.ok, "{b:?}: {report:?}");
+
+        // The file gone.
+        std::fs::remove_file(&path).unwrap();
+        let r = purge(&f, &dir.0, 180).await.unwrap();
+        assert!(r.kept[0].reason.contains("missing"), "{b:?}: {}", r.kept[0].reason);
+        assert_eq!(count(&f.t.db, "SELECT COUNT(*) FROM audit_chain WHERE seq <= 40").await, 40, "{b:?}");
+
+        // Put back, it goes.
+        std::fs::write(&path, &original).unwrap();
+        let r = purge(&f, &dir.0, 180).await.unwrap();
+        assert_eq!(r.records_removed, 40, "{b:?}: {r:?}");
+    }
+}
+
+#[tokio::test]
+async fn archiving_refuses_a_broken_chain_and_verify_catches_a_forged_anchor() {
+    for b in test_backends() {
+        let f = fixture(b, 1000).await;
+        let dir = store::testing::TempDir::new();
+        write_at(&f, 0, 20).await;
+        f.sealer.seal_all().await.unwrap();
+        drop_guards(&f.t.db).await;
+        exec(&f.t.db, "UPDATE audit_records SET actor_name = 'nobody' WHERE id = 7").await;
+        let err =
+            audit::archive(&f.t.db, &f.log, &f.opts, &f.clock, &dir.0, T0 + DAY, auditor_entry(&f, "audit.archive"))
+                .await
+                .unwrap_err();
+        assert_eq!(err.code, kernel::ErrorCode::Conflict, "{b:?}");
+        assert!(err.message.contains("seq 7"), "{b:?}: {}", err.message);
+        assert_eq!(std::fs::read_dir(&dir.0).unwrap().count(), 0, "{b:?}: no file left behind");
+        assert!(audit::list_archives(&f.t.db, &f.log).await.unwrap().is_empty());
+    }
+    for b in test_backends() {
+        let f = fixture(b, 1000).await;
+        let dir = store::testing::TempDir::new();
+        write_at(&f, 0, 20).await;
+        f.sealer.seal_all().await.unwrap();
+        archive_before(&f, &dir.0, 1).await.unwrap();
+        f.clock.set_ms(T0 + 200 * DAY);
+        purge(&f, &dir.0, 180).await.unwrap();
+        assert!(verify(&f).await.ok);
+        // Someone moves the anchor to hide removed records: the archive row's MAC no longer verifies.
+        let sql = match b {
+            Backend::Sqlite => "DROP TRIGGER audit_archives_no_update",
+            Backend::Postgres => "ALTER TABLE audit_archives DISABLE TRIGGER USER",
+        };
+        exec(&f.t.db, sql).await;
+        exec(&f.t.db, "UPDATE audit_archives SET last_seq = 25").await;
+        let r = verify(&f).await;
+        let p = r.problem.expect("problem found");
+        assert_eq!(p.kind, ProblemKind::Altered, "{b:?}: {}", p.message);
+        assert!(p.message.contains("archive record"), "{b:?}: {}", p.message);
+    }
+}

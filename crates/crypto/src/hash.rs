@@ -137,6 +137,19 @@ pub fn pbkdf2(alg: HashAlg, password: &[u8], salt: &[u8], iterations: u32) -> [u
     t
 }
 
+/// Appends one field of a canonical encoding — what is hashed or MACed over a record's fields:
+/// its length as four big-endian bytes and its bytes, or `u32::MAX` for an absent field, so no
+/// two different field lists encode alike.
+pub fn put_field(out: &mut Vec<u8>, field: Option<&[u8]>) {
+    match field {
+        Some(s) => {
+            out.extend_from_slice(&(s.len() as u32).to_be_bytes());
+            out.extend_from_slice(s);
+        }
+        None => out.extend_from_slice(&u32::MAX.to_be_bytes()),
+    }
+}
+
 /// Compares two byte strings in time independent of where they differ.
 pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {

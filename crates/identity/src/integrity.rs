@@ -23,13 +23,7 @@ const SEALED_COLUMNS: &str = "id, username, primary_org_id, status, password_has
 /// The MAC of one row's sealed columns, as stored (lowercase hex).
 fn row_mac(keys: &crypto::KeyRing, r: &store::AnyRow) -> String {
     let mut canonical = Vec::with_capacity(256);
-    let mut put = |v: Option<String>| match v {
-        Some(s) => {
-            canonical.extend_from_slice(&(s.len() as u32).to_be_bytes());
-            canonical.extend_from_slice(s.as_bytes());
-        }
-        None => canonical.extend_from_slice(&u32::MAX.to_be_bytes()),
-    };
+    let mut put = |v: Option<String>| crypto::hash::put_field(&mut canonical, v.as_deref().map(str::as_bytes));
     for i in 0..6 {
         put(r.get::<Option<String>, _>(i));
     }
