@@ -247,6 +247,7 @@ pub mod perm {
         AuditRead = perms::AUDIT_READ,
         AuditExport = perms::AUDIT_EXPORT,
         AuditVerify = perms::AUDIT_VERIFY,
+        AuditRetention = perms::AUDIT_RETENTION,
         ConfigRead = perms::CONFIG_READ,
     }
 }

@@ -638,7 +638,42 @@ pub struct PurgeReport {
 pub struct KeptSegment {
     pub first_seq: i64,
     pub last_seq: i64,
+    pub why: KeptWhy,
+    /// The reason in full, for a person.
     pub reason: String,
+    /// For `within_retention`: when the segment may go.
+    pub purgeable_from: Option<i64>,
+}
+
+/// Why a purge kept a segment (stable codes for the UI).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum KeptWhy {
+    /// Its newest record is younger than the retention period.
+    WithinRetention,
+    /// An older segment is kept, and segments go oldest first.
+    WaitsForOlder,
+    /// The archive record fails its MAC.
+    RecordTampered,
+    /// It does not start where the purged part of the chain ends.
+    NotContiguous,
+    /// The file is not in the archive directory.
+    FileMissing,
+    /// The file does not verify or is not the one written for the segment.
+    FileInvalid,
+    /// The database no longer holds the segment as archived.
+    DatabaseDiffers,
+}
+
+/// Why a segment may not be purged now.
+struct Refusal {
+    why: KeptWhy,
+    reason: String,
+    purgeable_from: Option<i64>,
+}
+
+fn refuse(why: KeptWhy, reason: impl Into<String>) -> Option<Refusal> {
+    Some(Refusal { why, reason: reason.into(), purgeable_from: None })
 }
 
 /// Removes archived segments older than `retention_days` from the database, oldest first,
@@ -665,14 +700,20 @@ pub async fn purge(
     let mut anchor = archives.iter().filter(|a| a.purged_at.is_some()).map(|a| a.last_seq).max().unwrap_or(0);
     let mut waiting: Option<i64> = None;
     for a in archives.into_iter().filter(|a| a.purged_at.is_none()) {
-        let keep = |reason: String| KeptSegment { first_seq: a.first_seq, last_seq: a.last_seq, reason };
+        let keep = |r: Refusal| KeptSegment {
+            first_seq: a.first_seq,
+            last_seq: a.last_seq,
+            why: r.why,
+            reason: r.reason,
+            purgeable_from: r.purgeable_from,
+        };
         if let Some(first) = waiting {
-            report.kept.push(keep(format!("waits for the older segment from seq {first}")));
+            let r = refuse(KeptWhy::WaitsForOlder, format!("waits for the older segment from seq {first}"));
+            report.kept.extend(r.map(keep));
             continue;
         }
-        let refusal = purge_refusal(db, log, dir, &a, anchor, cutoff, retention_days).await?;
-        if let Some(reason) = refusal {
-            report.kept.push(keep(reason));
+        if let Some(r) = purge_refusal(db, log, dir, &a, anchor, cutoff, retention_days).await? {
+            report.kept.push(keep(r));
             waiting = Some(a.first_seq);
             continue;
         }
@@ -722,39 +763,54 @@ async fn purge_refusal(
     anchor: i64,
     cutoff: i64,
     retention_days: i64,
-) -> Result<Option<String>> {
+) -> Result<Option<Refusal>> {
     if !a.intact {
-        return Ok(Some(
-            "the archive record fails its integrity check (MAC): it was changed outside the application".into(),
+        return Ok(refuse(
+            KeptWhy::RecordTampered,
+            "the archive record fails its integrity check (MAC): it was changed outside the application",
         ));
     }
     if a.first_seq != anchor + 1 {
-        return Ok(Some(format!("does not follow the purged part of the chain (which ends at seq {anchor})")));
+        return Ok(refuse(
+            KeptWhy::NotContiguous,
+            format!("does not follow the purged part of the chain (which ends at seq {anchor})"),
+        ));
     }
     if a.newest_at >= cutoff {
-        return Ok(Some(format!(
-            "its newest record ({}) is within the {retention_days}-day retention period; it may be purged from {}",
-            kernel::clock::to_rfc3339(a.newest_at),
-            kernel::clock::to_rfc3339(a.newest_at + retention_days * DAY_MS)
-        )));
+        let from = a.newest_at + retention_days * DAY_MS;
+        return Ok(Some(Refusal {
+            why: KeptWhy::WithinRetention,
+            reason: format!(
+                "its newest record ({}) is within the {retention_days}-day retention period; it may be purged from {}",
+                kernel::clock::to_rfc3339(a.newest_at),
+                kernel::clock::to_rfc3339(from)
+            ),
+            purgeable_from: Some(from),
+        }));
     }
     let Some(path) = a.path_in(dir) else {
-        return Ok(Some("the archive record names no valid file".into()));
+        return Ok(refuse(KeptWhy::RecordTampered, "the archive record names no valid file"));
     };
     if !path.exists() {
-        return Ok(Some(format!("the archive file {} is missing: put it back before purging", path.display())));
+        return Ok(refuse(
+            KeptWhy::FileMissing,
+            format!("the archive file {} is missing: put it back before purging", path.display()),
+        ));
     }
     let log2 = log.clone();
     let report = tokio::task::spawn_blocking(move || verify_file(&path, &log2)).await.map_err(Error::internal)??;
     if let Some(p) = report.problem {
-        return Ok(Some(format!("the archive file does not verify: {p}")));
+        return Ok(refuse(KeptWhy::FileInvalid, format!("the archive file does not verify: {p}")));
     }
     if report.file_digest != a.file_digest
         || report.first_seq != a.first_seq
         || report.last_seq != a.last_seq
         || report.last_hash != a.last_hash
     {
-        return Ok(Some("the archive file is not the one written for this segment (its digest differs)".into()));
+        return Ok(refuse(
+            KeptWhy::FileInvalid,
+            "the archive file is not the one written for this segment (its digest differs)",
+        ));
     }
     let (count, last_hash): (i64, Option<String>) = {
         let row = sqlx::query(
@@ -768,7 +824,10 @@ async fn purge_refusal(
         (row.get(0), row.get(1))
     };
     if count != a.records || last_hash.as_deref() != Some(a.last_hash.as_str()) {
-        return Ok(Some("the database no longer holds the segment as archived: verify the chain".into()));
+        return Ok(refuse(
+            KeptWhy::DatabaseDiffers,
+            "the database no longer holds the segment as archived: verify the chain",
+        ));
     }
     Ok(None)
 }

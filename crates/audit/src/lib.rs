@@ -19,8 +19,8 @@ mod search;
 mod verify;
 
 pub use archive::{
-    Archive, FileReport, KeptSegment, MIN_RETENTION_DAYS, PurgeReport, archive, get_archive, list_archives, purge,
-    verify_file,
+    Archive, FileReport, KeptSegment, KeptWhy, MIN_RETENTION_DAYS, PurgeReport, archive, get_archive, list_archives,
+    purge, verify_file,
 };
 pub use model::{AuditEntry, AuditRecord, AuditResult, Channel};
 pub use seal::{Sealer, SealerHandle};
@@ -46,11 +46,28 @@ pub struct AuditOptions {
     /// lower id (PostgreSQL), in ms. Longer-running transactions' records are sealed at the next
     /// start; the verifier counts them as unsealed until then.
     pub seal_grace_ms: i64,
+    /// Days a record stays in the database at least (≥ [`MIN_RETENTION_DAYS`]); archived segments
+    /// older than this may be purged.
+    pub retention_days: i64,
+    /// Where archive files are written.
+    pub archive_dir: std::path::PathBuf,
+    /// Records older than this many days are archived by the daily job (0: only by hand).
+    pub archive_after_days: i64,
+    /// The daily job also purges archived segments past the retention period.
+    pub auto_purge: bool,
 }
 
 impl Default for AuditOptions {
     fn default() -> Self {
-        AuditOptions { algorithm: HashAlg::Sm3, checkpoint_every: 10_000, seal_grace_ms: 2 * 60 * 1000 }
+        AuditOptions {
+            algorithm: HashAlg::Sm3,
+            checkpoint_every: 10_000,
+            seal_grace_ms: 2 * 60 * 1000,
+            retention_days: MIN_RETENTION_DAYS,
+            archive_dir: std::path::PathBuf::from("audit-archive"),
+            archive_after_days: 30,
+            auto_purge: false,
+        }
     }
 }
 

@@ -423,7 +423,7 @@ async fn a_purge_keeps_segments_whose_file_is_missing_or_altered_and_files_verif
         assert!(!report.ok && report.problem.as_deref().unwrap().contains("(seq 1) was altered"), "{b:?}: {report:?}");
         let r = purge(&f, &dir.0, 180).await.unwrap();
         assert!(r.purged.is_empty(), "{b:?}");
-        assert!(r.kept[0].reason.contains("does not verify"), "{b:?}: {}", r.kept[0].reason);
+        assert_eq!(r.kept[0].why, audit::KeptWhy::FileInvalid, "{b:?}: {}", r.kept[0].reason);
 
         // A file cut short.
         std::fs::write(&path, &original[..original.len() / 2]).unwrap();
@@ -433,7 +433,7 @@ async fn a_purge_keeps_segments_whose_file_is_missing_or_altered_and_files_verif
         // The file gone.
         std::fs::remove_file(&path).unwrap();
         let r = purge(&f, &dir.0, 180).await.unwrap();
-        assert!(r.kept[0].reason.contains("missing"), "{b:?}: {}", r.kept[0].reason);
+        assert_eq!(r.kept[0].why, audit::KeptWhy::FileMissing, "{b:?}: {}", r.kept[0].reason);
         assert_eq!(count(&f.t.db, "SELECT COUNT(*) FROM audit_chain WHERE seq <= 40").await, 40, "{b:?}");
 
         // Put back, it goes.

@@ -19,6 +19,7 @@ pub const APP_MANAGE: Perm = "app.manage";
 pub const AUDIT_READ: Perm = "audit.read";
 pub const AUDIT_EXPORT: Perm = "audit.export";
 pub const AUDIT_VERIFY: Perm = "audit.verify";
+pub const AUDIT_RETENTION: Perm = "audit.retention";
 pub const CONFIG_READ: Perm = "config.read";
 pub const PI_UNMASK: Perm = "pi.unmask";
 pub const FLOW_MODEL_READ: Perm = "flow.model.read";
@@ -61,6 +62,7 @@ pub const CATALOGUE: &[PermInfo] = &[
     PermInfo { code: AUDIT_READ, name: "查询审计日志", module: "安全审计" },
     PermInfo { code: AUDIT_EXPORT, name: "导出审计日志", module: "安全审计" },
     PermInfo { code: AUDIT_VERIFY, name: "校验审计日志完整性", module: "安全审计" },
+    PermInfo { code: AUDIT_RETENTION, name: "审计日志归档与保留", module: "安全审计" },
     PermInfo { code: CONFIG_READ, name: "查看系统配置", module: "系统" },
     PermInfo { code: PI_UNMASK, name: "查看完整个人信息", module: "数据安全" },
     PermInfo { code: FLOW_MODEL_READ, name: "查看流程模型", module: "流程" },
@@ -99,7 +101,7 @@ pub const SECADMIN_PERMS: &[Perm] = &[
     APP_READ,
     APP_MANAGE,
 ];
-pub const AUDITOR_PERMS: &[Perm] = &[PORTAL_USE, AUDIT_READ, AUDIT_EXPORT, AUDIT_VERIFY];
+pub const AUDITOR_PERMS: &[Perm] = &[PORTAL_USE, AUDIT_READ, AUDIT_EXPORT, AUDIT_VERIFY, AUDIT_RETENTION];
 
 /// A built-in role created by the first migration run.
 pub struct BuiltinRole {
@@ -131,7 +133,7 @@ pub const BUILTIN_ROLES: &[BuiltinRole] = &[
     BuiltinRole {
         code: "auditor",
         name: "审计管理员",
-        description: "查询、导出和校验审计日志；不能管理用户和策略",
+        description: "查询、导出、校验和归档审计日志；不能管理用户和策略，不能删改审计记录",
         admin_role: Some("auditor"),
         perms: AUDITOR_PERMS,
         mfa_required: true,

@@ -19,6 +19,7 @@ pub const ADMIN_ONLY: &[&str] = &[
     perms::AUDIT_READ,
     perms::AUDIT_EXPORT,
     perms::AUDIT_VERIFY,
+    perms::AUDIT_RETENTION,
     perms::POLICY_MANAGE,
     perms::ROLE_MANAGE,
     perms::APP_MANAGE,

@@ -24,6 +24,21 @@ pub fn china_date(ms: i64) -> Option<NaiveDate> {
     tz().timestamp_millis_opt(ms).single().map(|d| d.date_naive())
 }
 
+/// The unix-ms time at which day `d` begins in China Standard Time.
+pub fn china_day_start(d: NaiveDate) -> i64 {
+    (d.and_hms_opt(0, 0, 0).expect("midnight").and_utc().timestamp() - 8 * 3600) * 1000
+}
+
+/// A point in time given as a day (`YYYY-MM-DD`, its start in China Standard Time) or as an
+/// RFC 3339 time.
+pub fn parse_day_or_time(s: &str) -> Option<i64> {
+    let s = s.trim();
+    match NaiveDate::parse_from_str(s, "%Y-%m-%d") {
+        Ok(d) => Some(china_day_start(d)),
+        Err(_) => crate::clock::parse_rfc3339(s),
+    }
+}
+
 /// Minutes since midnight (China Standard Time) of a unix-ms time, 0-1439.
 pub fn china_minute_of_day(ms: i64) -> u32 {
     (ms.div_euclid(60_000) + 8 * 60).rem_euclid(1440) as u32
@@ -81,6 +96,18 @@ impl WorkCalendar {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_china_day_starts_at_16_utc_the_day_before() {
+        let d = NaiveDate::from_ymd_opt(2026, 5, 1).unwrap();
+        let ms = china_day_start(d);
+        assert_eq!(crate::clock::to_rfc3339(ms), "2026-04-30T16:00:00.000Z");
+        assert_eq!(china_date(ms), Some(d));
+        assert_eq!(china_date(ms - 1), d.pred_opt());
+        assert_eq!(parse_day_or_time("2026-05-01"), Some(ms));
+        assert_eq!(parse_day_or_time("2026-05-01T00:00:00+08:00"), Some(ms));
+        assert_eq!(parse_day_or_time("2026-13-01"), None);
+    }
 
     fn ms(s: &str) -> i64 {
         chrono::DateTime::parse_from_rfc3339(s).unwrap().timestamp_millis()

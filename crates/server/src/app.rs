@@ -93,8 +93,15 @@ pub async fn open(cfg: &Config, opts: OpenOptions) -> anyhow::Result<AppState> {
     store::migrate(&db, &migration_sets()).await.map_err(|e| anyhow::anyhow!("{e}"))?;
     let algorithm = HashAlg::parse(&cfg.security.audit_hash).unwrap_or_default();
     let audit = AuditLog::new(&keys).with_algorithm(algorithm);
-    let audit_opts =
-        AuditOptions { algorithm, checkpoint_every: cfg.security.audit_checkpoint_every, ..AuditOptions::default() };
+    let audit_opts = AuditOptions {
+        algorithm,
+        checkpoint_every: cfg.security.audit_checkpoint_every,
+        retention_days: cfg.security.audit_retention_days,
+        archive_dir: cfg.audit_archive_dir(),
+        archive_after_days: cfg.security.audit_archive_after_days,
+        auto_purge: cfg.security.audit_auto_purge,
+        ..AuditOptions::default()
+    };
     let scheme = crypto::password::Scheme::parse(&cfg.security.password_hash).unwrap_or_default();
     let hash_cost = if opts.fast_hashing {
         crypto::password::HashCost { scheme, ..crypto::password::HashCost::TEST }
@@ -369,6 +376,51 @@ async fn tell_security_admins(state: AppState, notify: notify::Notify, mut stop:
     }
 }
 
+/// Once a day: archives the audit records older than `archive_after_days` and, when
+/// `auto_purge` is on, purges archived segments past the retention period (both audited as the
+/// platform's own work). Off when `archive_after_days` is 0.
+async fn audit_retention(state: AppState, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let opts = &state.audit_opts;
+    if opts.archive_after_days == 0 {
+        return;
+    }
+    let mut wait = Duration::from_secs(120); // let the start settle first
+    loop {
+        tokio::select! {
+            _ = stop.changed() => return,
+            _ = tokio::time::sleep(wait) => {}
+        }
+        wait = Duration::from_secs(24 * 3600);
+        let now = state.clock.now_ms();
+        let actor = identity::Actor::system();
+        let before = now - opts.archive_after_days * 86_400_000;
+        let entry = actor.entry(now, "audit.archive");
+        let clock = state.clock.as_ref();
+        match audit::archive(&state.db, &state.audit, opts, clock, &opts.archive_dir, before, entry).await {
+            Ok(Some(a)) => {
+                tracing::info!(first_seq = a.first_seq, last_seq = a.last_seq, file = %a.file_name, "archived audit records")
+            }
+            Ok(None) => {}
+            Err(e) => tracing::error!(error = %e, "archiving the audit log failed"),
+        }
+        if opts.auto_purge {
+            let entry = actor.entry(now, "audit.purge");
+            match audit::purge(&state.db, &state.audit, clock, &opts.archive_dir, opts.retention_days, entry).await {
+                Ok(r) if r.records_removed > 0 => {
+                    tracing::info!(
+                        records = r.records_removed,
+                        segments = r.purged.len(),
+                        "purged archived audit records"
+                    )
+                }
+                Ok(_) => {}
+                Err(e) => tracing::error!(error = %e, "purging archived audit records failed"),
+            }
+        }
+        state.sealer.wake();
+    }
+}
+
 /// Background work owned by a running server.
 pub struct Background {
     sealer: SealerHandle,
@@ -409,6 +461,7 @@ impl Background {
         if let Some(n) = state.services.get::<notify::Notify>() {
             loops.spawn(tell_security_admins(state.clone(), n.clone(), loops.stop_signal()));
         }
+        loops.spawn(audit_retention(state.clone(), loops.stop_signal()));
         Background { sealer, pruner, loops }
     }
 

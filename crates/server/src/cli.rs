@@ -118,6 +118,7 @@ pub async fn demo(mut cfg: Config) -> anyhow::Result<()> {
         crate::demo_grid::seed_platforms(&state, &callback_base, std::sync::Arc::new(kernel::SystemClock)).await?;
     crate::demo_grid::seed_platform_cases(&state).await?;
     state.sealer.seal_all().await.map_err(|e| anyhow!("{e}"))?;
+    crate::demo::seed_archive(&state).await?;
     println!();
     println!("中枢演示城市：济南市（山东省 › 济南市 › 4 个区 › 12 个街道 › 社区 › 网格）");
     println!("Demo accounts — password for all: {}", crate::demo::DEMO_PASSWORD);
@@ -261,6 +262,121 @@ pub async fn audit_checkpoints(cfg: &Config) -> anyhow::Result<()> {
     let cps = audit::checkpoints(&state.db).await.map_err(|e| anyhow!("{e}"))?;
     println!("{}", serde_json::to_string_pretty(&cps)?);
     Ok(())
+}
+
+/// `zhongshu audit archive`.
+pub async fn audit_archive(cfg: &Config, before: Option<&str>) -> anyhow::Result<()> {
+    let state = app::open(cfg, OpenOptions::default()).await?;
+    let now = state.clock.now_ms();
+    let before = match before {
+        Some(d) => kernel::calendar::parse_day_or_time(d)
+            .ok_or_else(|| anyhow!("--before {d}: expected a day as YYYY-MM-DD or an RFC 3339 time"))?,
+        None => {
+            let days = match state.audit_opts.archive_after_days {
+                0 => 30,
+                n => n,
+            };
+            let today = kernel::calendar::china_date(now).ok_or_else(|| anyhow!("the clock is out of range"))?;
+            kernel::calendar::china_day_start(today) - days * 86_400_000
+        }
+    };
+    // A day still to come means "everything so far".
+    let before = before.min(now);
+    state.sealer.seal_all().await.map_err(|e| anyhow!("{e}"))?;
+    let opts = &state.audit_opts;
+    let entry = Actor::cli().entry(now, "audit.archive");
+    let archived =
+        audit::archive(&state.db, &state.audit, opts, state.clock.as_ref(), &opts.archive_dir, before, entry)
+            .await
+            .map_err(|e| anyhow!("{e}"))?;
+    state.sealer.seal_all().await.map_err(|e| anyhow!("{e}"))?;
+    match archived {
+        Some(a) => println!(
+            "archived seq {} to {} ({} records, {} to {}) into {} ({} bytes, {} {})",
+            a.first_seq,
+            a.last_seq,
+            a.records,
+            kernel::clock::to_rfc3339(a.oldest_at),
+            kernel::clock::to_rfc3339(a.newest_at),
+            opts.archive_dir.join(&a.file_name).display(),
+            a.file_bytes,
+            a.algorithm,
+            a.file_digest
+        ),
+        None => println!("nothing to archive before {}", kernel::clock::to_rfc3339(before)),
+    }
+    Ok(())
+}
+
+/// `zhongshu audit archives`.
+pub async fn audit_archives(cfg: &Config) -> anyhow::Result<()> {
+    let state = app::open(cfg, OpenOptions::default()).await?;
+    let list = audit::list_archives(&state.db, &state.audit).await.map_err(|e| anyhow!("{e}"))?;
+    if list.is_empty() {
+        println!("no archives yet (archive directory {})", state.audit_opts.archive_dir.display());
+    }
+    for a in list.iter().rev() {
+        println!(
+            "seq {:>10} to {:>10}  {:>8} records  {} to {}  {}  {}{}",
+            a.first_seq,
+            a.last_seq,
+            a.records,
+            kernel::clock::to_rfc3339(a.oldest_at),
+            kernel::clock::to_rfc3339(a.newest_at),
+            a.file_name,
+            match a.purged_at {
+                Some(t) => format!("purged {}", kernel::clock::to_rfc3339(t)),
+                None => "in the database".into(),
+            },
+            if a.intact { "" } else { "  ARCHIVE RECORD FAILS ITS MAC" }
+        );
+    }
+    Ok(())
+}
+
+/// `zhongshu audit purge`.
+pub async fn audit_purge(cfg: &Config) -> anyhow::Result<()> {
+    let state = app::open(cfg, OpenOptions::default()).await?;
+    let opts = &state.audit_opts;
+    let entry = Actor::cli().entry(state.clock.now_ms(), "audit.purge");
+    let r = audit::purge(&state.db, &state.audit, state.clock.as_ref(), &opts.archive_dir, opts.retention_days, entry)
+        .await
+        .map_err(|e| anyhow!("{e}"))?;
+    state.sealer.seal_all().await.map_err(|e| anyhow!("{e}"))?;
+    for a in &r.purged {
+        println!("purged seq {} to {} ({} records, archived in {})", a.first_seq, a.last_seq, a.records, a.file_name);
+    }
+    for k in &r.kept {
+        println!("kept seq {} to {}: {}", k.first_seq, k.last_seq, k.reason);
+    }
+    println!(
+        "{} records removed; retention {} days (records before {} may go once archived)",
+        r.records_removed,
+        r.retention_days,
+        kernel::clock::to_rfc3339(r.cutoff)
+    );
+    Ok(())
+}
+
+/// `zhongshu audit verify-archive FILE`.
+pub async fn audit_verify_archive(cfg: &Config, file: &Path) -> anyhow::Result<ExitCode> {
+    let keys = crate::app::load_keys(cfg)?;
+    let log = audit::AuditLog::new(&keys);
+    let r = audit::verify_file(file, &log).map_err(|e| anyhow!("{e}"))?;
+    println!(
+        "{}: seq {} to {}, {} records checked ({}), last hash {}, file digest {}",
+        r.file, r.first_seq, r.last_seq, r.records_checked, r.algorithm, r.last_hash, r.file_digest
+    );
+    match r.problem {
+        None => {
+            println!("archive intact");
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(p) => {
+            println!("ARCHIVE DOES NOT VERIFY: {p}");
+            Ok(ExitCode::from(1))
+        }
+    }
 }
 
 fn require_sqlite(cfg: &Config, what: &str) -> anyhow::Result<()> {

@@ -63,6 +63,10 @@ pub struct SecurityConfig {
     pub key_cipher: String,
     pub audit_hash: String,
     pub audit_checkpoint_every: i64,
+    pub audit_retention_days: i64,
+    pub audit_archive_dir: String,
+    pub audit_archive_after_days: i64,
+    pub audit_auto_purge: bool,
     pub password_hash: String,
     pub password_hash_pbkdf2_iterations: u32,
     pub password_hash_memory_kib: u32,
@@ -183,6 +187,15 @@ impl Config {
         if self.security.audit_checkpoint_every < 1 {
             bail!("security.audit_checkpoint_every must be at least 1");
         }
+        if !(audit::MIN_RETENTION_DAYS..=36_500).contains(&self.security.audit_retention_days) {
+            bail!(
+                "security.audit_retention_days must be between {} and 36500 (network logs are kept at least six months)",
+                audit::MIN_RETENTION_DAYS
+            );
+        }
+        if !(0..=36_500).contains(&self.security.audit_archive_after_days) {
+            bail!("security.audit_archive_after_days must be between 0 (off) and 36500");
+        }
         self.security.policy.validate().map_err(|e| anyhow::anyhow!("security.policy: {}", e.message))?;
         Ok(())
     }
@@ -198,6 +211,15 @@ impl Config {
 
     pub fn sqlite_path(&self) -> PathBuf {
         self.storage.data_dir.join("zhongshu.db")
+    }
+
+    /// Where audit archive files go.
+    pub fn audit_archive_dir(&self) -> PathBuf {
+        if self.security.audit_archive_dir.is_empty() {
+            self.storage.data_dir.join("audit-archive")
+        } else {
+            PathBuf::from(&self.security.audit_archive_dir)
+        }
     }
 
     pub fn key_file(&self) -> PathBuf {

@@ -315,6 +315,19 @@ pub async fn seed(state: &AppState) -> anyhow::Result<Vec<DemoAccount>> {
     Ok(out)
 }
 
+/// The audit log's 归档与保留 screen: the records of setting up the city, archived into a verified
+/// file as the daily job would (they stay in the database for the retention period).
+pub async fn seed_archive(state: &AppState) -> anyhow::Result<()> {
+    let now = state.clock.now_ms();
+    let entry = identity::Actor::system().entry(now, "audit.archive");
+    let o = &state.audit_opts;
+    audit::archive(&state.db, &state.audit, o, state.clock.as_ref(), &o.archive_dir, now, entry)
+        .await
+        .map_err(|e| anyhow!("{e}"))?;
+    state.sealer.seal_all().await.map_err(|e| anyhow!("{e}"))?;
+    Ok(())
+}
+
 /// Security alerts for the demo's 安全告警 screen: a legacy system of the city management bureau
 /// still signing with a retired key, and a scraper probing the hotline's case numbers.
 pub async fn seed_alerts(state: &AppState) -> anyhow::Result<()> {

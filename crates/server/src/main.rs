@@ -134,6 +134,20 @@ enum AuditCommand {
     },
     /// Print the checkpoints as JSON, to keep outside the database.
     Checkpoints,
+    /// Archive the sealed records written before a day into a verified file in the archive
+    /// directory (security.audit_archive_dir).
+    Archive {
+        /// First day not archived (YYYY-MM-DD, China time; or an RFC 3339 time). Default: today minus
+        /// security.audit_archive_after_days (30 when that is 0).
+        #[arg(long)]
+        before: Option<String>,
+    },
+    /// List the archives.
+    Archives,
+    /// Remove archived segments older than security.audit_retention_days from the database.
+    Purge,
+    /// Check an archive file record by record; exits 1 naming the first problem.
+    VerifyArchive { file: PathBuf },
 }
 
 #[derive(Subcommand)]
@@ -207,6 +221,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             match command {
                 AuditCommand::Verify { checkpoints } => return cli::audit_verify(&cfg, checkpoints.as_deref()).await,
                 AuditCommand::Checkpoints => cli::audit_checkpoints(&cfg).await?,
+                AuditCommand::Archive { before } => cli::audit_archive(&cfg, before.as_deref()).await?,
+                AuditCommand::Archives => cli::audit_archives(&cfg).await?,
+                AuditCommand::Purge => cli::audit_purge(&cfg).await?,
+                AuditCommand::VerifyArchive { file } => return cli::audit_verify_archive(&cfg, &file).await,
             }
         }
         Command::Backup { file } => cli::backup(&load(cfg_path, &place, None)?, &file).await?,

@@ -130,8 +130,60 @@ export interface VerifyReport {
   head_hash: string
   unsealed: number
   checkpoints_checked: number
+  /** The chain in the database starts after this seq (0: nothing purged). */
+  archived_through: number
   problem: { kind: string; seq: number | null; record_id: number | null; message: string } | null
   elapsed_ms: number
+}
+
+/** A segment of the audit chain archived to a file. */
+export interface AuditArchive {
+  first_seq: number
+  last_seq: number
+  records: number
+  prev_hash: string
+  last_hash: string
+  oldest_at: number
+  newest_at: number
+  algorithm: string
+  file_name: string
+  file_digest: string
+  file_bytes: number
+  created_at: number
+  created_by: string | null
+  purged_at: number | null
+  purged_by: string | null
+  intact: boolean
+}
+
+export interface ArchiveList {
+  items: AuditArchive[]
+  retention_days: number
+  archive_after_days: number
+  auto_purge: boolean
+  archived_through: number
+}
+
+export interface PurgeReport {
+  retention_days: number
+  cutoff: number
+  purged: AuditArchive[]
+  records_removed: number
+  kept: {
+    first_seq: number
+    last_seq: number
+    why: 'within_retention' | 'waits_for_older' | 'record_tampered' | 'not_contiguous' | 'file_missing' | 'file_invalid' | 'database_differs'
+    reason: string
+    purgeable_from: number | null
+  }[]
+}
+
+export interface ArchiveCheck {
+  archive: AuditArchive
+  file_present: boolean
+  ok: boolean
+  report: { records_checked: number; file_digest: string; last_hash: string } | null
+  problem: string | null
 }
 
 export interface App {

@@ -44,4 +44,8 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(audit_log::export_csv))
         .routes(routes!(audit_log::verify_chain))
         .routes(routes!(audit_log::list_checkpoints))
+        .routes(routes!(audit_log::list_archives, audit_log::create_archive))
+        .routes(routes!(audit_log::purge_archived))
+        .routes(routes!(audit_log::verify_archive))
+        .routes(routes!(audit_log::download_archive))
 }

@@ -241,3 +241,70 @@ async fn every_failed_state_change_is_audited_with_its_request_id() {
         assert!(checked >= 15, "{checked} operations checked");
     }
 }
+
+#[tokio::test]
+async fn the_auditor_archives_downloads_and_after_the_retention_period_purges_and_the_chain_still_verifies() {
+    const DAY: i64 = 86_400;
+    for b in test_backends() {
+        // Months pass in this test: no password expiry in between.
+        let app = TestApp::start_with(b, |cfg| cfg.security.policy.password_max_age_days = 0).await;
+        let auditor = app.login("auditor").await;
+        // Nothing written before today's start (the demo city was seeded today).
+        let today = kernel::calendar::china_date(kernel::Clock::now_ms(&app.clock)).unwrap();
+        let (st, body) =
+            auditor.json(Method::POST, "/api/v1/audit/archives", Some(json!({"before": today.to_string()}))).await;
+        assert_error(st, &body, 409, "conflict");
+        let (st, body) =
+            auditor.json(Method::POST, "/api/v1/audit/archives", Some(json!({"before": "2026-13-01"}))).await;
+        assert_error(st, &body, 422, "validation_failed");
+        let (st, body) =
+            auditor.json(Method::POST, "/api/v1/audit/archives", Some(json!({"before": "yesterday"}))).await;
+        assert_error(st, &body, 422, "validation_failed");
+        let (st, body) = auditor.json(Method::POST, "/api/v1/audit/archives", Some(json!({"before": 20261101}))).await;
+        assert_error(st, &body, 400, "invalid_json");
+
+        // Two days on, everything up to yesterday goes into an archive.
+        app.clock.advance_secs(2 * DAY);
+        let auditor = app.login("auditor").await;
+        let tomorrow = today.succ_opt().unwrap().to_string();
+        let (st, a) = auditor.json(Method::POST, "/api/v1/audit/archives", Some(json!({"before": tomorrow}))).await;
+        assert_eq!(st, StatusCode::CREATED, "{b:?}: {a}");
+        assert_eq!(a["first_seq"], 1);
+        let last = a["last_seq"].as_i64().unwrap();
+        assert!(last > 50, "{b:?}: the demo city's records: {a}");
+        let (st, check) = auditor.json(Method::POST, "/api/v1/audit/archives/1/verify", None).await;
+        assert_eq!(st, StatusCode::OK);
+        assert_eq!(check["ok"], true, "{b:?}: {check}");
+        assert_eq!(check["report"]["records_checked"], last);
+        let file = auditor.get("/api/v1/audit/archives/1/file").await;
+        assert_eq!(file.status(), StatusCode::OK);
+        assert_eq!(file.headers()["content-type"], "application/gzip");
+        assert_eq!(&file.bytes().await.unwrap()[..2], &[0x1f, 0x8b], "a gzip stream");
+        let (st, body) = auditor.json(Method::POST, "/api/v1/audit/archives/x/verify", None).await;
+        assert_error(st, &body, 404, "not_found");
+
+        // Within the retention period the purge keeps it, and says why.
+        let (st, r) = auditor.json(Method::POST, "/api/v1/audit/archives/purge", None).await;
+        assert_eq!(st, StatusCode::OK, "{r}");
+        assert_eq!(r["records_removed"], 0);
+        assert_eq!(r["kept"][0]["why"], "within_retention", "{r}");
+        assert!(r["kept"][0]["reason"].as_str().unwrap().contains("180-day"), "{r}");
+        assert!(r["kept"][0]["purgeable_from"].as_i64().unwrap() > kernel::Clock::now_ms(&app.clock) + 170 * DAY * 1000);
+
+        // 181 days later it goes; the chain verifies from the anchor; all of it was audited.
+        app.clock.advance_secs(181 * DAY);
+        let auditor = app.login("auditor").await;
+        let (_, r) = auditor.json(Method::POST, "/api/v1/audit/archives/purge", None).await;
+        assert_eq!(r["records_removed"], last, "{b:?}: {r}");
+        let (_, report) = auditor.json(Method::POST, "/api/v1/audit/verify", None).await;
+        assert_eq!(report["ok"], true, "{b:?}: {report}");
+        assert_eq!(report["archived_through"], last);
+        let (_, list) = auditor.json(Method::GET, "/api/v1/audit/archives", None).await;
+        assert_eq!((list["archived_through"].as_i64(), list["retention_days"].as_i64()), (Some(last), Some(180)));
+        assert!(list["items"][0]["purged_at"].is_i64(), "{list}");
+        for action in ["audit.archive", "audit.archive.verify", "audit.archive.download", "audit.purge"] {
+            let (_, page) = auditor.json(Method::GET, &format!("/api/v1/audit/records?action={action}"), None).await;
+            assert!(page["total"].as_i64().unwrap() >= 1, "{b:?}: {action} audited: {page}");
+        }
+    }
+}

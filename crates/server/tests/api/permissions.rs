@@ -26,6 +26,9 @@ const MATRIX: &[(&str, &str, [char; 6])] = &[
     ("GET /api/v1/audit/records.csv", "", ['D', 'D', 'A', 'D', 'D', 'D']),
     ("POST /api/v1/audit/verify", "", ['D', 'D', 'A', 'D', 'D', 'D']),
     ("GET /api/v1/audit/checkpoints", "", ['D', 'D', 'A', 'D', 'D', 'D']),
+    ("GET /api/v1/audit/archives", "", ['D', 'D', 'A', 'D', 'D', 'D']),
+    ("POST /api/v1/audit/archives", "{}", ['D', 'D', 'A', 'D', 'D', 'D']),
+    ("POST /api/v1/audit/archives/purge", "", ['D', 'D', 'A', 'D', 'D', 'D']),
     ("GET /api/v1/system/info", "", ['A', 'D', 'D', 'D', 'D', 'D']),
 ];
 const WHO: [&str; 6] = ["sysadmin", "secadmin", "auditor", "leader", "lixia_admin", "gridworker"];
