@@ -289,7 +289,9 @@ async fn the_auditor_archives_downloads_and_after_the_retention_period_purges_an
         assert_eq!(r["records_removed"], 0);
         assert_eq!(r["kept"][0]["why"], "within_retention", "{r}");
         assert!(r["kept"][0]["reason"].as_str().unwrap().contains("180-day"), "{r}");
-        assert!(r["kept"][0]["purgeable_from"].as_i64().unwrap() > kernel::Clock::now_ms(&app.clock) + 170 * DAY * 1000);
+        assert!(
+            r["kept"][0]["purgeable_from"].as_i64().unwrap() > kernel::Clock::now_ms(&app.clock) + 170 * DAY * 1000
+        );
 
         // 181 days later it goes; the chain verifies from the anchor; all of it was audited.
         app.clock.advance_secs(181 * DAY);
