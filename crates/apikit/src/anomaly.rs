@@ -18,8 +18,9 @@ use identity::SecurityPolicy;
 use identity::alerts::{AlertRule, AlertSignal};
 
 const WINDOW_MS: i64 = 60_000;
-/// An administrator's off-hours changes raise one alert an hour.
-const OFF_HOURS_WINDOW_MS: i64 = 3_600_000;
+/// An administrator's off-hours changes raise one alert an hour; rows taken out are counted by
+/// the hour.
+const HOUR_MS: i64 = 3_600_000;
 const MAX_WINDOWS: usize = 50_000;
 /// Distinct objects remembered per window (enough to cross any allowed threshold).
 const MAX_DISTINCT: usize = 100_001;
@@ -46,6 +47,23 @@ pub struct Detector {
     any_blocked: std::sync::atomic::AtomicBool,
 }
 
+/// How many data rows a response carries (a page of a list, an export): handlers of lists and
+/// exports put it in the response's extensions ([`Counted`]) and the detector adds it up per
+/// caller and hour (bulk export, DJ-IP-3).
+#[derive(Debug, Clone, Copy)]
+pub struct RowsOut(pub u64);
+
+/// A response with the number of data rows it carries (see [`RowsOut`]).
+pub struct Counted<R>(pub usize, pub R);
+
+impl<R: axum::response::IntoResponse> axum::response::IntoResponse for Counted<R> {
+    fn into_response(self) -> axum::response::Response {
+        let mut resp = self.1.into_response();
+        resp.extensions_mut().insert(RowsOut(self.0 as u64));
+        resp
+    }
+}
+
 /// Who made a request, as the detector keys it.
 #[derive(Debug, Clone)]
 pub struct Subject {
@@ -70,6 +88,8 @@ pub struct Seen<'a> {
     pub route: Option<&'a str>,
     pub path: &'a str,
     pub status: u16,
+    /// Data rows the response carried ([`RowsOut`]; 0 when not a list or export).
+    pub rows: u64,
 }
 
 impl Detector {
@@ -101,11 +121,13 @@ impl Detector {
 
     /// Counts one event of `rule` for `subject` (with `object` for rules counting distinct
     /// objects); the count reached in the window when it has just crossed `threshold`.
+    #[allow(clippy::too_many_arguments)]
     fn count(
         &self,
         rule: AlertRule,
         subject: &str,
         object: Option<u64>,
+        add: u32,
         threshold: u32,
         window: i64,
         now: i64,
@@ -116,7 +138,8 @@ impl Detector {
         let mut inner = self.inner.lock().expect("detector lock");
         if inner.windows.len() >= MAX_WINDOWS {
             inner.windows.retain(|(r, _), w| {
-                now - w.start < if *r == AlertRule::OffHoursAdmin { OFF_HOURS_WINDOW_MS } else { WINDOW_MS }
+                now - w.start
+                    < if matches!(*r, AlertRule::OffHoursAdmin | AlertRule::BulkExport) { HOUR_MS } else { WINDOW_MS }
             });
         }
         let w = inner.windows.entry((rule, subject.to_string())).or_default();
@@ -131,7 +154,7 @@ impl Detector {
                 }
                 w.count = w.distinct.len() as u32;
             }
-            None => w.count += 1,
+            None => w.count = w.count.saturating_add(add),
         }
         (before < threshold && w.count >= threshold).then_some(w.count)
     }
@@ -142,7 +165,7 @@ impl Detector {
         let s = seen.subject;
         if seen.status == 401 || seen.status == 403 {
             let threshold = policy.anomaly_denied_per_minute;
-            if let Some(n) = self.count(AlertRule::DeniedBurst, &s.key, None, threshold, WINDOW_MS, now) {
+            if let Some(n) = self.count(AlertRule::DeniedBurst, &s.key, None, 1, threshold, WINDOW_MS, now) {
                 let detail =
                     format!("1 分钟内 {n} 次请求被拒绝（未登录或无权限），最近一次：{} {}", seen.method, seen.path);
                 return Some(self.signal(policy, AlertRule::DeniedBurst, s, n, detail, now, true));
@@ -153,12 +176,24 @@ impl Detector {
             let mut h = std::collections::hash_map::DefaultHasher::new();
             seen.path.hash(&mut h);
             let threshold = policy.anomaly_objects_per_minute;
-            if let Some(n) = self.count(AlertRule::ObjectSweep, &s.key, Some(h.finish()), threshold, WINDOW_MS, now) {
+            if let Some(n) = self.count(AlertRule::ObjectSweep, &s.key, Some(h.finish()), 1, threshold, WINDOW_MS, now)
+            {
                 let detail = format!(
                     "1 分钟内按编号读取了 {n} 个不同对象（疑似遍历或批量抓取），最近一次：{}",
                     seen.route.unwrap_or(seen.path)
                 );
                 return Some(self.signal(policy, AlertRule::ObjectSweep, s, n, detail, now, true));
+            }
+        }
+        if seen.rows > 0 && seen.status < 300 {
+            let threshold = policy.anomaly_rows_per_hour;
+            let add = u32::try_from(seen.rows).unwrap_or(u32::MAX);
+            if let Some(n) = self.count(AlertRule::BulkExport, &s.key, None, add, threshold, HOUR_MS, now) {
+                let detail = format!(
+                    "1 小时内通过列表和导出取得 {n} 条数据（告警阈值 {threshold} 条），最近一次：{}",
+                    seen.route.unwrap_or(seen.path)
+                );
+                return Some(self.signal(policy, AlertRule::BulkExport, s, n, detail, now, true));
             }
         }
         let mutating =
@@ -167,7 +202,7 @@ impl Detector {
             && mutating
             && seen.status < 400
             && policy.outside_working_hours(kernel::calendar::china_minute_of_day(now))
-            && let Some(n) = self.count(AlertRule::OffHoursAdmin, &s.key, None, 1, OFF_HOURS_WINDOW_MS, now)
+            && let Some(n) = self.count(AlertRule::OffHoursAdmin, &s.key, None, 1, 1, HOUR_MS, now)
         {
             let detail = format!(
                 "管理员在工作时间（{}）以外进行了变更操作：{} {}",
@@ -193,7 +228,7 @@ impl Detector {
             ..Subject::address(ip)
         };
         let threshold = policy.anomaly_signature_failures_per_minute;
-        let n = self.count(AlertRule::SignatureFailures, &s.key, None, threshold, WINDOW_MS, now)?;
+        let n = self.count(AlertRule::SignatureFailures, &s.key, None, 1, threshold, WINDOW_MS, now)?;
         let detail = format!("1 分钟内 {n} 次签名请求验证失败（签名错误、时间戳超出范围或随机数重复）");
         Some(self.signal(policy, AlertRule::SignatureFailures, &s, n, detail, now, true))
     }
@@ -232,7 +267,7 @@ mod tests {
     use super::*;
 
     fn seen<'a>(s: &'a Subject, method: &'a axum::http::Method, path: &'a str, status: u16) -> Seen<'a> {
-        Seen { subject: s, admin: false, method, route: Some("/api/v1/grid/cases/{id}"), path, status }
+        Seen { subject: s, admin: false, method, route: Some("/api/v1/grid/cases/{id}"), path, status, rows: 0 }
     }
 
     #[test]
@@ -295,6 +330,7 @@ mod tests {
                 route: Some("/api/v1/security-policy"),
                 path: "/api/v1/security-policy",
                 status: 200,
+                rows: 0,
             };
             d.observe(&p, &s, at)
         };
@@ -302,6 +338,34 @@ mod tests {
         let sig = change(night).expect("a change at 23:30");
         assert_eq!(sig.rule, AlertRule::OffHoursAdmin);
         assert!(change(night + 60_000).is_none(), "once an hour");
-        assert!(change(night + OFF_HOURS_WINDOW_MS).is_some());
+        assert!(change(night + HOUR_MS).is_some());
+    }
+
+    #[test]
+    fn rows_taken_out_are_summed_per_hour_and_fire_once() {
+        let d = Detector::default();
+        let p = SecurityPolicy { anomaly_rows_per_hour: 1_000, ..SecurityPolicy::default() };
+        let u = Subject { key: "user:2".into(), name: Some("li".into()), ip: None };
+        let get = axum::http::Method::GET;
+        let list = |rows, status| Seen {
+            subject: &u,
+            admin: false,
+            method: &get,
+            route: Some("/api/v1/grid/people"),
+            path: "/api/v1/grid/people",
+            status,
+            rows,
+        };
+        let mut fired = Vec::new();
+        // Failed answers carry no rows that count.
+        fired.extend(d.observe(&p, &list(900, 403), 0));
+        for i in 0..20 {
+            fired.extend(d.observe(&p, &list(100, 200), 1_000 + i));
+        }
+        assert_eq!(fired.len(), 1, "once an hour");
+        assert_eq!((fired[0].rule, fired[0].count), (AlertRule::BulkExport, 1_000));
+        // A new hour counts afresh.
+        assert!(d.observe(&p, &list(999, 200), 3_700_000).is_none());
+        assert!(d.observe(&p, &list(1, 200), 3_700_001).is_some());
     }
 }

@@ -53,7 +53,8 @@ pub async fn request_context(State(state): State<AppState>, req: Request, next: 
         None => CTX.scope(ctx.clone(), next.run(req)).await,
     };
     let status = resp.status().as_u16();
-    watch_for_anomalies(&state, &ctx, &method, route.as_deref(), &path, status).await;
+    let rows = resp.extensions().get::<crate::anomaly::RowsOut>().map_or(0, |r| r.0);
+    watch_for_anomalies(&state, &ctx, &method, route.as_deref(), &path, status, rows).await;
     let route_label = route.clone().unwrap_or_else(|| "unmatched".into());
     state.metrics.observe(method.as_str(), &route_label, status, started.elapsed().as_secs_f64() * 1000.0);
     if let Ok(v) = HeaderValue::from_str(&request_id) {
@@ -91,23 +92,26 @@ async fn watch_for_anomalies(
     route: Option<&str>,
     path: &str,
     status: u16,
+    rows: u64,
 ) {
-    // Most requests concern no rule: a successful read of a list or of the caller itself.
+    // Most requests concern no rule: a successful read of the caller itself or of something
+    // that is not a list.
     let denied = status == 401 || status == 403;
     let by_id = *method == Method::GET && route.is_some_and(|r| r.contains('{'));
     let mutating = !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS);
-    if !denied && !by_id && !mutating {
+    if !denied && !by_id && !mutating && rows == 0 {
         return;
     }
     let caller = ctx.caller.lock().expect("ctx lock").clone();
-    if !denied && !by_id && !caller.as_ref().is_some_and(|c| c.admin) {
+    if !denied && !by_id && rows == 0 && !caller.as_ref().is_some_and(|c| c.admin) {
         return;
     }
     let subject = match &caller {
         Some(c) => Subject { key: c.key(), name: Some(c.username.clone()), ip: ctx.source_ip },
         None => Subject::address(ctx.source_ip),
     };
-    let seen = Seen { subject: &subject, admin: caller.as_ref().is_some_and(|c| c.admin), method, route, path, status };
+    let admin = caller.as_ref().is_some_and(|c| c.admin);
+    let seen = Seen { subject: &subject, admin, method, route, path, status, rows };
     let now = state.clock.now_ms();
     if let Some(signal) = state.anomaly.observe(&state.identity.policy(), &seen, now) {
         raise(state, signal).await;

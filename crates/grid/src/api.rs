@@ -1,6 +1,7 @@
 //! HTTP API of the grid platform (`/api/v1/grid/...`). Thin handlers: each checks the
 //! permission in its extractor type and calls one service method.
 
+use apikit::anomaly::Counted;
 use apikit::{ApiResult, AppState, ErrorBody, Json, Need, Query, Svc};
 use axum::extract::Path;
 use axum::http::StatusCode;
@@ -271,8 +272,9 @@ pub async fn list_cases(
     Svc(g): Svc<Grid>,
     auth: Need<perm::GridCaseRead>,
     Query(f): Query<CaseFilter>,
-) -> ApiResult<axum::Json<CasePage>> {
-    Ok(axum::Json(g.cases(&auth.caller, &f).await?.into()))
+) -> ApiResult<Counted<axum::Json<CasePage>>> {
+    let page: CasePage = g.cases(&auth.caller, &f).await?.into();
+    Ok(Counted(page.items.len(), axum::Json(page)))
 }
 
 /// Receives an event from any source (idempotent on source + external_id) and opens its case.
@@ -408,8 +410,9 @@ pub async fn list_people(
     Svc(g): Svc<Grid>,
     auth: Need<perm::GridBaseRead>,
     Query(f): Query<PersonFilter>,
-) -> ApiResult<axum::Json<PersonPage>> {
-    Ok(axum::Json(g.people(&auth.caller, &f).await?.into()))
+) -> ApiResult<Counted<axum::Json<PersonPage>>> {
+    let page: PersonPage = g.people(&auth.caller, &f).await?.into();
+    Ok(Counted(page.items.len(), axum::Json(page)))
 }
 
 /// Adds a person, or updates the one with the same ID-card number.
@@ -462,8 +465,9 @@ pub async fn list_facilities(
     Svc(g): Svc<Grid>,
     auth: Need<perm::GridBaseRead>,
     Query(f): Query<RegistryFilter>,
-) -> ApiResult<axum::Json<FacilityPage>> {
-    Ok(axum::Json(g.facilities(&auth.caller, &f).await?.into()))
+) -> ApiResult<Counted<axum::Json<FacilityPage>>> {
+    let page: FacilityPage = g.facilities(&auth.caller, &f).await?.into();
+    Ok(Counted(page.items.len(), axum::Json(page)))
 }
 
 /// Adds a facility (placed in its grid by position), or updates the one with the same component code.
@@ -505,8 +509,9 @@ pub async fn list_org_records(
     Svc(g): Svc<Grid>,
     auth: Need<perm::GridBaseRead>,
     Query(f): Query<RegistryFilter>,
-) -> ApiResult<axum::Json<OrgRecordPage>> {
-    Ok(axum::Json(g.org_records(&auth.caller, &f).await?.into()))
+) -> ApiResult<Counted<axum::Json<OrgRecordPage>>> {
+    let page: OrgRecordPage = g.org_records(&auth.caller, &f).await?.into();
+    Ok(Counted(page.items.len(), axum::Json(page)))
 }
 
 /// Adds an organisation, or updates the one with the same unified social credit code.
@@ -670,8 +675,9 @@ pub async fn list_places(
     Svc(g): Svc<Grid>,
     auth: Need<perm::GridBaseRead>,
     Query(f): Query<PlaceFilter>,
-) -> ApiResult<axum::Json<PlacePage>> {
-    Ok(axum::Json(g.places(&auth.caller, &f).await?.into()))
+) -> ApiResult<Counted<axum::Json<PlacePage>>> {
+    let page: PlacePage = g.places(&auth.caller, &f).await?.into();
+    Ok(Counted(page.items.len(), axum::Json(page)))
 }
 
 /// Adds a building (placed in its grid by position) or a house (in its building), or updates the

@@ -26,6 +26,9 @@ pub enum AlertRule {
     OffHoursAdmin,
     /// An account's stored data fails its integrity check (changed outside the application).
     IntegrityViolation,
+    /// One caller took more data rows out through lists and exports in an hour than the policy
+    /// allows (bulk export).
+    BulkExport,
 }
 
 impl AlertRule {
@@ -36,6 +39,7 @@ impl AlertRule {
             AlertRule::SignatureFailures => "signature_failures",
             AlertRule::OffHoursAdmin => "off_hours_admin",
             AlertRule::IntegrityViolation => "integrity_violation",
+            AlertRule::BulkExport => "bulk_export",
         }
     }
 
@@ -46,6 +50,7 @@ impl AlertRule {
             AlertRule::SignatureFailures,
             AlertRule::OffHoursAdmin,
             AlertRule::IntegrityViolation,
+            AlertRule::BulkExport,
         ]
         .into_iter()
         .find(|r| r.as_str() == s)
@@ -59,6 +64,7 @@ impl AlertRule {
             AlertRule::SignatureFailures => "签名验证频繁失败",
             AlertRule::OffHoursAdmin => "管理员非工作时间操作",
             AlertRule::IntegrityViolation => "账号数据完整性异常",
+            AlertRule::BulkExport => "短时间大量获取数据",
         }
     }
 }

@@ -38,6 +38,9 @@ pub struct SecurityPolicy {
     pub anomaly_objects_per_minute: u32,
     /// Failed signed requests from one address in a minute that raise an alert.
     pub anomaly_signature_failures_per_minute: u32,
+    /// Data rows one caller takes out through lists and exports in an hour that raise an alert
+    /// (bulk export).
+    pub anomaly_rows_per_hour: u32,
     /// Minutes the subject of a refusal-burst or enumeration alert is refused (429) for; 0 only
     /// alerts. Handling the alert lifts the block.
     pub anomaly_block_minutes: u32,
@@ -64,6 +67,7 @@ impl Default for SecurityPolicy {
             anomaly_denied_per_minute: 30,
             anomaly_objects_per_minute: 120,
             anomaly_signature_failures_per_minute: 10,
+            anomaly_rows_per_hour: 20_000,
             anomaly_block_minutes: 0,
             admin_working_hours: "07:00-22:00".into(),
         }
@@ -113,6 +117,9 @@ impl SecurityPolicy {
             if v != 0 && !(5..=100_000).contains(&v) {
                 return bad(&format!("{name} must be 0 (off) or between 5 and 100000"));
             }
+        }
+        if self.anomaly_rows_per_hour != 0 && !(100..=10_000_000).contains(&self.anomaly_rows_per_hour) {
+            return bad("anomaly_rows_per_hour must be 0 (off) or between 100 and 10000000");
         }
         if self.anomaly_block_minutes > 1440 {
             return bad("anomaly_block_minutes must be at most 1440 (0 only alerts)");

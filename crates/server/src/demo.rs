@@ -356,5 +356,23 @@ pub async fn seed_alerts(state: &AppState) -> anyhow::Result<()> {
     for a in alerts {
         state.identity.raise_alert(a).await.map_err(|e| anyhow!("{e}"))?;
     }
+    // A department handler paging through the population register at night.
+    let handler: Option<String> = sqlx::query_scalar("SELECT id FROM users WHERE username = 'cgj_handler'")
+        .fetch_optional(state.db.reader())
+        .await
+        .map_err(|e| anyhow!("{e}"))?;
+    if let Some(id) = handler {
+        let bulk = AlertSignal {
+            rule: AlertRule::BulkExport,
+            subject: format!("user:{id}"),
+            subject_name: Some("cgj_handler".into()),
+            source_ip: Some("10.37.20.118".into()),
+            count: 21_400,
+            detail: "1 小时内通过列表和导出取得 21400 条数据（告警阈值 20000 条），最近一次：/api/v1/grid/people"
+                .into(),
+            blocked_until: None,
+        };
+        state.identity.raise_alert(bulk).await.map_err(|e| anyhow!("{e}"))?;
+    }
     Ok(())
 }

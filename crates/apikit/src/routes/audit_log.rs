@@ -8,6 +8,7 @@ use kernel::PageRequest;
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use crate::anomaly::Counted;
 use crate::auth::{Need, perm};
 use crate::error::{ApiResult, ErrorBody};
 use crate::extract::{PageParams, Query};
@@ -42,10 +43,11 @@ pub async fn search_records(
     auth: Need<perm::AuditRead>,
     Query(filter): Query<AuditFilter>,
     Query(page): Query<PageParams>,
-) -> ApiResult<axum::Json<RecordPage>> {
+) -> ApiResult<Counted<axum::Json<RecordPage>>> {
     let p = audit::search(&state.db, &filter, page.request()?).await?;
     audit_own_read(&state, &auth, "audit.search", &filter).await?;
-    Ok(axum::Json(RecordPage { items: p.items, total: p.total, page: p.page, page_size: p.page_size }))
+    let rows = p.items.len();
+    Ok(Counted(rows, axum::Json(RecordPage { items: p.items, total: p.total, page: p.page, page_size: p.page_size })))
 }
 
 /// Exports matching records as CSV (at most 100,000 rows per export).
@@ -60,9 +62,11 @@ pub async fn export_csv(
         "\u{feff}id,seq,time,actor,actor_id,actor_org,source_ip,request_id,channel,action,object_type,object_id,result,reason,detail\n",
     );
     let mut page_no = 1;
+    let mut rows = 0;
     loop {
         let page = PageRequest { page: page_no, page_size: PageRequest::MAX_PAGE_SIZE };
         let p = audit::search(&state.db, &filter, page).await?;
+        rows += p.items.len();
         for r in &p.items {
             let e = &r.entry;
             let cells = [
@@ -95,6 +99,7 @@ pub async fn export_csv(
     resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/csv; charset=utf-8"));
     resp.headers_mut()
         .insert(header::CONTENT_DISPOSITION, HeaderValue::from_static("attachment; filename=\"audit-log.csv\""));
+    resp.extensions_mut().insert(crate::anomaly::RowsOut(rows as u64));
     Ok(resp)
 }
 

@@ -23,11 +23,11 @@ pub async fn list_users(
     auth: Need<perm::UserRead>,
     Query(filter): Query<UserFilter>,
     Query(page): Query<PageParams>,
-) -> ApiResult<axum::Json<UserPage>> {
+) -> ApiResult<crate::anomaly::Counted<axum::Json<UserPage>>> {
     let page = state.identity.list_users(&auth.caller, &filter, page.request()?).await?;
     let ids: Vec<&str> = page.items.iter().map(|u| u.id.as_str()).collect();
     audit_unmasked_read(&state, &auth, &ids).await?;
-    Ok(axum::Json(page.into()))
+    Ok(crate::anomaly::Counted(ids.len(), axum::Json(page.into())))
 }
 
 /// Reads of personal data in full (callers holding `pi.unmask`) are audited, naming the users.

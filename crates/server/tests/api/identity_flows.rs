@@ -702,3 +702,34 @@ async fn the_guomi_profile_hashes_passwords_with_pbkdf2_sm3() {
         assert_error(st, &body, 401, "invalid_credentials");
     }
 }
+
+#[tokio::test]
+async fn taking_many_rows_out_through_lists_raises_a_bulk_export_alert_within_the_hour() {
+    for b in test_backends() {
+        let app = TestApp::start_with(b, |cfg| cfg.security.policy.anomaly_rows_per_hour = 100).await;
+        let admin = app.login("lixia_admin").await;
+        // Page after page of the user list (personal data), until the rows taken pass 100.
+        let mut taken = 0;
+        let mut requests = 0;
+        while taken < 100 {
+            let (st, page) = admin.json(Method::GET, "/api/v1/users?page_size=50", None).await;
+            assert_eq!(st, StatusCode::OK, "{page}");
+            let n = page["items"].as_array().unwrap().len();
+            assert!(n > 0, "{b:?}: the district has users");
+            taken += n;
+            requests += 1;
+            assert!(requests < 100);
+        }
+        let sec = app.login("secadmin").await;
+        let (_, alerts) = sec.json(Method::GET, "/api/v1/security/alerts?rule=bulk_export", None).await;
+        assert_eq!(alerts["total"], 1, "{b:?}: {alerts}");
+        let alert = &alerts["items"][0];
+        assert_eq!(alert["subject_name"], "lixia_admin");
+        assert!(alert["count"].as_i64().unwrap() >= 100, "{alert}");
+        assert!(alert["detail"].as_str().unwrap().contains("1 小时内通过列表和导出取得"), "{alert}");
+        // Once per hour: more pages count into the same open alert silently.
+        admin.json(Method::GET, "/api/v1/users?page_size=50", None).await;
+        let (_, alerts) = sec.json(Method::GET, "/api/v1/security/alerts?rule=bulk_export", None).await;
+        assert_eq!(alerts["total"], 1, "{b:?}");
+    }
+}
