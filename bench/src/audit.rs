@@ -87,4 +87,38 @@ async fn audit_bench(backend: Backend, n: usize, writes: Writes) {
         rate(append + seal),
         rate(verify)
     );
+    if let Writes::Many = writes {
+        archive_bench(&t, &log, &opts, n).await;
+    }
+}
+
+/// Archival of the whole chain into one file, checking that file, and purging it 181 days on.
+async fn archive_bench(t: &TestDb, log: &AuditLog, opts: &AuditOptions, n: usize) {
+    let dir = store::testing::TempDir::new();
+    let newest = entry(n - 1).at;
+    let clock = kernel::FakeClock::new(newest + 1);
+    let e = || AuditEntry::new(newest + 1, "audit.archive", Channel::Cli);
+    let started = Instant::now();
+    let a = audit::archive(&t.db, log, opts, &clock, &dir.0, newest + 1, e()).await.unwrap().unwrap();
+    let archive = started.elapsed();
+    assert_eq!(a.records, n as i64);
+    let path = a.path_in(&dir.0).unwrap();
+    let started = Instant::now();
+    let file = audit::verify_file(&path, log).unwrap();
+    let check = started.elapsed();
+    assert!(file.ok, "{file:?}");
+    clock.set_ms(newest + 181 * 86_400_000);
+    let started = Instant::now();
+    let purged = audit::purge(&t.db, log, &clock, &dir.0, 180, e()).await.unwrap();
+    let purge = started.elapsed();
+    assert_eq!(purged.records_removed, n as i64);
+    let rate = |d: std::time::Duration| n as f64 / d.as_secs_f64();
+    println!(
+        "audit[{}] n={n} archive {:.0}/s ({:.1} bytes/record gzip'd), check archive file {:.0}/s, purge (re-checks the file) {:.0}/s",
+        t.db.backend().name(),
+        rate(archive),
+        a.file_bytes as f64 / n as f64,
+        rate(check),
+        rate(purge)
+    );
 }
