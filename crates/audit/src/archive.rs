@@ -283,8 +283,9 @@ fn io_error(path: &Path, what: &str, e: std::io::Error) -> Error {
     Error::internal(format!("cannot {what} {}: {e}", path.display()))
 }
 
-/// Archives every sealed record not archived yet that was written before `before` (Unix ms) into
-/// a new file in `dir`, verifying the segment as it goes. `entry` is the audit entry for the
+/// Archives the sealed records not archived yet that were written before `before` (Unix ms) —
+/// at most `opts.archive_max_records` of them; call again for the rest — into a new file in `dir`,
+/// verifying the segment as it goes. `entry` is the audit entry for the
 /// archival (actor, channel, action); it is written with the archive row. `None` when there is
 /// nothing to archive. A segment that does not verify is not archived: the error names the record.
 pub async fn archive(
@@ -317,7 +318,7 @@ pub async fn archive(
     .fetch_one(db.reader())
     .await
     .db()?;
-    let last = newer.map_or(head, |s| s - 1);
+    let last = newer.map_or(head, |s| s - 1).min(first + opts.archive_max_records.max(1) - 1);
     if last < first {
         return Ok(None);
     }

@@ -55,6 +55,8 @@ pub struct AuditOptions {
     pub archive_after_days: i64,
     /// The daily job also purges archived segments past the retention period.
     pub auto_purge: bool,
+    /// Records in one archive file at most; a longer backlog becomes several files.
+    pub archive_max_records: i64,
 }
 
 impl Default for AuditOptions {
@@ -67,6 +69,7 @@ impl Default for AuditOptions {
             archive_dir: std::path::PathBuf::from("audit-archive"),
             archive_after_days: 30,
             auto_purge: false,
+            archive_max_records: 1_000_000,
         }
     }
 }

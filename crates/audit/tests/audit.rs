@@ -399,6 +399,37 @@ async fn consecutive_segments_are_purged_together_and_the_chain_goes_on_after_th
 }
 
 #[tokio::test]
+async fn a_backlog_is_archived_in_segments_of_bounded_size_that_follow_each_other() {
+    for b in test_backends() {
+        let mut f = fixture(b, 1000).await;
+        f.opts.archive_max_records = 10;
+        let dir = store::testing::TempDir::new();
+        write_at(&f, 0, 25).await;
+        f.sealer.seal_all().await.unwrap();
+        let mut segments = Vec::new();
+        while let Some(a) =
+            audit::archive(&f.t.db, &f.log, &f.opts, &f.clock, &dir.0, T0 + DAY, auditor_entry(&f, "audit.archive"))
+                .await
+                .unwrap()
+        {
+            segments.push((a.first_seq, a.last_seq, a.prev_hash));
+            assert!(segments.len() < 10);
+        }
+        // The archivals' own records are written at T0 too, but sealed after the cut: each call
+        // takes what was sealed before it.
+        assert_eq!(
+            segments[..3].iter().map(|s| (s.0, s.1)).collect::<Vec<_>>(),
+            vec![(1, 10), (11, 20), (21, 25)],
+            "{b:?}"
+        );
+        f.clock.set_ms(T0 + 200 * DAY);
+        let r = purge(&f, &dir.0, 180).await.unwrap();
+        assert_eq!((r.purged.len(), r.records_removed), (3, 25), "{b:?}: {r:?}");
+        assert!(verify(&f).await.ok);
+    }
+}
+
+#[tokio::test]
 async fn a_purge_keeps_segments_whose_file_is_missing_or_altered_and_files_verify_alone() {
     use std::io::{Read, Write};
     for b in test_backends() {

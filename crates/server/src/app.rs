@@ -396,12 +396,19 @@ async fn audit_retention(state: AppState, mut stop: tokio::sync::watch::Receiver
         let before = now - opts.archive_after_days * 86_400_000;
         let entry = actor.entry(now, "audit.archive");
         let clock = state.clock.as_ref();
-        match audit::archive(&state.db, &state.audit, opts, clock, &opts.archive_dir, before, entry).await {
-            Ok(Some(a)) => {
-                tracing::info!(first_seq = a.first_seq, last_seq = a.last_seq, file = %a.file_name, "archived audit records")
+        // A backlog becomes several files of at most `archive_max_records` records.
+        for _ in 0..1_000 {
+            let entry = entry.clone();
+            match audit::archive(&state.db, &state.audit, opts, clock, &opts.archive_dir, before, entry).await {
+                Ok(Some(a)) => {
+                    tracing::info!(first_seq = a.first_seq, last_seq = a.last_seq, file = %a.file_name, "archived audit records")
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::error!(error = %e, "archiving the audit log failed");
+                    break;
+                }
             }
-            Ok(None) => {}
-            Err(e) => tracing::error!(error = %e, "archiving the audit log failed"),
         }
         if opts.auto_purge {
             let entry = actor.entry(now, "audit.purge");

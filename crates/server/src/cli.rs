@@ -284,14 +284,17 @@ pub async fn audit_archive(cfg: &Config, before: Option<&str>) -> anyhow::Result
     let before = before.min(now);
     state.sealer.seal_all().await.map_err(|e| anyhow!("{e}"))?;
     let opts = &state.audit_opts;
-    let entry = Actor::cli().entry(now, "audit.archive");
-    let archived =
-        audit::archive(&state.db, &state.audit, opts, state.clock.as_ref(), &opts.archive_dir, before, entry)
+    let mut made = 0;
+    loop {
+        let entry = Actor::cli().entry(now, "audit.archive");
+        let clock = state.clock.as_ref();
+        let archived = audit::archive(&state.db, &state.audit, opts, clock, &opts.archive_dir, before, entry)
             .await
             .map_err(|e| anyhow!("{e}"))?;
-    state.sealer.seal_all().await.map_err(|e| anyhow!("{e}"))?;
-    match archived {
-        Some(a) => println!(
+        state.sealer.seal_all().await.map_err(|e| anyhow!("{e}"))?;
+        let Some(a) = archived else { break };
+        made += 1;
+        println!(
             "archived seq {} to {} ({} records, {} to {}) into {} ({} bytes, {} {})",
             a.first_seq,
             a.last_seq,
@@ -302,8 +305,10 @@ pub async fn audit_archive(cfg: &Config, before: Option<&str>) -> anyhow::Result
             a.file_bytes,
             a.algorithm,
             a.file_digest
-        ),
-        None => println!("nothing to archive before {}", kernel::clock::to_rfc3339(before)),
+        );
+    }
+    if made == 0 {
+        println!("nothing to archive before {}", kernel::clock::to_rfc3339(before));
     }
     Ok(())
 }
