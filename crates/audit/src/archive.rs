@@ -36,6 +36,9 @@ pub const FORMAT: &str = "zhongshu-audit-archive";
 const VERSION: u32 = 1;
 const PAGE: i64 = 5_000;
 const DAY_MS: i64 = 86_400_000;
+/// The hash of a file's bytes: SM3 whatever the chain uses, so a file's digest is known before
+/// its header is read.
+const FILE_DIGEST: crypto::HashAlg = crypto::HashAlg::Sm3;
 
 /// An archived segment of the chain.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -53,7 +56,7 @@ pub struct Archive {
     pub algorithm: String,
     /// File name in the archive directory.
     pub file_name: String,
-    /// Hash of the file's bytes (hex, `algorithm`).
+    /// SM3 of the file's bytes (hex).
     pub file_digest: String,
     pub file_bytes: i64,
     pub created_at: i64,
@@ -106,6 +109,15 @@ impl Archive {
         crypto::hash::put_field(&mut out, Some(itoa::Buffer::new().format(self.created_at).as_bytes()));
         crypto::hash::put_field(&mut out, self.created_by.as_deref().map(str::as_bytes));
         out
+    }
+
+    /// Whether a checked file is the one written for this archive: its digest, its span and the
+    /// hash it ends on.
+    pub fn written_as(&self, file: &FileReport) -> bool {
+        file.file_digest == self.file_digest
+            && file.first_seq == self.first_seq
+            && file.last_seq == self.last_seq
+            && file.last_hash == self.last_hash
     }
 
     /// Where the file lies in `dir`; `None` if the stored name is not one this module writes
@@ -338,7 +350,7 @@ pub async fn archive(
     let mut out: Encoder = flate2::write::GzEncoder::new(
         std::io::BufWriter::with_capacity(
             1 << 16,
-            HashingFile { file, hasher: crypto::hash::Hasher::new(alg), bytes: 0 },
+            HashingFile { file, hasher: crypto::hash::Hasher::new(FILE_DIGEST), bytes: 0 },
         ),
         flate2::Compression::default(),
     );
@@ -510,7 +522,7 @@ pub struct FileReport {
     pub records_checked: i64,
     pub prev_hash: String,
     pub last_hash: String,
-    /// Hash of the file's bytes (hex, `algorithm`).
+    /// SM3 of the file's bytes (hex).
     pub file_digest: String,
     pub problem: Option<String>,
 }
@@ -523,20 +535,18 @@ pub fn verify_file(path: &Path, log: &AuditLog) -> Result<FileReport> {
         std::fs::File::open(path).map_err(|e| Error::validation(format!("cannot open {}: {e}", path.display())))?;
     struct HashingRead<R> {
         inner: R,
-        hashers: [crypto::hash::Hasher; 2],
+        hasher: crypto::hash::Hasher,
     }
     impl<R: std::io::Read> std::io::Read for HashingRead<R> {
         fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
             let n = self.inner.read(buf)?;
-            for h in &mut self.hashers {
-                h.update(&buf[..n]);
-            }
+            self.hasher.update(&buf[..n]);
             Ok(n)
         }
     }
     let mut reader = HashingRead {
         inner: std::io::BufReader::with_capacity(1 << 16, file),
-        hashers: [crypto::hash::Hasher::new(crypto::HashAlg::Sm3), crypto::hash::Hasher::new(crypto::HashAlg::Sha256)],
+        hasher: crypto::hash::Hasher::new(FILE_DIGEST),
     };
     let mut report = FileReport {
         ok: false,
@@ -554,9 +564,7 @@ pub fn verify_file(path: &Path, log: &AuditLog) -> Result<FileReport> {
     // Hash the rest, so the digest is the whole file's even where checking stopped early.
     std::io::copy(&mut reader, &mut std::io::sink())
         .map_err(|e| Error::validation(format!("cannot read {}: {e}", path.display())))?;
-    let [sm3, sha256] = reader.hashers;
-    let digest = if report.algorithm == crypto::HashAlg::Sha256.name() { sha256.finish() } else { sm3.finish() };
-    report.file_digest = crypto::hash::to_hex(&digest);
+    report.file_digest = crypto::hash::to_hex(&reader.hasher.finish());
     report.ok = problem.is_none();
     report.problem = problem;
     Ok(report)
@@ -803,11 +811,7 @@ async fn purge_refusal(
     if let Some(p) = report.problem {
         return Ok(refuse(KeptWhy::FileInvalid, format!("the archive file does not verify: {p}")));
     }
-    if report.file_digest != a.file_digest
-        || report.first_seq != a.first_seq
-        || report.last_seq != a.last_seq
-        || report.last_hash != a.last_hash
-    {
+    if !a.written_as(&report) {
         return Ok(refuse(
             KeptWhy::FileInvalid,
             "the archive file is not the one written for this segment (its digest differs)",

@@ -295,7 +295,7 @@ pub async fn audit_archive(cfg: &Config, before: Option<&str>) -> anyhow::Result
         let Some(a) = archived else { break };
         made += 1;
         println!(
-            "archived seq {} to {} ({} records, {} to {}) into {} ({} bytes, {} {})",
+            "archived seq {} to {} ({} records, {} to {}) into {} ({} bytes, SM3 {})",
             a.first_seq,
             a.last_seq,
             a.records,
@@ -303,7 +303,6 @@ pub async fn audit_archive(cfg: &Config, before: Option<&str>) -> anyhow::Result
             kernel::clock::to_rfc3339(a.newest_at),
             opts.archive_dir.join(&a.file_name).display(),
             a.file_bytes,
-            a.algorithm,
             a.file_digest
         );
     }

@@ -256,7 +256,7 @@ pub async fn verify_archive(
                 .await
                 .map_err(kernel::Error::internal)??;
             let problem = r.problem.clone().or_else(|| {
-                (r.file_digest != a.file_digest || r.last_hash != a.last_hash || r.first_seq != a.first_seq)
+                (!a.written_as(&r))
                     .then(|| "the file is not the one written for this archive (its digest differs)".to_string())
             });
             (Some(r), problem)
