@@ -364,6 +364,14 @@ pub async fn audit_purge(cfg: &Config) -> anyhow::Result<()> {
 
 /// `zhongshu audit verify-archive FILE`.
 pub async fn audit_verify_archive(cfg: &Config, file: &Path) -> anyhow::Result<ExitCode> {
+    // A new key ring would only make every MAC fail: the platform's own is needed.
+    let keys_given = std::env::var("ZHONGSHU_KEYS").is_ok_and(|k| !k.trim().is_empty());
+    if !keys_given && !cfg.key_file().exists() {
+        bail!(
+            "no key ring at {}: checking an archive needs the key file of the platform that wrote it (--data-dir, security.key_file or ZHONGSHU_KEYS)",
+            cfg.key_file().display()
+        );
+    }
     let keys = crate::app::load_keys(cfg)?;
     let log = audit::AuditLog::new(&keys);
     let r = audit::verify_file(file, &log).map_err(|e| anyhow!("{e}"))?;
