@@ -169,3 +169,38 @@ test('base information: the buildings and houses of a grid, and an address typed
   await page.screenshot({ path: `${SHOTS}grid-places.png`, fullPage: true })
   await ctx.close()
 })
+
+test('the grid administrator redraws a community as four grids from a GeoJSON file, creating the new grid', async () => {
+  const ctx = await browser.newContext({ viewport: { width: 1440, height: 900 } })
+  const page = await ctx.newPage()
+  await signIn(page, 'gridadmin')
+  await page.goto(`${demo.url}/grid/admin`)
+  await page.waitForSelector('.leaflet-container')
+  const before = Number((await page.textContent('.toolbar .muted')).match(/\d+/)[0])
+  // The file a GIS team would hand over: 历山社区 cut into four strips, the fourth one new.
+  const file = await page.evaluate(async () => {
+    const fc = await (await fetch('/api/v1/grid/areas?level=community')).json()
+    const c = fc.features.find((f) => f.properties.code === '370102002002')
+    const ring = c.geometry.coordinates[0]
+    const xs = ring.map((p) => p[0])
+    const ys = ring.map((p) => p[1])
+    const [x0, x1, y0, y1] = [Math.min(...xs), Math.max(...xs), Math.min(...ys), Math.max(...ys)]
+    const h = (y1 - y0) / 4
+    const features = [1, 2, 3, 4].map((g) => ({
+      type: 'Feature',
+      properties: g < 4 ? { code: `3701020020020${g}` } : { code: '37010200200204', name: '历山第4网格', level: 'grid', parent_code: '370102002002' },
+      geometry: { type: 'Polygon', coordinates: [[[x0, y0 + (g - 1) * h], [x1, y0 + (g - 1) * h], [x1, y0 + g * h], [x0, y0 + g * h], [x0, y0 + (g - 1) * h]]] },
+    }))
+    return JSON.stringify({ type: 'FeatureCollection', features })
+  })
+  await page.click('[data-test=create-orgs]')
+  await page.setInputFiles('.toolbar input[type=file]', { name: 'lishan-grids.geojson', mimeType: 'application/geo+json', buffer: Buffer.from(file) })
+  await page.waitForSelector('[data-test=import-report]')
+  const report = await page.textContent('[data-test=import-report]')
+  assert.match(report, /已导入 4 个边界/, report)
+  assert.match(report, /新建 1 个组织：历山第4网格（37010200200204）/, report)
+  await page.waitForFunction((n) => Number(document.querySelector('.toolbar .muted')?.textContent?.match(/\d+/)?.[0]) === n + 1, before)
+  await page.mouse.move(700, 600)
+  await page.screenshot({ path: `${SHOTS}grid-new-grid-import.png`, fullPage: true })
+  await ctx.close()
+})

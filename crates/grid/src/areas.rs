@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use identity::perms::{GRID_AREA_READ, GRID_MANAGE};
+use identity::perms::{GRID_AREA_READ, GRID_MANAGE, ORG_MANAGE};
 use identity::{Actor, Caller};
 use kernel::{Error, Result};
 use serde::{Deserialize, Serialize};
@@ -39,7 +39,26 @@ pub struct ImportReport {
     pub feature_problems: Vec<FeatureProblem>,
     /// Invalid polygons, overlaps, gaps and strays among siblings.
     pub geometry_problems: Vec<GeometryProblem>,
+    /// Organisations the file adds to the tree (created with their boundaries; on a dry run,
+    /// the ones that would be).
+    pub new_orgs: Vec<NewArea>,
 }
+
+/// An organisation a boundary file adds: a feature whose code is not yet in the tree, with its
+/// `name`, `level` and `parent_code` (the properties an export writes).
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct NewArea {
+    pub code: String,
+    pub name: String,
+    pub level: String,
+    pub parent_code: String,
+    /// The organisation's id once created (absent on a dry run).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+}
+
+/// Provisional ids of organisations a file adds, until they are written.
+const NEW_ID: &str = "new:";
 
 /// Options of an import.
 #[derive(Debug, Clone, Default, Deserialize, utoipa::IntoParams)]
@@ -53,6 +72,11 @@ pub struct ImportParams {
     /// Import even though overlaps or gaps were found (invalid polygons are never imported).
     #[serde(default)]
     pub accept_overlaps: bool,
+    /// Create the organisations the file names that are not yet in the tree, from each such
+    /// feature's `name`, `level` (default `grid`) and `parent_code`. Grids need `grid.manage`
+    /// over their parent; other levels need `org.manage`.
+    #[serde(default)]
+    pub create_orgs: bool,
 }
 
 /// Where a point is.
@@ -153,22 +177,25 @@ impl Grid {
         self.reload_orgs().await?;
         let by_code: HashMap<String, OrgRef> =
             self.inner.orgs.read().expect("orgs lock").values().map(|o| (o.code.clone(), o.clone())).collect();
+        // Features naming an organisation the tree does not have yet, when the caller asks to create them.
+        let unknown: HashMap<String, (usize, &spatial::geojson::Feature)> = if p.create_orgs {
+            features
+                .iter()
+                .enumerate()
+                .filter_map(|(i, f)| f.prop("code").filter(|c| !by_code.contains_key(c)).map(|c| (c, (i, f))))
+                .collect()
+        } else {
+            HashMap::new()
+        };
         let mut matched: Vec<(OrgRef, Shape)> = Vec::new();
+        let mut new_orgs: Vec<NewArea> = Vec::new();
         let mut seen = std::collections::HashSet::new();
-        for (i, f) in features.into_iter().enumerate() {
+        for (i, f) in features.iter().enumerate() {
             let Some(code) = f.prop("code") else {
                 feature_problems.push(FeatureProblem {
                     feature: Some(i),
                     code: None,
                     message: "the feature has no \"code\" property naming its organisation".into(),
-                });
-                continue;
-            };
-            let Some(org) = by_code.get(&code) else {
-                feature_problems.push(FeatureProblem {
-                    feature: Some(i),
-                    code: Some(code.clone()),
-                    message: format!("there is no organisation with code {code}; create it in 组织机构 first"),
                 });
                 continue;
             };
@@ -180,7 +207,30 @@ impl Grid {
                 });
                 continue;
             }
-            if !caller.scope(GRID_MANAGE).covers_org(&identity_org(org)) {
+            let org = match by_code.get(&code) {
+                Some(org) => org.clone(),
+                None if p.create_orgs => match plan_new_org(caller, &by_code, &unknown, &code) {
+                    Ok((org, area)) => {
+                        new_orgs.push(area);
+                        org
+                    }
+                    Err(message) => {
+                        feature_problems.push(FeatureProblem { feature: Some(i), code: Some(code.clone()), message });
+                        continue;
+                    }
+                },
+                None => {
+                    feature_problems.push(FeatureProblem {
+                        feature: Some(i),
+                        code: Some(code.clone()),
+                        message: format!(
+                            "there is no organisation with code {code}; create it in 组织机构 first, or import with create_orgs and give the feature name, level and parent_code"
+                        ),
+                    });
+                    continue;
+                }
+            };
+            if !org.id.starts_with(NEW_ID) && !caller.scope(GRID_MANAGE).covers_org(&identity_org(&org)) {
                 feature_problems.push(FeatureProblem {
                     feature: Some(i),
                     code: Some(code.clone()),
@@ -188,7 +238,7 @@ impl Grid {
                 });
                 continue;
             }
-            matched.push((org.clone(), f.shape));
+            matched.push((org, f.shape.clone()));
         }
         let geometry_problems = self.check_against_stored(&matched).await?;
         let mut report = ImportReport {
@@ -196,6 +246,7 @@ impl Grid {
             imported: 0,
             feature_problems,
             geometry_problems,
+            new_orgs,
         };
         let invalid = report.geometry_problems.iter().any(|g| g.kind == "invalid");
         let blocking = !report.feature_problems.is_empty()
@@ -206,6 +257,54 @@ impl Grid {
         }
         let now = self.now();
         let mut tx = self.db().begin().await?;
+        // New organisations first, parents before children (a parent new in the file is created
+        // before its children because `new_orgs` lists the created ids as it goes).
+        let mut created: HashMap<String, String> = HashMap::new();
+        let mut pending: Vec<usize> = (0..report.new_orgs.len()).collect();
+        while !pending.is_empty() {
+            let before = pending.len();
+            let mut still = Vec::new();
+            for k in pending {
+                let a = &report.new_orgs[k];
+                let parent_id = match by_code.get(&a.parent_code) {
+                    Some(o) => o.id.clone(),
+                    None => match created.get(&a.parent_code) {
+                        Some(id) => id.clone(),
+                        None => {
+                            still.push(k);
+                            continue;
+                        }
+                    },
+                };
+                let kind = identity::OrgKind::parse(&a.level).unwrap_or(identity::OrgKind::Grid);
+                let perm = if kind == identity::OrgKind::Grid { GRID_MANAGE } else { ORG_MANAGE };
+                let new = identity::orgs::NewOrg {
+                    parent_id: Some(parent_id),
+                    kind,
+                    code: a.code.clone(),
+                    name: a.name.clone(),
+                    sort: 0,
+                };
+                let org = self.identity().create_org_in(&mut tx, &caller.scope(perm), actor, new).await?;
+                created.insert(a.code.clone(), org.id.0.clone());
+            }
+            if still.len() == before {
+                return Err(Error::internal("the organisations to create do not form a tree"));
+            }
+            pending = still;
+        }
+        for a in &mut report.new_orgs {
+            a.id = created.get(&a.code).cloned();
+        }
+        let matched: Vec<(OrgRef, Shape)> = matched
+            .into_iter()
+            .map(|(mut o, s)| {
+                if let Some(id) = created.get(&o.code) {
+                    o.id = id.clone();
+                }
+                (o, s)
+            })
+            .collect();
         for (org, shape) in &matched {
             let b = shape.bbox();
             let label = shape.label_point();
@@ -239,11 +338,15 @@ impl Grid {
             .object("grid_area", format!("{} boundaries", matched.len()))
             .detail(json!({
                 "codes": matched.iter().map(|(o, _)| &o.code).collect::<Vec<_>>(),
+                "created_orgs": report.new_orgs.iter().map(|a| &a.code).collect::<Vec<_>>(),
                 "accepted_problems": report.geometry_problems.len(),
             }));
         self.identity().audit_log().append(&mut tx, &entry).await?;
         tx.commit().await.db()?;
         report.imported = matched.len();
+        if !created.is_empty() {
+            self.reload_orgs().await?;
+        }
         // Force the next lookup to see the new version.
         self.inner.index.write().expect("index lock").checked_at = i64::MIN / 2;
         Ok(report)
@@ -290,7 +393,13 @@ impl Grid {
             let parent_shape: Option<(String, Shape)> = if parent_id.is_empty() {
                 None
             } else if let Some(s) = new.get(parent_id.as_str()) {
-                Some((self.org(parent_id).await?.code, (*s).clone()))
+                let code = match matched.iter().find(|(o, _)| o.id == *parent_id) {
+                    Some((o, _)) => o.code.clone(),
+                    None => self.org(parent_id).await?.code,
+                };
+                Some((code, (*s).clone()))
+            } else if parent_id.starts_with(NEW_ID) {
+                None
             } else {
                 let row = sqlx::query("SELECT shape FROM grid_areas WHERE org_id = $1")
                     .bind(parent_id)
@@ -419,6 +528,80 @@ pub(crate) fn outside(p: LonLat) -> Error {
         "the point ({:.6}, {:.6}) is outside every grid; check the coordinates and their system (phones in China report gcj02)",
         p.lon, p.lat
     ))
+}
+
+/// Plans an organisation a boundary file adds: its provisional `OrgRef` (id `new:<code>`) and
+/// what the report says of it, or why it cannot be created.
+fn plan_new_org(
+    caller: &Caller,
+    by_code: &HashMap<String, OrgRef>,
+    unknown: &HashMap<String, (usize, &spatial::geojson::Feature)>,
+    code: &str,
+) -> std::result::Result<(OrgRef, NewArea), String> {
+    let f = unknown[code].1;
+    identity::orgs::check_code(code).map_err(|e| e.message)?;
+    let name = f.prop("name").ok_or_else(|| {
+        format!("there is no organisation with code {code}; to create it the feature needs a \"name\" property")
+    })?;
+    let name = identity::orgs::check_name("name", &name, 100).map_err(|e| e.message)?;
+    let level = f.prop("level").unwrap_or_else(|| "grid".into());
+    let kind = identity::OrgKind::parse(&level)
+        .filter(|k| !matches!(k, identity::OrgKind::Department | identity::OrgKind::Province))
+        .ok_or_else(|| format!("level {level} is not one of city, district, street, community or grid"))?;
+    let parent_code = f.prop("parent_code").ok_or_else(|| {
+        format!("there is no organisation with code {code}; to create it the feature needs a \"parent_code\" property")
+    })?;
+    // The parent's kind, and the nearest ancestor already in the tree (for the scope check).
+    let level_of = |f: &spatial::geojson::Feature| f.prop("level").unwrap_or_else(|| "grid".into());
+    let parent_kind = match (by_code.get(&parent_code), unknown.get(&parent_code)) {
+        (Some(o), _) => identity::OrgKind::parse(&o.kind),
+        (None, Some((_, pf))) => identity::OrgKind::parse(&level_of(pf)),
+        (None, None) => {
+            return Err(format!("the parent {parent_code} is neither an organisation nor a feature of this file"));
+        }
+    }
+    .ok_or_else(|| format!("the parent {parent_code} has no valid level"))?;
+    if !kind.may_sit_under(parent_kind) {
+        return Err(format!("a {} cannot sit under a {} ({parent_code})", kind.as_str(), parent_kind.as_str()));
+    }
+    let mut cur = parent_code.clone();
+    let mut steps = 0;
+    let ancestor = loop {
+        if let Some(o) = by_code.get(&cur) {
+            break o;
+        }
+        steps += 1;
+        match unknown.get(&cur) {
+            // Each step goes one feature up; more steps than features means a circle.
+            Some((_, pf)) if steps <= unknown.len() => cur = pf.prop("parent_code").unwrap_or_default(),
+            Some(_) => return Err(format!("the parents named from {code} go round in a circle")),
+            None => return Err(format!("the parents named from {code} do not lead to an organisation of the tree")),
+        }
+    };
+    let perm = if kind == identity::OrgKind::Grid { GRID_MANAGE } else { ORG_MANAGE };
+    let scope = caller.scope(perm);
+    if scope.is_empty() {
+        return Err(format!(
+            "creating a {} needs the permission 管理组织机构 (org.manage); create {code} in 组织机构 first",
+            kind.as_str()
+        ));
+    }
+    if !scope.covers_org(&identity_org(ancestor)) {
+        return Err(format!("{} is outside the organisations you manage", ancestor.name));
+    }
+    let parent_id = match by_code.get(&parent_code) {
+        Some(o) => o.id.clone(),
+        None => format!("{NEW_ID}{parent_code}"),
+    };
+    let org = OrgRef {
+        id: format!("{NEW_ID}{code}"),
+        code: code.to_string(),
+        name: name.clone(),
+        kind: kind.as_str().to_string(),
+        parent_id: Some(parent_id),
+        path: String::new(),
+    };
+    Ok((org, NewArea { code: code.to_string(), name, level: kind.as_str().to_string(), parent_code, id: None }))
 }
 
 /// The identity crate's org type, for scope checks.

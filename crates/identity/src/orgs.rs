@@ -2,11 +2,11 @@
 
 use kernel::{Error, ErrorCode, Result};
 use serde::Deserialize;
-use store::{DbResultExt, Row, Where};
+use store::{DbResultExt, Row, Tx, Where};
 
 use crate::model::{Org, OrgId, OrgKind};
 use crate::perms::{ORG_MANAGE, ORG_READ};
-use crate::scope::Caller;
+use crate::scope::{Caller, Scope};
 use crate::service::{Actor, Identity, ORG_COLUMNS, org_from_row};
 
 /// A new organisation.
@@ -31,14 +31,14 @@ pub struct OrgPatch {
     pub sort: Option<i64>,
 }
 
-pub(crate) fn check_code(code: &str) -> Result<()> {
+pub fn check_code(code: &str) -> Result<()> {
     let ok = !code.is_empty()
         && code.len() <= 64
         && code.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.');
     if ok { Ok(()) } else { Err(Error::validation("code must be 1-64 letters, digits, '-', '_' or '.'")) }
 }
 
-pub(crate) fn check_name(field: &str, name: &str, max: usize) -> Result<String> {
+pub fn check_name(field: &str, name: &str, max: usize) -> Result<String> {
     let name = name.trim();
     if name.is_empty() || name.chars().count() > max {
         return Err(Error::validation(format!("{field} must be 1-{max} characters")));
@@ -53,14 +53,23 @@ impl Identity {
     /// Creates an org. The caller needs `org.manage` over the parent (a root needs scope `all`).
     pub async fn create_org(&self, caller: &Caller, actor: &Actor, new: NewOrg) -> Result<Org> {
         let scope = caller.require(ORG_MANAGE)?.clone();
+        let mut tx = self.db().begin().await?;
+        let org = self.create_org_in(&mut tx, &scope, actor, new).await?;
+        tx.commit().await.db()?;
+        Ok(org)
+    }
+
+    /// Creates an org inside the caller's transaction, audited there. `scope` is what the caller
+    /// holds of the permission that allows this creation (`org.manage`; the grid import lets a
+    /// grid administrator's `grid.manage` create grids): it must cover the parent.
+    pub async fn create_org_in(&self, tx: &mut Tx, scope: &Scope, actor: &Actor, new: NewOrg) -> Result<Org> {
         check_code(&new.code)?;
         let name = check_name("name", &new.name, 100)?;
         let now = self.now();
-        let mut tx = self.db().begin().await?;
         let id = OrgId::new();
         let (parent_id, path, depth) = match &new.parent_id {
             Some(pid) => {
-                let parent = self.org_in(&mut tx, pid).await?;
+                let parent = self.org_in(tx, pid).await?;
                 if !scope.covers_org(&parent) {
                     return Err(Error::new(
                         ErrorCode::OutOfScope,
@@ -74,7 +83,7 @@ impl Identity {
                         parent.kind.as_str()
                     )));
                 }
-                (Some(parent.id.0.clone()), format!("{}{}/", parent.path, id), parent.depth + 1)
+                (Some(parent.id), format!("{}{}/", parent.path, id), parent.depth + 1)
             }
             None if scope.all => (None, format!("/{id}/"), 0),
             None => return Err(Error::new(ErrorCode::OutOfScope, "only a caller with scope 'all' may create a root")),
@@ -84,7 +93,7 @@ impl Identity {
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9)",
         )
         .bind(id.as_str())
-        .bind(parent_id.as_deref())
+        .bind(parent_id.as_ref().map(|p| p.as_str()))
         .bind(new.kind.as_str())
         .bind(&new.code)
         .bind(&name)
@@ -92,7 +101,7 @@ impl Identity {
         .bind(depth)
         .bind(new.sort)
         .bind(now)
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await
         .map_err(|e| match store::is_unique_violation(&e) {
             true => Error::new(ErrorCode::AlreadyExists, format!("an organisation with code '{}' exists", new.code)),
@@ -102,9 +111,8 @@ impl Identity {
             .entry(now, "org.create")
             .object("org", id.as_str())
             .detail(serde_json::json!({"code": new.code, "name": name, "kind": new.kind}));
-        self.audit(&mut tx, entry).await?;
-        tx.commit().await.db()?;
-        self.org(id.as_str()).await
+        self.audit(tx, entry).await?;
+        Ok(Org { id, parent_id, kind: new.kind, code: new.code, name, path, depth, sort: new.sort })
     }
 
     /// Creates an org without a caller (bootstrap and demo set-up), audited as `actor`.

@@ -16,6 +16,9 @@ use spatial::{BBox, Shape, synth};
 const CITY: BBox = BBox { min_lon: 116.93, min_lat: 36.62, max_lon: 117.09, max_lat: 36.70 };
 /// Districts from west to east.
 const DISTRICT_ORDER: &[&str] = &["370104", "370105", "370103", "370102"];
+/// A community whose boundary file adds a fourth grid (for a new housing estate): the import
+/// creates it in the org tree, as a grid administrator's redrawn division would.
+const REDRAWN_COMMUNITY: (&str, &str) = ("370105002002", "官扎营");
 
 async fn caller(state: &AppState, username: &str) -> anyhow::Result<(Caller, Actor)> {
     let id = state
@@ -76,11 +79,22 @@ async fn boundaries(state: &AppState) -> anyhow::Result<(String, Vec<(String, [f
                 let area = BBox { min_lon: sx0, min_lat: cy0, max_lon: sx0 + w, max_lat: cy0 + h };
                 features.push(feature(ccode, &rect(area.min_lon, area.min_lat, area.max_lon, area.max_lat)));
                 let grids = children(cid, "grid");
+                let added = (ccode == REDRAWN_COMMUNITY.0).then(|| format!("{ccode}{:02}", grids.len() + 1));
                 seed += 1;
-                let shapes = synth::tessellate(area, 1, grids.len().max(1), 10, seed);
+                let rows = grids.len().max(1) + usize::from(added.is_some());
+                let shapes = synth::tessellate(area, 1, rows, 10, seed);
                 for ((_, gcode), shape) in grids.iter().zip(shapes.iter()) {
                     features.push(feature(gcode, shape));
                     points.push((gcode.clone(), shape.label_point()));
+                }
+                if let (Some(code), Some(shape)) = (added, shapes.last()) {
+                    let name = format!("{}第{}网格", REDRAWN_COMMUNITY.1, grids.len() + 1);
+                    let props = Map::from_iter(
+                        [("code", code.as_str()), ("name", &name), ("level", "grid"), ("parent_code", ccode)]
+                            .map(|(k, v)| (k.to_string(), Value::String(v.to_string()))),
+                    );
+                    features.push(spatial::geojson::feature(shape, props));
+                    points.push((code, shape.label_point()));
                 }
             }
         }
@@ -94,7 +108,7 @@ pub async fn seed_setup(state: &AppState) -> anyhow::Result<Vec<(String, [f64; 2
     let (admin, actor) = caller(state, "gridadmin").await?;
     let (text, points) = boundaries(state).await?;
     let report = g
-        .import_areas(&admin, &actor, &text, &grid::areas::ImportParams::default())
+        .import_areas(&admin, &actor, &text, &grid::areas::ImportParams { create_orgs: true, ..Default::default() })
         .await
         .map_err(|e| anyhow!("importing the demo boundaries: {e}"))?;
     if report.imported == 0 {

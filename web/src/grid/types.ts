@@ -248,6 +248,15 @@ export interface ImportReport {
   imported: number
   feature_problems: FeatureProblem[]
   geometry_problems: GeometryProblem[]
+  new_orgs: NewArea[]
+}
+
+export interface NewArea {
+  code: string
+  name: string
+  level: string
+  parent_code: string
+  id?: string
 }
 
 export const SOURCES: Record<string, string> = {

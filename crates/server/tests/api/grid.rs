@@ -417,6 +417,141 @@ async fn boundaries_import_is_checked_and_cases_are_scoped() {
     }
 }
 
+async fn import_areas(s: &Session, query: &str, file: &Value) -> (StatusCode, Value) {
+    let r = s
+        .http
+        .post(format!("{}/api/v1/grid/areas/import?{query}", s.base))
+        .header("x-csrf-token", &s.csrf)
+        .header("content-type", "application/geo+json")
+        .body(file.to_string())
+        .send()
+        .await
+        .unwrap();
+    let st = r.status();
+    (st, r.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn a_boundary_file_adds_new_grids_to_the_tree_and_only_grids_for_a_grid_administrator() {
+    for backend in test_backends() {
+        let (app, _points) = grid_app(backend).await;
+        let admin = app.login("gridadmin").await;
+        // Redraw community 370102001001 as four grids: its three and a new fourth one.
+        let (_, comm) = admin.json(Method::GET, "/api/v1/grid/areas?level=community", None).await;
+        let c =
+            comm["features"].as_array().unwrap().iter().find(|f| f["properties"]["code"] == "370102001001").unwrap();
+        let ring = c["geometry"]["coordinates"][0].as_array().unwrap();
+        let xs: Vec<f64> = ring.iter().map(|p| p[0].as_f64().unwrap()).collect();
+        let ys: Vec<f64> = ring.iter().map(|p| p[1].as_f64().unwrap()).collect();
+        let area = spatial::BBox {
+            min_lon: xs.iter().cloned().fold(f64::MAX, f64::min),
+            min_lat: ys.iter().cloned().fold(f64::MAX, f64::min),
+            max_lon: xs.iter().cloned().fold(f64::MIN, f64::max),
+            max_lat: ys.iter().cloned().fold(f64::MIN, f64::max),
+        };
+        let shapes = spatial::synth::tessellate(area, 1, 4, 10, 77);
+        let feature = |props: Value, shape: &spatial::Shape| {
+            spatial::geojson::feature(shape, serde_json::from_value(props).unwrap())
+        };
+        let mut feats: Vec<Value> =
+            (1..=3).map(|g| feature(json!({"code": format!("3701020010010{g}")}), &shapes[g - 1])).collect();
+        feats.push(feature(
+            json!({"code": "37010200100104", "name": "山大路第4网格", "level": "grid", "parent_code": "370102001001"}),
+            &shapes[3],
+        ));
+        let file = json!({"type": "FeatureCollection", "features": feats});
+
+        // Without create_orgs the unknown code is a problem naming the way out; nothing is written.
+        let (s, r) = import_areas(&admin, "", &file).await;
+        assert_eq!(s, StatusCode::OK, "{r}");
+        assert_eq!(r["imported"], 0, "{r}");
+        assert_eq!(r["feature_problems"][0]["code"], "37010200100104", "{r}");
+        assert!(r["feature_problems"][0]["message"].as_str().unwrap().contains("create_orgs"), "{r}");
+        // A dry run lists the grid it would create, and creates nothing.
+        let (_, r) = import_areas(&admin, "create_orgs=true&dry_run=true", &file).await;
+        assert_eq!(r["imported"], 0, "{r}");
+        assert_eq!(r["feature_problems"], json!([]), "{r}");
+        assert_eq!(r["geometry_problems"], json!([]), "{r}");
+        assert_eq!(r["new_orgs"][0]["code"], "37010200100104", "{r}");
+        assert!(r["new_orgs"][0].get("id").is_none(), "{r}");
+        let (_, orgs) = admin.json(Method::GET, "/api/v1/orgs", None).await;
+        assert!(!orgs.as_array().unwrap().iter().any(|o| o["code"] == "37010200100104"));
+
+        // Imported: the grid exists under its community and the point → grid index finds it.
+        let (s, r) = import_areas(&admin, "create_orgs=true", &file).await;
+        assert_eq!(s, StatusCode::OK, "{r}");
+        assert_eq!(r["imported"], 4, "{r}");
+        let new_id = r["new_orgs"][0]["id"].as_str().expect("the new grid's id").to_string();
+        let (_, orgs) = admin.json(Method::GET, "/api/v1/orgs", None).await;
+        let o = orgs.as_array().unwrap().iter().find(|o| o["code"] == "37010200100104").expect("created").clone();
+        assert_eq!(o["id"], new_id.as_str());
+        assert_eq!(o["kind"], "grid");
+        assert_eq!(o["name"], "山大路第4网格");
+        let community = orgs.as_array().unwrap().iter().find(|o| o["code"] == "370102001001").unwrap();
+        assert_eq!(o["parent_id"], community["id"]);
+        let p = shapes[3].label_point();
+        let (s, loc) = admin.json(Method::GET, &format!("/api/v1/grid/locate?lon={}&lat={}", p[0], p[1]), None).await;
+        assert_eq!(s, StatusCode::OK, "{loc}");
+        assert_eq!(loc["lineage"][0]["code"], "37010200100104", "{loc}");
+        assert_eq!(loc["lineage"][1]["code"], "370102001001", "{loc}");
+        // Its grid worker can be assigned like any other's.
+        let (s, body) = admin
+            .json(
+                Method::POST,
+                &format!("/api/v1/grid/areas/{new_id}/workers"),
+                Some(json!({"username": "gridworker"})),
+            )
+            .await;
+        assert!(s.is_success(), "{body}");
+
+        // A grid administrator cannot add a community (that is the org tree's administrator's);
+        // parents that lead nowhere or go round in a circle are named; nothing is written.
+        let box_of = |dx: f64| {
+            spatial::Shape::polygon(vec![
+                [117.2 + dx, 36.8],
+                [117.21 + dx, 36.8],
+                [117.21 + dx, 36.81],
+                [117.2 + dx, 36.81],
+                [117.2 + dx, 36.8],
+            ])
+        };
+        let bad = json!({"type": "FeatureCollection", "features": [
+            feature(json!({"code": "370102001099", "name": "新社区", "level": "community", "parent_code": "370102001"}), &box_of(0.0)),
+            feature(json!({"code": "G1", "name": "甲网格", "parent_code": "G2"}), &box_of(0.02)),
+            feature(json!({"code": "G2", "name": "乙网格", "level": "community", "parent_code": "G1"}), &box_of(0.04)),
+            feature(json!({"code": "G3", "name": "丙网格", "parent_code": "NOWHERE"}), &box_of(0.06)),
+            feature(json!({"code": "G4", "name": "丁网格", "parent_code": "370100-cgj"}), &box_of(0.08)),
+        ]});
+        let (s, r) = import_areas(&admin, "create_orgs=true&accept_overlaps=true", &bad).await;
+        assert_eq!(s, StatusCode::OK, "{r}");
+        assert_eq!(r["imported"], 0, "{r}");
+        let msg = |code: &str| {
+            r["feature_problems"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|p| p["code"] == code)
+                .map(|p| p["message"].as_str().unwrap().to_string())
+                .unwrap_or_else(|| panic!("no problem for {code}: {r}"))
+        };
+        assert!(msg("370102001099").contains("org.manage"), "{r}");
+        assert!(msg("G1").contains("circle"), "{r}");
+        assert!(msg("G3").contains("NOWHERE"), "{r}");
+        assert!(msg("G4").contains("cannot sit under"), "{r}");
+        let (_, orgs) = admin.json(Method::GET, "/api/v1/orgs", None).await;
+        assert!(!orgs.as_array().unwrap().iter().any(|o| o["code"] == "G3" || o["code"] == "370102001099"));
+
+        // The creation is audited with the import.
+        let auditor = app.login("auditor").await;
+        let (s, page) = auditor
+            .json(Method::GET, &format!("/api/v1/audit/records?action=org.create&object_id={new_id}"), None)
+            .await;
+        assert_eq!(s, StatusCode::OK);
+        assert_eq!(page["total"], 1, "{page}");
+        assert_eq!(page["items"][0]["actor_name"], "gridadmin");
+    }
+}
+
 /// A tiny valid PNG (1×1, red).
 const PNG: &[u8] = &[
     0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A, 0x00, 0x00, 0x00, 0x0D, 0x49, 0x48, 0x44, 0x52, 0x00, 0x00, 0x00,
