@@ -148,6 +148,18 @@ test('the grid administrator sees the platforms, their delivery log and reconcil
   assert.match(text, /派往\s*济南市数字化城市管理平台/)
   assert.match(text, /已送达/)
   await disp.screenshot({ path: `${SHOTS}grid-case-platform.png`, fullPage: true })
+  // The demo's cases carry the photos of the report and of the handling.
+  await disp.keyboard.press('Escape')
+  await disp.waitForSelector('.el-drawer', { state: 'hidden' })
+  await disp.fill('[data-test=case-search]', '山大路与文化东路路口')
+  await disp.keyboard.press('Enter')
+  await disp.click('.el-table__row:has-text("山大路与文化东路路口污水井盖破损")')
+  await disp.waitForFunction(() => {
+    const imgs = [...document.querySelectorAll('[data-test=case-photos] img')]
+    return imgs.length === 2 && imgs.every((i) => i.complete && i.naturalWidth === 480)
+  })
+  await disp.waitForFunction(() => !document.querySelector('.el-drawer-fade-enter-active'))
+  await disp.screenshot({ path: `${SHOTS}grid-case-photos.png`, fullPage: true })
   await ctx2.close()
 })
 

@@ -550,11 +550,30 @@ pub async fn seed(state: &AppState) -> anyhow::Result<()> {
             urgency: "normal",
         },
     ];
+    // Photos as the phones would take them: of what was reported, and of the spot after handling.
+    let scene = |category: &str| crate::demo_photos::Scene::for_category(category);
+    let snap = |c: &Caller, a: &Actor, category: &str, after: bool, at: (f64, f64), name: &str| {
+        let g = g.clone();
+        let (c, a) = (c.clone(), a.clone());
+        let (category, name) = (category.to_string(), name.to_string());
+        async move {
+            let Some(scene) = scene(&category) else { return Ok::<_, anyhow::Error>(vec![]) };
+            let now = g.now();
+            let local = chrono::DateTime::from_timestamp_millis(now + 8 * 3_600_000).unwrap_or_default();
+            let stamp = format!("{} E{:.4} N{:.4}", local.format("%Y-%m-%d %H:%M"), at.0, at.1);
+            let seed = (at.0 * 1e6) as u64 ^ (at.1 * 1e6) as u64;
+            let data =
+                tokio::task::spawn_blocking(move || crate::demo_photos::photo(scene, after, seed, &stamp)).await?;
+            let photo = g.upload(&c, &a, &name, &data).await.map_err(|e| anyhow!("{name}: {e}"))?;
+            Ok(vec![photo.id])
+        }
+    };
     for r in reports {
         let (who, who_actor) = match r.who {
             "gridworker" => (&gw, &gw_actor),
             _ => (&disp, &disp_actor),
         };
+        let photos = snap(who, who_actor, r.category, false, r.at, "现场照片.png").await?;
         let req = IntakeRequest {
             source: r.source.into(),
             external_id: r.ext.map(String::from),
@@ -567,6 +586,7 @@ pub async fn seed(state: &AppState) -> anyhow::Result<()> {
             address: Some(r.address.into()),
             reporter: (r.who != "gridworker").then(|| "市民".to_string()),
             resolved_on_spot: r.to == "spot",
+            attachments: photos,
             ..Default::default()
         };
         let case = g.intake(who, who_actor, req).await.map_err(|e| anyhow!("{}: {e}", r.title))?.case;
@@ -618,7 +638,8 @@ pub async fn seed(state: &AppState) -> anyhow::Result<()> {
             act(h, ha, CaseAction::RequestExtension { days: 3, reason: "需协调施工单位采购防尘网".into() }).await?;
             continue;
         }
-        act(h, ha, CaseAction::Handle { feedback: "已安排作业班组到场处置完毕。".into(), attachments: vec![] }).await?;
+        let attachments = snap(h, ha, r.category, true, r.at, "处置后.png").await?;
+        act(h, ha, CaseAction::Handle { feedback: "已安排作业班组到场处置完毕。".into(), attachments }).await?;
         if r.to == "verify" {
             continue;
         }
@@ -627,22 +648,22 @@ pub async fn seed(state: &AppState) -> anyhow::Result<()> {
         }
         let verifier = (&gw, &gw_actor);
         if r.to == "rework" {
+            let attachments = snap(verifier.0, verifier.1, r.category, false, r.at, "复核照片.png").await?;
             act(
                 verifier.0,
                 verifier.1,
                 CaseAction::Verify {
-                    passed: false,
-                    note: Some("现场复核仍有散落垃圾未清理".into()),
-                    attachments: vec![],
+                    passed: false, note: Some("现场复核仍有散落垃圾未清理".into()), attachments
                 },
             )
             .await?;
             continue;
         }
+        let attachments = snap(verifier.0, verifier.1, r.category, true, r.at, "复核照片.png").await?;
         act(
             verifier.0,
             verifier.1,
-            CaseAction::Verify { passed: true, note: Some("现场复核已处置到位".into()), attachments: vec![] },
+            CaseAction::Verify { passed: true, note: Some("现场复核已处置到位".into()), attachments },
         )
         .await?;
     }

@@ -8,5 +8,6 @@ pub mod config;
 pub mod demo;
 pub mod demo_flow;
 pub mod demo_grid;
+pub mod demo_photos;
 pub mod tls;
 pub mod web;
