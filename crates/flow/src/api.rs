@@ -11,9 +11,9 @@ use utoipa_axum::routes;
 
 use crate::parse::ModelError;
 use crate::runtime::{
-    BulkMigration, Definition, DefinitionSummary, DelayRow, Flow, HistoryEntry, Incident, IncidentFilter, Instance,
-    InstanceDetail, InstanceFilter, MessageRequest, MigrateRequest, Resolution, StartRequest, Task, TaskAction,
-    TaskFilter, TaskView,
+    BufferedMessage, BulkMigration, Correlation, Definition, DefinitionSummary, DelayRow, Flow, HistoryEntry, Incident,
+    IncidentFilter, Instance, InstanceDetail, InstanceFilter, MessageRequest, MigrateRequest, Resolution, StartRequest,
+    Task, TaskAction, TaskFilter, TaskView,
 };
 
 /// Permission markers of the workflow engine.
@@ -23,6 +23,7 @@ pub mod perm {
         FlowModelRead = perms::FLOW_MODEL_READ,
         FlowModelManage = perms::FLOW_MODEL_MANAGE,
         FlowStart = perms::FLOW_START,
+        FlowInstanceRead = perms::FLOW_INSTANCE_READ,
         FlowInstanceManage = perms::FLOW_INSTANCE_MANAGE,
         FlowTask = perms::FLOW_TASK,
     }
@@ -47,7 +48,8 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(cancel_instance))
         .routes(routes!(migrate_instance))
         .routes(routes!(migrate_version))
-        .routes(routes!(correlate_message))
+        .routes(routes!(list_messages, correlate_message))
+        .routes(routes!(withdraw_message))
         .routes(routes!(broadcast_signal))
         .routes(routes!(list_tasks))
         .routes(routes!(get_task, act_on_task))
@@ -205,15 +207,53 @@ pub async fn cancel_instance(
 }
 
 /// Delivers a message (event notification) to the instance waiting for it, or starts a
-/// process with a matching message start event.
+/// process with a matching message start event (200, the instance). With `ttl_seconds`, a
+/// message nobody waits for yet is buffered until an instance subscribes to it (202).
 #[utoipa::path(post, path = "/flow/messages", tag = TAG, request_body = MessageRequest,
-    responses((status = 200, body = Instance), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = Instance, description = "delivered, or it started an instance"),
+        (status = 202, body = BufferedMessage, description = "nobody waits yet: buffered until it expires"),
+        (status = 404, body = ErrorBody, description = "nobody waits, nothing starts with it and no ttl_seconds"),
+        (status = 409, body = ErrorBody, description = "a message with this message_id is already buffered")))]
 pub async fn correlate_message(
     Svc(flow): Svc<Flow>,
     auth: Need<perm::FlowStart>,
     Json(req): Json<MessageRequest>,
-) -> ApiResult<axum::Json<Instance>> {
-    Ok(axum::Json(flow.correlate(&auth.caller, &auth.actor(), req).await?))
+) -> ApiResult<axum::response::Response> {
+    use axum::response::IntoResponse;
+    Ok(match flow.correlate(&auth.caller, &auth.actor(), req).await? {
+        Correlation::Delivered(i) => axum::Json(*i).into_response(),
+        Correlation::Buffered(m) => (StatusCode::ACCEPTED, axum::Json(m)).into_response(),
+    })
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct MessageFilter {
+    /// Only messages of this name.
+    pub name: Option<String>,
+}
+
+/// Buffered messages that no instance has taken yet and that have not expired, oldest first.
+#[utoipa::path(get, path = "/flow/messages", tag = TAG, params(MessageFilter),
+    responses((status = 200, body = Vec<BufferedMessage>)))]
+pub async fn list_messages(
+    Svc(flow): Svc<Flow>,
+    auth: Need<perm::FlowInstanceRead>,
+    Query(f): Query<MessageFilter>,
+) -> ApiResult<axum::Json<Vec<BufferedMessage>>> {
+    Ok(axum::Json(flow.buffered_messages(&auth.caller, f.name.as_deref()).await?))
+}
+
+/// Withdraws a buffered message before an instance takes it.
+#[utoipa::path(delete, path = "/flow/messages/{id}", tag = TAG, params(("id" = String, Path)),
+    responses((status = 204), (status = 404, body = ErrorBody)))]
+pub async fn withdraw_message(
+    Svc(flow): Svc<Flow>,
+    auth: Need<perm::FlowInstanceManage>,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    flow.withdraw_message(&auth.caller, &auth.actor(), &id).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]

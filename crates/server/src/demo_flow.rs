@@ -13,6 +13,7 @@ const MODELS: &[&str] = &[
     include_str!("../demo/data_sharing.bpmn"),
     include_str!("../demo/citizen_request.bpmn"),
     include_str!("../demo/interface_sync.bpmn"),
+    include_str!("../demo/material_supplement.bpmn"),
 ];
 const FORMS: &str = include_str!("../demo/forms.json");
 
@@ -144,6 +145,28 @@ pub async fn seed(state: &AppState) -> anyhow::Result<()> {
     work(&flow, state, "dispatcher", &closed, "dispatch", json!({})).await?;
     work(&flow, state, "cgj_handler", &closed, "handle", json!({"result": "已责令整改"})).await?;
     work(&flow, state, "dispatcher", &closed, "callback", json!({"satisfied": true})).await?;
+
+    // 材料补正: one application waits for the applicant's supplement; for another the 一网通办
+    // portal reported the supplement before the clerk had finished — the message is buffered
+    // and taken the moment the instance reaches its wait.
+    let waiting =
+        start("dispatcher", "material_supplement", "SQ-2026-0311", json!({"applyNo": "SQ-2026-0311"})).await?;
+    work(&flow, state, "dispatcher", &waiting, "accept", json!({})).await?;
+    start("dispatcher", "material_supplement", "SQ-2026-0315", json!({"applyNo": "SQ-2026-0315"})).await?;
+    let portal = Actor { username: Some("flowadmin".into()), ..Actor::system() };
+    flow.correlate(
+        &admin,
+        &portal,
+        flow::runtime::MessageRequest {
+            name: "材料已补正".into(),
+            correlation_key: Some("SQ-2026-0315".into()),
+            variables: vars(json!({"supplied": ["营业执照副本", "法定代表人身份证明"]})),
+            ttl_seconds: Some(7 * 86_400),
+            message_id: Some("YWTB-20261122-000815".into()),
+        },
+    )
+    .await
+    .map_err(|e| anyhow!("buffering the demo message: {e}"))?;
 
     // 接口对接: the provincial endpoint is down; the job fails once and raises an incident.
     start(

@@ -150,6 +150,41 @@ pub struct MessageRequest {
     #[serde(default)]
     #[schema(value_type = Object)]
     pub variables: serde_json::Map<String, Value>,
+    /// Keep the message this many seconds (at most 30 days) when no instance waits for it yet
+    /// and no process starts with it: the first instance that subscribes to it in that time
+    /// takes it (message buffering). Absent or 0: such a message is refused.
+    #[serde(default)]
+    pub ttl_seconds: Option<i64>,
+    /// The publisher's own id for the message; publishing the same id again while the first is
+    /// buffered is refused (`already_exists`), so a publisher can retry safely.
+    #[serde(default)]
+    pub message_id: Option<String>,
+}
+
+/// Longest time to live of a buffered message.
+pub const MAX_MESSAGE_TTL_SECONDS: i64 = 30 * 86_400;
+
+/// A message kept until an instance subscribes to it.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct BufferedMessage {
+    pub id: String,
+    pub name: String,
+    pub correlation_key: Option<String>,
+    pub message_id: Option<String>,
+    #[schema(value_type = Object)]
+    pub variables: serde_json::Map<String, Value>,
+    pub published_at: i64,
+    pub expires_at: i64,
+    pub published_by: Option<String>,
+}
+
+/// What became of a published message.
+#[derive(Debug, Clone)]
+pub enum Correlation {
+    /// Delivered to a waiting instance, or it started one.
+    Delivered(Box<Instance>),
+    /// Nobody waited: kept in the buffer until it expires.
+    Buffered(BufferedMessage),
 }
 
 /// Moving an instance to another version (实例迁移).
@@ -290,15 +325,39 @@ impl Flow {
         Ok(ids)
     }
 
-    /// Delivers a message to the instance waiting for it (by name and correlation key).
-    pub async fn correlate(&self, caller: &Caller, actor: &Actor, req: MessageRequest) -> Result<Instance> {
+    /// Delivers a message to the instance waiting for it (by name and correlation key); else
+    /// starts a process with a matching message start event; else, with a time to live, keeps
+    /// it for the first instance that subscribes before it expires.
+    pub async fn correlate(&self, caller: &Caller, actor: &Actor, req: MessageRequest) -> Result<Correlation> {
         caller.require(FLOW_START)?;
+        let name = req.name.trim().to_string();
+        if name.is_empty() || name.chars().count() > 200 {
+            return Err(Error::validation("the message name must be 1-200 characters"));
+        }
+        let ttl = req.ttl_seconds.unwrap_or(0);
+        if !(0..=MAX_MESSAGE_TTL_SECONDS).contains(&ttl) {
+            return Err(Error::validation(format!(
+                "ttl_seconds must be between 0 and {MAX_MESSAGE_TTL_SECONDS} (30 days)"
+            )));
+        }
+        if let Some(m) = &req.message_id
+            && (m.trim().is_empty() || m.chars().count() > 200)
+        {
+            return Err(Error::validation("message_id must be 1-200 characters"));
+        }
         let vars = check_vars(req.variables)?;
         let mut unit = Unit::begin(self, Some(caller.username.clone())).await?;
-        let Some(id) = unit.correlate(&req.name, req.correlation_key.as_deref(), vars.clone(), true).await? else {
-            // No waiting instance: a process with a message start event for this name starts.
+        let Some(id) = unit.correlate(&name, req.correlation_key.as_deref(), vars.clone(), true).await? else {
             drop(unit);
-            return self.start_by_message(caller, actor, &req.name, req.correlation_key, vars).await;
+            // No waiting instance: a process with a message start event for this name starts.
+            match self.start_by_message(caller, actor, &name, req.correlation_key.clone(), vars.clone()).await {
+                Err(e) if e.code == ErrorCode::NotFound && ttl > 0 => {}
+                other => return other.map(|i| Correlation::Delivered(Box::new(i))),
+            }
+            return self
+                .buffer_message(caller, actor, name, req.correlation_key, req.message_id, vars, ttl)
+                .await
+                .map(Correlation::Buffered);
         };
         unit.run().await?;
         unit.flush().await?;
@@ -306,7 +365,111 @@ impl Flow {
         entry.detail = Some(to_json(&serde_json::json!({"name": req.name, "key": req.correlation_key}))?);
         self.identity().audit_log().append(&mut unit.tx, &entry).await?;
         unit.commit().await?;
-        self.instance_row(&id).await
+        Ok(Correlation::Delivered(Box::new(self.instance_row(&id).await?)))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn buffer_message(
+        &self,
+        caller: &Caller,
+        actor: &Actor,
+        name: String,
+        correlation_key: Option<String>,
+        message_id: Option<String>,
+        variables: serde_json::Map<String, Value>,
+        ttl: i64,
+    ) -> Result<BufferedMessage> {
+        let now = self.now();
+        let m = BufferedMessage {
+            id: uuid::Uuid::now_v7().to_string(),
+            name,
+            correlation_key,
+            message_id: message_id.map(|m| m.trim().to_string()),
+            variables,
+            published_at: now,
+            expires_at: now + ttl * 1000,
+            published_by: Some(caller.username.clone()),
+        };
+        let mut tx = self.db().begin().await?;
+        sqlx::query(
+            "INSERT INTO flow_messages (id, name, correlation_key, message_id, variables, published_at, expires_at, published_by)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(&m.id)
+        .bind(&m.name)
+        .bind(&m.correlation_key)
+        .bind(&m.message_id)
+        .bind(to_json(&m.variables)?)
+        .bind(m.published_at)
+        .bind(m.expires_at)
+        .bind(&m.published_by)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| match store::is_unique_violation(&e) {
+            true => Error::new(
+                ErrorCode::AlreadyExists,
+                format!(
+                    "message '{}' with id '{}' is already buffered",
+                    m.name,
+                    m.message_id.as_deref().unwrap_or_default()
+                ),
+            ),
+            false => store::db_error(e),
+        })?;
+        let entry = actor.entry(now, "flow.message.buffer").object("flow_message", &m.id).detail(serde_json::json!({
+            "name": m.name, "key": m.correlation_key, "message_id": m.message_id, "ttl_seconds": ttl,
+        }));
+        self.identity().audit_log().append(&mut tx, &entry).await?;
+        tx.commit().await.db()?;
+        Ok(m)
+    }
+
+    /// Buffered messages that have not expired, oldest first; `name` narrows to one.
+    pub async fn buffered_messages(&self, caller: &Caller, name: Option<&str>) -> Result<Vec<BufferedMessage>> {
+        caller.require(FLOW_INSTANCE_READ)?;
+        let mut w = Where::new();
+        w.and("expires_at > ?", [self.now().into()]);
+        if let Some(n) = name.map(str::trim).filter(|n| !n.is_empty()) {
+            w.and("name = ?", [n.to_string().into()]);
+        }
+        let sql = format!(
+            "SELECT id, name, correlation_key, message_id, variables, published_at, expires_at, published_by
+             FROM flow_messages {} ORDER BY published_at, id LIMIT 500",
+            w.clause()
+        );
+        let rows = w.bind(sqlx::query(sqlx::AssertSqlSafe(sql))).fetch_all(self.db().reader()).await.db()?;
+        Ok(rows
+            .iter()
+            .map(|r| BufferedMessage {
+                id: r.get(0),
+                name: r.get(1),
+                correlation_key: r.get(2),
+                message_id: r.get(3),
+                variables: serde_json::from_str(&r.get::<String, _>(4)).unwrap_or_default(),
+                published_at: r.get(5),
+                expires_at: r.get(6),
+                published_by: r.get(7),
+            })
+            .collect())
+    }
+
+    /// Withdraws a buffered message before anyone takes it.
+    pub async fn withdraw_message(&self, caller: &Caller, actor: &Actor, id: &str) -> Result<()> {
+        caller.require(FLOW_INSTANCE_MANAGE)?;
+        let mut tx = self.db().begin().await?;
+        let n = sqlx::query("DELETE FROM flow_messages WHERE id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .db()?
+            .rows_affected();
+        if n == 0 {
+            return Err(Error::not_found("buffered message"));
+        }
+        let entry = actor.entry(self.now(), "flow.message.withdraw").object("flow_message", id);
+        self.identity().audit_log().append(&mut tx, &entry).await?;
+        tx.commit().await.db()?;
+        Ok(())
     }
 
     async fn start_by_message(

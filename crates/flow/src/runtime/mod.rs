@@ -29,13 +29,14 @@ pub use defs::{Definition, DefinitionSummary, Deployed};
 pub use embed::{FlowTx, InstanceChange, Observer};
 pub use handlers::{Handler, JobInput, JobResult};
 pub use instances::{
-    BulkMigration, DelayRow, HistoryEntry, Incident, IncidentFilter, Instance, InstanceDetail, InstanceFilter,
-    MessageRequest, MigrateRequest, MigrationFailure, Resolution, StartRequest, TimelineItem,
+    BufferedMessage, BulkMigration, Correlation, DelayRow, HistoryEntry, Incident, IncidentFilter, Instance,
+    InstanceDetail, InstanceFilter, MAX_MESSAGE_TTL_SECONDS, MessageRequest, MigrateRequest, MigrationFailure,
+    Resolution, StartRequest, TimelineItem,
 };
 pub use tasks::{StepRef, Task, TaskAction, TaskFilter, TaskView};
 pub use worker::spawn_workers;
 
-pub static MIGRATIONS: store::MigrationSet = store::migrations!("flow": 1 => portable "0001_flow", 2 => portable "0002_start_timers", 3 => portable "0003_task_instance_index");
+pub static MIGRATIONS: store::MigrationSet = store::migrations!("flow": 1 => portable "0001_flow", 2 => portable "0002_start_timers", 3 => portable "0003_task_instance_index", 4 => portable "0004_message_buffer");
 
 /// Settings of the workflow runtime (`[flow]` in the config file).
 #[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]

@@ -69,6 +69,9 @@ pub(crate) struct Unit<'f> {
     org_ids: HashMap<String, String>,
     /// Tasks created by the engine in this run, written together (multi-row) at its end.
     new_tasks: Vec<NewTask>,
+    /// Buffered messages being delivered to (instance, token): each leaves the buffer only when
+    /// its delivery succeeds (an event-based gateway takes one of several, the rest stay).
+    from_buffer: HashMap<(String, u64), String>,
 }
 
 /// A task row to insert.
@@ -108,6 +111,7 @@ impl<'f> Unit<'f> {
             wake: false,
             wake_notify: false,
             new_tasks: Vec::new(),
+            from_buffer: HashMap::new(),
             org_ids: HashMap::new(),
         })
     }
@@ -234,6 +238,10 @@ impl<'f> Unit<'f> {
                 ));
             }
             self.load(&id).await?;
+            let buffered = match &cmd {
+                Command::Deliver { token, .. } => self.from_buffer.remove(&(id.clone(), *token)),
+                _ => None,
+            };
             let l = self.loaded.get_mut(&id).expect("loaded");
             let def = l.def.clone();
             let actions = match step(
@@ -249,6 +257,13 @@ impl<'f> Unit<'f> {
                     continue;
                 }
             };
+            if let Some(message) = buffered {
+                sqlx::query("DELETE FROM flow_messages WHERE id = $1")
+                    .bind(&message)
+                    .execute(&mut *self.tx)
+                    .await
+                    .db()?;
+            }
             for a in actions {
                 self.apply(&id, &def, a).await?;
             }
@@ -346,6 +361,12 @@ impl<'f> Unit<'f> {
                     .db()?;
             }
             Action::Subscribe { token, element, name, key, signal } => {
+                if !signal && let Some((message, vars)) = self.buffered_message(&name, key.as_deref()).await? {
+                    // A message published earlier with a time to live is delivered at once.
+                    self.from_buffer.insert((id.to_string(), token), message);
+                    self.push(id, Command::Deliver { token, vars }, false);
+                    return Ok(());
+                }
                 sqlx::query(
                     "INSERT INTO flow_subscriptions (instance_id, token, element_id, name, correlation_key, signal, created_at)
                      VALUES ($1, $2, $3, $4, $5, $6, $7)
@@ -628,6 +649,33 @@ impl<'f> Unit<'f> {
         self.consume_subscription(&instance, token).await?;
         self.push(&instance, Command::Deliver { token: token as u64, vars }, primary);
         Ok(Some(instance))
+    }
+
+    /// The oldest unexpired buffered message for a new subscription (a subscription without a
+    /// key takes any message of its name), not already on its way to another token.
+    async fn buffered_message(&mut self, name: &str, key: Option<&str>) -> Result<Option<(String, VarMap)>> {
+        let sql = match key {
+            Some(_) => {
+                "SELECT id, variables FROM flow_messages WHERE name = $1 AND expires_at > $2 AND correlation_key = $3 ORDER BY published_at, id LIMIT 16"
+            }
+            None => {
+                "SELECT id, variables FROM flow_messages WHERE name = $1 AND expires_at > $2 ORDER BY published_at, id LIMIT 16"
+            }
+        };
+        let mut q = sqlx::query(sql).bind(name).bind(self.now);
+        if let Some(k) = key {
+            q = q.bind(k);
+        }
+        let rows = q.fetch_all(&mut *self.tx).await.db()?;
+        for r in rows {
+            let id: String = r.get(0);
+            if self.from_buffer.values().any(|m| *m == id) {
+                continue;
+            }
+            let vars: VarMap = serde_json::from_str(&r.get::<String, _>(1)).unwrap_or_default();
+            return Ok(Some((id, vars)));
+        }
+        Ok(None)
     }
 
     /// Delivers a signal to every subscription of that name. Returns how many.

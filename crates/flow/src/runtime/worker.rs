@@ -176,6 +176,16 @@ impl Flow {
     /// Removes completed and cancelled instances (with history, tasks and incidents) that ended
     /// more than `history_retention_days` ago. Returns how many instances were removed.
     pub async fn cleanup_history(&self) -> Result<u64> {
+        // Expired buffered messages go whatever the history policy.
+        let expired = sqlx::query("DELETE FROM flow_messages WHERE expires_at <= $1")
+            .bind(self.now())
+            .execute(self.db().writer())
+            .await
+            .db()?
+            .rows_affected();
+        if expired > 0 {
+            tracing::info!(messages = expired, "removed expired buffered messages");
+        }
         let days = self.options().history_retention_days;
         if days <= 0 {
             return Ok(0);

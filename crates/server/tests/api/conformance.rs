@@ -158,7 +158,13 @@ async fn every_conformance_model_takes_the_same_path_durably_as_in_memory() {
                         flow.correlate(
                             &admin,
                             &actor,
-                            MessageRequest { name: sub, correlation_key: key, variables: Default::default() },
+                            MessageRequest {
+                                name: sub,
+                                correlation_key: key,
+                                variables: Default::default(),
+                                ttl_seconds: None,
+                                message_id: None,
+                            },
                         )
                         .await
                         .unwrap();

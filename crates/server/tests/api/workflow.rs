@@ -285,6 +285,162 @@ async fn timers_and_messages_survive_in_the_database_and_fire_on_time() {
 }
 
 #[tokio::test]
+async fn a_message_sent_before_anyone_waits_is_buffered_until_an_instance_subscribes_or_it_expires() {
+    for b in test_backends() {
+        let app = TestApp::start(b).await;
+        let flow = app.state.services.get::<flow::Flow>().unwrap().clone();
+        let admin = app.login("flowadmin").await;
+        deploy(&admin, &conformance("events"), json!({})).await;
+        let publish = |body: Value| {
+            let admin = &admin;
+            async move { admin.json(Method::POST, "/api/v1/flow/messages", Some(body)).await }
+        };
+        // Nobody waits for B-1 yet: with a time to live both messages are kept (202).
+        let (s, paid) = publish(
+            json!({"name": "paid", "correlation_key": "B-1", "variables": {"amount": 5}, "ttl_seconds": 600, "message_id": "pay-B-1"}),
+        )
+        .await;
+        assert_eq!(s, StatusCode::ACCEPTED, "{paid}");
+        assert_eq!(paid["expires_at"].as_i64().unwrap() - paid["published_at"].as_i64().unwrap(), 600_000);
+        let (s, _) = publish(json!({"name": "done", "correlation_key": "B-1", "ttl_seconds": 600})).await;
+        assert_eq!(s, StatusCode::ACCEPTED);
+        // The same message id again while buffered: refused, nothing doubled.
+        let (s, body) =
+            publish(json!({"name": "paid", "correlation_key": "B-1", "ttl_seconds": 600, "message_id": "pay-B-1"}))
+                .await;
+        assert_error(s, &body, 409, "already_exists");
+        let (s, body) = publish(json!({"name": "paid", "correlation_key": "B-1", "ttl_seconds": 40 * 86_400})).await;
+        assert_error(s, &body, 422, "validation_failed");
+        let (s, body) = publish(json!({"name": "paid", "correlation_key": "B-1", "ttl_seconds": -1})).await;
+        assert_error(s, &body, 422, "validation_failed");
+        // Without a time to live an unheard message is still a clear 404.
+        let (s, body) = publish(json!({"name": "paid", "correlation_key": "B-2"})).await;
+        assert_error(s, &body, 404, "not_found");
+        let (s, short) = publish(json!({"name": "paid", "correlation_key": "B-9", "ttl_seconds": 60})).await;
+        assert_eq!(s, StatusCode::ACCEPTED);
+        let (_, list) = admin.json(Method::GET, "/api/v1/flow/messages", None).await;
+        assert_eq!(list.as_array().unwrap().len(), 3, "{list}");
+
+        // The instance for B-1 takes 'paid' at its gateway and 'done' at its receive task at once.
+        let start = |key: &'static str| {
+            let admin = &admin;
+            async move {
+                let (s, i) = admin
+                    .json(
+                        Method::POST,
+                        "/api/v1/flow/instances",
+                        Some(json!({"process_key": "events", "variables": {"orderId": key}})),
+                    )
+                    .await;
+                assert_eq!(s, StatusCode::CREATED, "{i}");
+                i["id"].as_str().unwrap().to_string()
+            }
+        };
+        let b1 = start("B-1").await;
+        let (_, d) = admin.json(Method::GET, &format!("/api/v1/flow/instances/{b1}"), None).await;
+        let done: Vec<&str> = d["completed_elements"].as_array().unwrap().iter().map(|e| e.as_str().unwrap()).collect();
+        assert!(done.contains(&"paid") && done.contains(&"confirm"), "{d}");
+        assert!(!done.contains(&"timeout"), "{d}");
+        assert_eq!(d["variables"]["amount"], 5);
+        let (_, list) = admin.json(Method::GET, "/api/v1/flow/messages", None).await;
+        assert_eq!(list.as_array().unwrap().len(), 1, "only B-9's is left: {list}");
+        assert_eq!(list[0]["id"], short["id"]);
+        // The gateway's timer was cancelled with the delivery: nothing fires after an hour.
+        app.clock.advance_secs(3_700);
+        assert_eq!(flow.fire_due_timers().await.unwrap(), 0);
+
+        // B-9's message expired before its instance came: the instance waits, and the cleanup
+        // removes the message.
+        let admin = app.login("flowadmin").await;
+        let (_, i) = admin
+            .json(
+                Method::POST,
+                "/api/v1/flow/instances",
+                Some(json!({"process_key": "events", "variables": {"orderId": "B-9"}})),
+            )
+            .await;
+        let (_, d) =
+            admin.json(Method::GET, &format!("/api/v1/flow/instances/{}", i["id"].as_str().unwrap()), None).await;
+        assert!(!d["completed_elements"].as_array().unwrap().iter().any(|e| e == "paid"), "{d}");
+        let (_, list) = admin.json(Method::GET, "/api/v1/flow/messages", None).await;
+        assert_eq!(list, json!([]));
+        flow.cleanup_history().await.unwrap();
+        let left: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM flow_messages").fetch_one(app.state.db.reader()).await.unwrap();
+        assert_eq!(left, 0);
+
+        // At an event-based gateway waiting for either of two buffered messages, the older one
+        // wins and the other stays in the buffer for someone else.
+        let race = r#"<?xml version="1.0" encoding="UTF-8"?>
+<bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL" xmlns:zeebe="http://camunda.org/schema/zeebe/1.0" id="d" targetNamespace="t">
+  <bpmn:message id="m_a" name="approved"><bpmn:extensionElements><zeebe:subscription correlationKey="=orderId"/></bpmn:extensionElements></bpmn:message>
+  <bpmn:message id="m_b" name="withdrawn"><bpmn:extensionElements><zeebe:subscription correlationKey="=orderId"/></bpmn:extensionElements></bpmn:message>
+  <bpmn:process id="race" isExecutable="true">
+    <bpmn:startEvent id="s"/>
+    <bpmn:eventBasedGateway id="g"/>
+    <bpmn:intermediateCatchEvent id="a"><bpmn:messageEventDefinition messageRef="m_a"/></bpmn:intermediateCatchEvent>
+    <bpmn:intermediateCatchEvent id="b"><bpmn:messageEventDefinition messageRef="m_b"/></bpmn:intermediateCatchEvent>
+    <bpmn:endEvent id="ea"/>
+    <bpmn:endEvent id="eb"/>
+    <bpmn:sequenceFlow id="f1" sourceRef="s" targetRef="g"/>
+    <bpmn:sequenceFlow id="f2" sourceRef="g" targetRef="a"/>
+    <bpmn:sequenceFlow id="f3" sourceRef="g" targetRef="b"/>
+    <bpmn:sequenceFlow id="f4" sourceRef="a" targetRef="ea"/>
+    <bpmn:sequenceFlow id="f5" sourceRef="b" targetRef="eb"/>
+  </bpmn:process>
+</bpmn:definitions>"#;
+        deploy(&admin, race, json!({})).await;
+        for name in ["approved", "withdrawn"] {
+            let (s, _) = admin
+                .json(
+                    Method::POST,
+                    "/api/v1/flow/messages",
+                    Some(json!({"name": name, "correlation_key": "R-1", "ttl_seconds": 600})),
+                )
+                .await;
+            assert_eq!(s, StatusCode::ACCEPTED);
+            app.clock.advance_secs(1);
+        }
+        let (s, i) = admin
+            .json(
+                Method::POST,
+                "/api/v1/flow/instances",
+                Some(json!({"process_key": "race", "variables": {"orderId": "R-1"}})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{i}");
+        assert_eq!(i["status"], "completed", "{i}");
+        let (_, d) =
+            admin.json(Method::GET, &format!("/api/v1/flow/instances/{}", i["id"].as_str().unwrap()), None).await;
+        let done: Vec<&str> = d["completed_elements"].as_array().unwrap().iter().map(|e| e.as_str().unwrap()).collect();
+        assert!(done.contains(&"ea") && !done.contains(&"eb"), "{d}");
+        let (_, list) = admin.json(Method::GET, "/api/v1/flow/messages", None).await;
+        assert_eq!(list.as_array().unwrap().len(), 1, "{list}");
+        assert_eq!(list[0]["name"], "withdrawn");
+
+        // A buffered message can be withdrawn before anyone takes it; publishing and withdrawing
+        // are audited.
+        let (_, m) = admin
+            .json(
+                Method::POST,
+                "/api/v1/flow/messages",
+                Some(json!({"name": "paid", "correlation_key": "C-1", "ttl_seconds": 600})),
+            )
+            .await;
+        let id = m["id"].as_str().unwrap();
+        let (s, _) = admin.json(Method::DELETE, &format!("/api/v1/flow/messages/{id}"), None).await;
+        assert_eq!(s, StatusCode::NO_CONTENT);
+        let (s, body) = admin.json(Method::DELETE, &format!("/api/v1/flow/messages/{id}"), None).await;
+        assert_error(s, &body, 404, "not_found");
+        let auditor = app.login("auditor").await;
+        let (_, page) = auditor.json(Method::GET, &format!("/api/v1/audit/records?object_id={id}"), None).await;
+        let actions: Vec<&str> =
+            page["items"].as_array().unwrap().iter().map(|r| r["action"].as_str().unwrap()).collect();
+        assert!(actions.contains(&"flow.message.buffer") && actions.contains(&"flow.message.withdraw"), "{page}");
+    }
+}
+
+#[tokio::test]
 async fn failed_jobs_retry_with_backoff_then_raise_an_incident_that_an_operator_resolves() {
     use axum::{Router, routing::post};
     use std::sync::Arc;
