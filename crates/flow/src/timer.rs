@@ -1,6 +1,7 @@
 //! ISO 8601 timer values: durations (`PT15M`, `P1DT2H`, `P2W`), date-times
 //! (`2026-12-01T09:00:00+08:00`; without an offset, China Standard Time is assumed), and cycles
-//! (`R3/PT10M`, `R/P1D`, `R2/2026-12-01T09:00:00+08:00/PT1H`).
+//! (`R3/PT10M`, `R/P1D`, `R2/2026-12-01T09:00:00+08:00/PT1H`, or a cron expression as Camunda 8
+//! accepts in `timeCycle`: `0 0 9 * * MON-FRI` — seconds optional — evaluated in China Standard Time).
 
 use chrono::{DateTime, Duration, FixedOffset, Months, NaiveDateTime, TimeZone};
 
@@ -92,17 +93,47 @@ pub fn parse_date(s: &str) -> Result<i64, String> {
 }
 
 /// A repeating timer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Cycle {
     /// Repetitions left after the first firing; `None` = unbounded.
     pub repetitions: Option<u32>,
     pub first_due: i64,
+    /// The interval of an ISO 8601 cycle (0 for a cron cycle).
     pub every_ms: i64,
+    /// The expression of a cron cycle: each firing is followed by its next occurrence.
+    pub cron: Option<String>,
 }
 
-/// Parses `R[n]/[start/]duration` relative to `now`.
+fn parse_cron(s: &str) -> Result<croner::Cron, String> {
+    croner::parser::CronParser::builder()
+        .year(croner::parser::Year::Disallowed)
+        .build()
+        .parse(s.trim())
+        .map_err(|e| format!("'{s}' is not a cron expression such as 0 0 9 * * MON-FRI: {e}"))
+}
+
+/// The first occurrence of a cron expression strictly after `after_ms`, in China Standard Time.
+pub fn cron_next(expr: &str, after_ms: i64) -> Result<i64, String> {
+    let tz = FixedOffset::east_opt(8 * 3600).expect("offset");
+    let from = tz.timestamp_millis_opt(after_ms).single().ok_or_else(|| "time out of range".to_string())?;
+    let next =
+        parse_cron(expr)?.find_next_occurrence(&from, false).map_err(|e| format!("'{expr}' never fires again: {e}"))?;
+    Ok(next.timestamp_millis())
+}
+
+/// Parses `R[n]/[start/]duration` or a cron expression relative to `now`.
 pub fn parse_cycle(s: &str, now: i64) -> Result<Cycle, String> {
-    let bad = || format!("'{s}' is not an ISO 8601 cycle such as R3/PT10M");
+    if !s.trim().starts_with('R') && s.trim().contains(' ') {
+        let expr = s.trim().to_string();
+        let first_due = cron_next(&expr, now)?;
+        let second = cron_next(&expr, first_due)?;
+        if second - first_due < 1000 {
+            return Err(format!("'{s}': a cycle must repeat at most once a second"));
+        }
+        return Ok(Cycle { repetitions: None, first_due, every_ms: 0, cron: Some(expr) });
+    }
+    let bad =
+        || format!("'{s}' is not an ISO 8601 cycle such as R3/PT10M, nor a cron expression such as 0 0 9 * * MON-FRI");
     let parts: Vec<&str> = s.trim().split('/').collect();
     let reps = parts.first().and_then(|r| r.strip_prefix('R')).ok_or_else(bad)?;
     let repetitions = if reps.is_empty() { None } else { Some(reps.parse::<u32>().map_err(|_| bad())?) };
@@ -120,7 +151,7 @@ pub fn parse_cycle(s: &str, now: i64) -> Result<Cycle, String> {
         Some(st) => st,
         None => d.after(now).ok_or_else(bad)?,
     };
-    Ok(Cycle { repetitions: repetitions.map(|r| r.saturating_sub(1)), first_due, every_ms })
+    Ok(Cycle { repetitions: repetitions.map(|r| r.saturating_sub(1)), first_due, every_ms, cron: None })
 }
 
 /// A task deadline from a duration (relative to `now`; whole days count working days on `cal`,
@@ -174,6 +205,28 @@ mod tests {
         assert_eq!((c.repetitions, c.first_due, c.every_ms), (Some(2), 600_000, 600_000));
         assert_eq!(parse_cycle("R/PT1H", 0).unwrap().repetitions, None);
         assert!(parse_cycle("R3/PT0.1S", 0).is_err());
-        assert!(parse_cycle("0 0 9 * * ?", 0).is_err());
+        assert!(parse_cycle("R3/PT0.1S", 0).is_err());
+    }
+
+    #[test]
+    fn cron_cycles_fire_at_their_next_occurrence_in_china_time() {
+        // Friday 2026-11-20 10:00 Beijing: weekdays at 09:00 next fire on Monday the 23rd.
+        let fri = parse_date("2026-11-20T10:00:00+08:00").unwrap();
+        let c = parse_cycle("0 0 9 * * MON-FRI", fri).unwrap();
+        assert_eq!(c.first_due, parse_date("2026-11-23T09:00:00+08:00").unwrap());
+        assert_eq!(c.cron.as_deref(), Some("0 0 9 * * MON-FRI"));
+        assert_eq!(
+            cron_next("0 0 9 * * MON-FRI", c.first_due).unwrap(),
+            parse_date("2026-11-24T09:00:00+08:00").unwrap()
+        );
+        // Five fields (no seconds) and Quartz's '?' are accepted.
+        assert_eq!(parse_cycle("30 8 * * *", fri).unwrap().first_due, parse_date("2026-11-21T08:30:00+08:00").unwrap());
+        assert_eq!(
+            parse_cycle("0 0 9 ? * MON", fri).unwrap().first_due,
+            parse_date("2026-11-23T09:00:00+08:00").unwrap()
+        );
+        // Nonsense and dates that never come are named.
+        assert!(parse_cycle("0 0 25 * * *", fri).is_err());
+        assert!(parse_cycle("0 0 9 31 2 *", fri).is_err());
     }
 }

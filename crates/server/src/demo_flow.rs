@@ -14,6 +14,8 @@ const MODELS: &[&str] = &[
     include_str!("../demo/citizen_request.bpmn"),
     include_str!("../demo/interface_sync.bpmn"),
     include_str!("../demo/material_supplement.bpmn"),
+    // Started by a cron cycle every working morning.
+    include_str!("../demo/daily_handover.bpmn"),
 ];
 const FORMS: &str = include_str!("../demo/forms.json");
 

@@ -19,21 +19,24 @@ impl Step<'_> {
                 Text::Expr(e) => e.eval_string(&s.vars_for(scope)).map_err(|e| e.0),
             }
         };
-        let wait =
-            match spec {
-                TimerSpec::Duration(x) => text(self, x)
-                    .and_then(|s| timer::parse_duration(&s))
-                    .and_then(|d| d.after(self.now).ok_or_else(|| "the duration is out of range".to_string()))
-                    .map(|due| Wait::Timer { due, every_ms: None, left: None }),
-                TimerSpec::Date(x) => text(self, x).and_then(|s| timer::parse_date(&s)).map(|due| Wait::Timer {
-                    due,
-                    every_ms: None,
-                    left: None,
-                }),
-                TimerSpec::Cycle(x) => text(self, x)
-                    .and_then(|s| timer::parse_cycle(&s, self.now))
-                    .map(|c| Wait::Timer { due: c.first_due, every_ms: Some(c.every_ms), left: c.repetitions }),
-            };
+        let wait = match spec {
+            TimerSpec::Duration(x) => text(self, x)
+                .and_then(|s| timer::parse_duration(&s))
+                .and_then(|d| d.after(self.now).ok_or_else(|| "the duration is out of range".to_string()))
+                .map(|due| Wait::Timer { due, every_ms: None, cron: None, left: None }),
+            TimerSpec::Date(x) => text(self, x).and_then(|s| timer::parse_date(&s)).map(|due| Wait::Timer {
+                due,
+                every_ms: None,
+                cron: None,
+                left: None,
+            }),
+            TimerSpec::Cycle(x) => text(self, x).and_then(|s| timer::parse_cycle(&s, self.now)).map(|c| Wait::Timer {
+                due: c.first_due,
+                every_ms: c.cron.is_none().then_some(c.every_ms),
+                cron: c.cron,
+                left: c.repetitions,
+            }),
+        };
         match wait {
             Ok(w) => {
                 let Wait::Timer { due, .. } = w else { unreachable!() };
@@ -124,10 +127,10 @@ impl Step<'_> {
 
     /// A timer is due.
     pub(super) fn fire_timer(&mut self, t: u64) {
-        let Wait::Timer { every_ms, left, .. } = self.s.tokens[&t].wait.clone() else { return };
+        let Wait::Timer { every_ms, cron, left, .. } = self.s.tokens[&t].wait.clone() else { return };
         // A cycle with repetitions left fires a copy and stays armed.
-        let repeat = every_ms.is_some() && left != Some(0);
-        self.triggered(t, VarMap::new(), repeat.then(|| (every_ms.unwrap_or(0), left.map(|l| l - 1))));
+        let repeat = (every_ms.is_some() || cron.is_some()) && left != Some(0);
+        self.triggered(t, VarMap::new(), repeat.then(|| (every_ms.unwrap_or(0), cron, left.map(|l| l - 1))));
     }
 
     /// A message or signal arrived for token `t`.
@@ -135,8 +138,8 @@ impl Step<'_> {
         self.triggered(t, vars, None);
     }
 
-    /// A waiting event occurred. `rearm`: a timer cycle continues (next interval, repetitions left).
-    fn triggered(&mut self, t: u64, vars: VarMap, rearm: Option<(i64, Option<u32>)>) {
+    /// A waiting event occurred. `rearm`: a timer cycle continues.
+    fn triggered(&mut self, t: u64, vars: VarMap, rearm: Option<Rearm>) {
         let tok = self.s.tokens[&t].clone();
         let element = &self.p.elements[tok.element];
         match &element.kind {
@@ -193,12 +196,16 @@ impl Step<'_> {
         }
     }
 
-    fn rearm_or_drop(&mut self, t: u64, rearm: Option<(i64, Option<u32>)>) {
+    fn rearm_or_drop(&mut self, t: u64, rearm: Option<Rearm>) {
+        // A cron cycle that never fires again ends like a spent timer.
+        let rearm = rearm.and_then(|(every, cron, left)| match cron {
+            Some(c) => timer::cron_next(&c, self.now).ok().map(|due| (due, None, Some(c), left)),
+            None => Some((self.now + every, Some(every), None, left)),
+        });
         match rearm {
-            Some((every, left)) => {
-                let due = self.now + every;
+            Some((due, every_ms, cron, left)) => {
                 let el = self.s.tokens[&t].element;
-                self.s.tokens.get_mut(&t).expect("exists").wait = Wait::Timer { due, every_ms: Some(every), left };
+                self.s.tokens.get_mut(&t).expect("exists").wait = Wait::Timer { due, every_ms, cron, left };
                 self.out.push(Action::ScheduleTimer { token: t, element: el, due });
             }
             None => {
@@ -378,3 +385,7 @@ enum Catcher {
     Boundary { host: u64, boundary: El, interrupting: bool },
     EventSub { sp: El, start: El, scope: u64, interrupting: bool },
 }
+
+/// How a timer cycle continues: its interval (ISO 8601 cycles), its cron expression (cron
+/// cycles), and the repetitions left.
+type Rearm = (i64, Option<String>, Option<u32>);

@@ -79,11 +79,13 @@ pub enum Wait {
     Task,
     /// A service-task job is queued or running.
     Job,
-    /// A timer is scheduled; `every_ms`/`left` describe a cycle.
+    /// A timer is scheduled; `every_ms` or `cron`, and `left`, describe a cycle.
     Timer {
         due: i64,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         every_ms: Option<i64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cron: Option<String>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         left: Option<u32>,
     },

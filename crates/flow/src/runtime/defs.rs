@@ -134,14 +134,15 @@ impl Flow {
         .execute(&mut *tx)
         .await
         .db()?;
-        for (element, due, every, remaining) in start_timers(defs.main_process(), now)? {
+        for (element, due, every, cron, remaining) in start_timers(defs.main_process(), now)? {
             sqlx::query(
-                "INSERT INTO flow_start_timers (definition_id, element_id, due_at, every_ms, remaining) VALUES ($1, $2, $3, $4, $5)",
+                "INSERT INTO flow_start_timers (definition_id, element_id, due_at, every_ms, cron, remaining) VALUES ($1, $2, $3, $4, $5, $6)",
             )
             .bind(&id)
             .bind(&element)
             .bind(due)
             .bind(every)
+            .bind(cron)
             .bind(remaining)
             .execute(&mut *tx)
             .await
@@ -275,11 +276,11 @@ impl Flow {
     }
 }
 
-/// A timer start event to schedule: (element id, due, every ms, repetitions left).
-type StartTimer = (String, i64, Option<i64>, Option<i64>);
+/// A timer start event to schedule: (element id, due, every ms, cron expression, repetitions left).
+type StartTimer = (String, i64, Option<i64>, Option<String>, Option<i64>);
 
 /// The timer start events of a process with their first due time: (element id, due, every ms for
-/// cycles, repetitions left after the first). Expressions cannot be used here (no instance yet).
+/// ISO cycles, the expression of cron cycles, repetitions left after the first). Expressions cannot be used here (no instance yet).
 fn start_timers(p: &crate::model::Process, now: i64) -> Result<Vec<StartTimer>> {
     use crate::model::{ElementKind, Text, TimerSpec, Trigger};
     let mut out = Vec::new();
@@ -295,14 +296,17 @@ fn start_timers(p: &crate::model::Process, now: i64) -> Result<Vec<StartTimer>> 
         };
         let bad = |e: String| Error::validation(format!("the timer start event '{}': {e}", el.id));
         let row = match spec {
-            TimerSpec::Date(t) => (el.id.clone(), crate::timer::parse_date(&literal(t)?).map_err(bad)?, None, None),
+            TimerSpec::Date(t) => {
+                (el.id.clone(), crate::timer::parse_date(&literal(t)?).map_err(bad)?, None, None, None)
+            }
             TimerSpec::Duration(t) => {
                 let d = crate::timer::parse_duration(&literal(t)?).map_err(bad)?;
-                (el.id.clone(), d.after(now).ok_or_else(|| bad("out of range".into()))?, None, None)
+                (el.id.clone(), d.after(now).ok_or_else(|| bad("out of range".into()))?, None, None, None)
             }
             TimerSpec::Cycle(t) => {
                 let c = crate::timer::parse_cycle(&literal(t)?, now).map_err(bad)?;
-                (el.id.clone(), c.first_due, Some(c.every_ms), c.repetitions.map(i64::from))
+                let every = c.cron.is_none().then_some(c.every_ms);
+                (el.id.clone(), c.first_due, every, c.cron, c.repetitions.map(i64::from))
             }
         };
         out.push(row);

@@ -231,7 +231,7 @@ impl Flow {
         let mut unit = Unit::begin(self, Some("system".into())).await?;
         let skip = if self.db().backend() == Backend::Postgres { " FOR UPDATE SKIP LOCKED" } else { "" };
         let sql = format!(
-            "SELECT definition_id, element_id, due_at, every_ms, remaining FROM flow_start_timers WHERE due_at <= $1 ORDER BY due_at LIMIT 100{skip}"
+            "SELECT definition_id, element_id, due_at, every_ms, remaining, cron FROM flow_start_timers WHERE due_at <= $1 ORDER BY due_at LIMIT 100{skip}"
         );
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(unit.now).fetch_all(&mut *unit.tx).await.db()?;
         if rows.is_empty() {
@@ -240,12 +240,20 @@ impl Flow {
         for r in &rows {
             let (def_id, element): (String, String) = (r.get(0), r.get(1));
             let (due, every, remaining): (i64, Option<i64>, Option<i64>) = (r.get(2), r.get(3), r.get(4));
-            match (every, remaining) {
-                (Some(every), rem) if rem != Some(0) => {
+            let cron: Option<String> = r.get(5);
+            // The next due time: one interval on (missed ones are not caught up), or the cron
+            // expression's next occurrence after now (none: the cycle ends).
+            let next = match (&cron, every) {
+                (Some(c), _) => crate::timer::cron_next(c, unit.now).ok(),
+                (None, Some(every)) => Some(due.max(unit.now - every) + every),
+                (None, None) => None,
+            };
+            match (next, remaining) {
+                (Some(next), rem) if rem != Some(0) => {
                     sqlx::query("UPDATE flow_start_timers SET due_at = $3, remaining = $4 WHERE definition_id = $1 AND element_id = $2")
                         .bind(&def_id)
                         .bind(&element)
-                        .bind(due.max(unit.now - every) + every)
+                        .bind(next)
                         .bind(rem.map(|r| r - 1))
                         .execute(&mut *unit.tx)
                         .await

@@ -637,6 +637,94 @@ async fn timer_and_signal_start_events_start_instances_and_a_new_version_takes_o
 }
 
 #[tokio::test]
+async fn cron_cycles_start_processes_on_working_mornings_and_repeat_a_reminder_every_hour() {
+    for b in test_backends() {
+        let app = TestApp::start(b).await;
+        let flow = app.state.services.get::<flow::Flow>().unwrap().clone();
+        let admin = app.login("flowadmin").await;
+        // The test clock starts on Wednesday 2026-11-18 at 19:06:40 Beijing time.
+        let start_model = |cycle: &str| {
+            format!(
+                r#"<?xml version="1.0"?><bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL" id="d">
+                <bpmn:process id="morning" name="早班交接" isExecutable="true">
+                <bpmn:startEvent id="tick"><bpmn:timerEventDefinition><bpmn:timeCycle>{cycle}</bpmn:timeCycle></bpmn:timerEventDefinition></bpmn:startEvent>
+                <bpmn:userTask id="handover" name="交接"/><bpmn:endEvent id="e"/>
+                <bpmn:sequenceFlow id="f1" sourceRef="tick" targetRef="handover"/><bpmn:sequenceFlow id="f2" sourceRef="handover" targetRef="e"/>
+                </bpmn:process></bpmn:definitions>"#
+            )
+        };
+        // A cron expression that never matches is refused at deployment, naming the event.
+        let (s, body) = admin
+            .json(Method::POST, "/api/v1/flow/definitions", Some(json!({"xml": start_model("0 0 25 * * *")})))
+            .await;
+        assert_error(s, &body, 422, "validation_failed");
+        assert!(body["message"].as_str().unwrap().contains("tick"), "{body}");
+        let (s, _) = admin
+            .json(Method::POST, "/api/v1/flow/definitions", Some(json!({"xml": start_model("0 0 9 * * MON-FRI")})))
+            .await;
+        assert_eq!(s, StatusCode::CREATED);
+        // A task whose non-interrupting boundary timer reminds on the hour, every hour.
+        let reminder = r#"<?xml version="1.0"?><bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL" xmlns:zeebe="http://camunda.org/schema/zeebe/1.0" id="d2">
+            <bpmn:process id="hourly" name="整点提醒" isExecutable="true">
+            <bpmn:startEvent id="s"/><bpmn:userTask id="work" name="办理"/><bpmn:endEvent id="e"/>
+            <bpmn:boundaryEvent id="remind" attachedToRef="work" cancelActivity="false"><bpmn:timerEventDefinition><bpmn:timeCycle>0 0 * * * *</bpmn:timeCycle></bpmn:timerEventDefinition></bpmn:boundaryEvent>
+            <bpmn:serviceTask id="nudge" name="催办"><bpmn:extensionElements><zeebe:taskDefinition type="noop"/></bpmn:extensionElements></bpmn:serviceTask>
+            <bpmn:endEvent id="nudged"/>
+            <bpmn:sequenceFlow id="f1" sourceRef="s" targetRef="work"/><bpmn:sequenceFlow id="f2" sourceRef="work" targetRef="e"/>
+            <bpmn:sequenceFlow id="f3" sourceRef="remind" targetRef="nudge"/><bpmn:sequenceFlow id="f4" sourceRef="nudge" targetRef="nudged"/>
+            </bpmn:process></bpmn:definitions>"#;
+        deploy(&admin, reminder, json!({})).await;
+        let (s, inst) =
+            admin.json(Method::POST, "/api/v1/flow/instances", Some(json!({"process_key": "hourly"}))).await;
+        assert_eq!(s, StatusCode::CREATED, "{inst}");
+        let id = inst["id"].as_str().unwrap().to_string();
+        let due: i64 = sqlx::query_scalar("SELECT due_at FROM flow_timers WHERE instance_id = $1")
+            .bind(&id)
+            .fetch_one(app.state.db.reader())
+            .await
+            .unwrap();
+        assert_eq!(due, flow::timer::parse_date("2026-11-18T20:00:00+08:00").unwrap(), "on the hour");
+        app.clock.advance_secs(3_199);
+        assert_eq!(flow.fire_due_timers().await.unwrap(), 0);
+        app.clock.advance_secs(1);
+        assert_eq!(flow.fire_due_timers().await.unwrap(), 1, "20:00");
+        app.clock.advance_secs(3_600);
+        assert_eq!(flow.fire_due_timers().await.unwrap(), 1, "21:00");
+        // Re-armed at the next occurrence, and the task is still open (non-interrupting).
+        let due: i64 = sqlx::query_scalar("SELECT due_at FROM flow_timers WHERE instance_id = $1")
+            .bind(&id)
+            .fetch_one(app.state.db.reader())
+            .await
+            .unwrap();
+        assert_eq!(due, flow::timer::parse_date("2026-11-18T22:00:00+08:00").unwrap());
+        let open: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM flow_tasks WHERE instance_id = $1 AND state = 'open'")
+            .bind(&id)
+            .fetch_one(app.state.db.reader())
+            .await
+            .unwrap();
+        assert_eq!(open, 1);
+        // Working mornings at nine: Thursday, Friday, then not at the weekend, then Monday.
+        let started = || async {
+            sqlx::query_scalar::<_, i64>(
+                "SELECT COUNT(*) FROM flow_instances i JOIN flow_definitions d ON d.id = i.definition_id WHERE d.key = 'morning'",
+            )
+            .fetch_one(app.state.db.reader())
+            .await
+            .unwrap()
+        };
+        app.clock.advance_secs(12 * 3_600 - 1); // Thursday 08:59:59
+        assert_eq!(flow.fire_start_timers().await.unwrap(), 0);
+        app.clock.advance_secs(1);
+        assert_eq!(flow.fire_start_timers().await.unwrap(), 1, "Thursday 09:00");
+        for (day, expected) in [("Friday", 1), ("Saturday", 0), ("Sunday", 0), ("Monday", 1)] {
+            app.clock.advance_secs(86_400);
+            assert_eq!(flow.fire_start_timers().await.unwrap(), expected, "{day} 09:00");
+        }
+        assert_eq!(started().await, 3);
+    }
+}
+
+#[tokio::test]
 async fn a_waiting_instance_migrates_to_a_new_version_with_an_element_mapping() {
     for b in test_backends() {
         let app = TestApp::start(b).await;
