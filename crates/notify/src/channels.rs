@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use std::sync::Arc;
+
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
 use crate::NotifyOptions;
@@ -153,61 +155,162 @@ pub async fn send(o: &NotifyOptions, channel: Channel, address: Option<&str>, m:
     }
 }
 
-/// A minimal SMTP client (RFC 5321): EHLO, optional AUTH PLAIN, MAIL, RCPT, DATA. Plain TCP:
-/// use a relay on the intranet or a local TLS-terminating relay (STARTTLS is not spoken).
+/// A small SMTP client (RFC 5321): EHLO, STARTTLS (RFC 3207) or implicit TLS as
+/// `smtp_tls` says, optional AUTH PLAIN (never over plain TCP unless `smtp_tls = "none"`),
+/// MAIL, RCPT, DATA. The server's certificate is checked against the system's CAs or
+/// `smtp_ca_file`, and its name against `smtp_host`.
 async fn smtp_send(o: &NotifyOptions, to: &str, subject: &str, text: &str) -> Result<(), String> {
     if to.contains(['\r', '\n']) || o.smtp_from.contains(['\r', '\n']) {
         return Err("invalid address".into());
     }
+    let timeout = Duration::from_secs(o.timeout_seconds.max(1));
     let addr = format!("{}:{}", o.smtp_host, o.smtp_port);
-    let stream = tokio::time::timeout(Duration::from_secs(o.timeout_seconds.max(1)), TcpStream::connect(&addr))
+    let tcp = tokio::time::timeout(timeout, TcpStream::connect(&addr))
         .await
         .map_err(|_| format!("connecting to {addr} timed out"))?
         .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
-    let (r, mut w) = stream.into_split();
-    let mut r = BufReader::new(r);
-    let timeout = Duration::from_secs(o.timeout_seconds.max(1));
-    async fn reply(
-        r: &mut BufReader<tokio::net::tcp::OwnedReadHalf>,
-        timeout: Duration,
-        want: u16,
-    ) -> Result<(), String> {
-        loop {
-            let mut line = String::new();
-            let n = tokio::time::timeout(timeout, r.read_line(&mut line))
-                .await
-                .map_err(|_| "the mail server did not answer".to_string())?
-                .map_err(|e| e.to_string())?;
-            if n == 0 {
-                return Err("the mail server closed the connection".into());
+    match o.smtp_tls.as_str() {
+        "tls" => {
+            let tls = tls_connect(o, tcp, timeout).await?;
+            let mut s = BufReader::new(tls);
+            smtp_reply(&mut s, timeout, 220).await?;
+            smtp_ehlo(&mut s, timeout).await?;
+            smtp_deliver(&mut s, o, to, subject, text, timeout).await
+        }
+        "none" => {
+            let mut s = BufReader::new(tcp);
+            smtp_reply(&mut s, timeout, 220).await?;
+            smtp_ehlo(&mut s, timeout).await?;
+            smtp_deliver(&mut s, o, to, subject, text, timeout).await
+        }
+        _ => {
+            let mut s = BufReader::new(tcp);
+            smtp_reply(&mut s, timeout, 220).await?;
+            let offers = smtp_ehlo(&mut s, timeout).await?;
+            if !offers.iter().any(|l| l.eq_ignore_ascii_case("STARTTLS")) {
+                return Err(format!(
+                    "the mail server {addr} does not offer STARTTLS; use smtp_tls = \"tls\" for port 465, or \"none\" for a relay on a trusted network"
+                ));
             }
-            let code: u16 = line
-                .get(..3)
-                .and_then(|c| c.parse().ok())
-                .ok_or_else(|| format!("unexpected answer: {}", line.trim()))?;
-            if line.as_bytes().get(3) == Some(&b'-') {
-                continue; // multi-line reply
+            smtp_cmd(&mut s, "STARTTLS").await?;
+            smtp_reply(&mut s, timeout, 220).await?;
+            // Nothing may follow the server's 220 before the handshake (RFC 3207 §5).
+            if !s.buffer().is_empty() {
+                return Err("the mail server sent data before the TLS handshake".into());
             }
-            return if code / 100 == want / 100 { Ok(()) } else { Err(format!("mail server: {}", line.trim())) };
+            let tls = tls_connect(o, s.into_inner(), timeout).await?;
+            let mut s = BufReader::new(tls);
+            smtp_ehlo(&mut s, timeout).await?;
+            smtp_deliver(&mut s, o, to, subject, text, timeout).await
         }
     }
-    async fn cmd(w: &mut tokio::net::tcp::OwnedWriteHalf, line: &str) -> Result<(), String> {
-        w.write_all(format!("{line}\r\n").as_bytes()).await.map_err(|e| e.to_string())
+}
+
+/// The TLS client configuration for the mail server: its CA file, else the system's CAs.
+fn smtp_tls_config(o: &NotifyOptions) -> Result<Arc<rustls::ClientConfig>, String> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    if o.smtp_ca_file.is_empty() {
+        let found = rustls_native_certs::load_native_certs();
+        for c in found.certs {
+            let _ = roots.add(c);
+        }
+    } else {
+        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&o.smtp_ca_file)
+            .map_err(|e| format!("cannot read smtp_ca_file {}: {e}", o.smtp_ca_file))?
+            .collect::<Result<_, _>>()
+            .map_err(|e| format!("smtp_ca_file {}: {e}", o.smtp_ca_file))?;
+        for c in certs {
+            roots.add(c).map_err(|e| format!("smtp_ca_file {}: {e}", o.smtp_ca_file))?;
+        }
     }
-    reply(&mut r, timeout, 220).await?;
-    cmd(&mut w, "EHLO zhongshu").await?;
-    reply(&mut r, timeout, 250).await?;
+    if roots.is_empty() {
+        return Err("no trusted CA certificates for the mail server (set smtp_ca_file)".into());
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
+async fn tls_connect(
+    o: &NotifyOptions,
+    tcp: TcpStream,
+    timeout: Duration,
+) -> Result<tokio_rustls::client::TlsStream<TcpStream>, String> {
+    let name = rustls::pki_types::ServerName::try_from(o.smtp_host.clone())
+        .map_err(|_| format!("smtp_host {} is not a valid server name", o.smtp_host))?;
+    let connector = tokio_rustls::TlsConnector::from(smtp_tls_config(o)?);
+    tokio::time::timeout(timeout, connector.connect(name, tcp))
+        .await
+        .map_err(|_| "the TLS handshake with the mail server timed out".to_string())?
+        .map_err(|e| format!("TLS with the mail server failed: {e}"))
+}
+
+/// Reads one (possibly multi-line) reply; answers its lines' texts when its class is `want`'s.
+async fn smtp_reply<S: AsyncRead + AsyncWrite + Unpin>(
+    s: &mut BufReader<S>,
+    timeout: Duration,
+    want: u16,
+) -> Result<Vec<String>, String> {
+    let mut lines = Vec::new();
+    loop {
+        let mut line = String::new();
+        let n = tokio::time::timeout(timeout, s.read_line(&mut line))
+            .await
+            .map_err(|_| "the mail server did not answer".to_string())?
+            .map_err(|e| e.to_string())?;
+        if n == 0 {
+            return Err("the mail server closed the connection".into());
+        }
+        let code: u16 =
+            line.get(..3).and_then(|c| c.parse().ok()).ok_or_else(|| format!("unexpected answer: {}", line.trim()))?;
+        lines.push(line.get(4..).unwrap_or("").trim().to_string());
+        if line.as_bytes().get(3) == Some(&b'-') {
+            continue; // multi-line reply
+        }
+        return if code / 100 == want / 100 { Ok(lines) } else { Err(format!("mail server: {}", line.trim())) };
+    }
+}
+
+async fn smtp_cmd<S: AsyncRead + AsyncWrite + Unpin>(s: &mut BufReader<S>, line: &str) -> Result<(), String> {
+    s.write_all(format!("{line}\r\n").as_bytes()).await.map_err(|e| e.to_string())?;
+    s.flush().await.map_err(|e| e.to_string())
+}
+
+/// EHLO; answers the extensions the server offers.
+async fn smtp_ehlo<S: AsyncRead + AsyncWrite + Unpin>(
+    s: &mut BufReader<S>,
+    timeout: Duration,
+) -> Result<Vec<String>, String> {
+    smtp_cmd(s, "EHLO zhongshu").await?;
+    let lines = smtp_reply(s, timeout, 250).await?;
+    Ok(lines.into_iter().skip(1).collect())
+}
+
+async fn smtp_deliver<S: AsyncRead + AsyncWrite + Unpin>(
+    s: &mut BufReader<S>,
+    o: &NotifyOptions,
+    to: &str,
+    subject: &str,
+    text: &str,
+    timeout: Duration,
+) -> Result<(), String> {
     if !o.smtp_username.is_empty() {
         let token = data_encoding::BASE64.encode(format!("\0{}\0{}", o.smtp_username, o.smtp_password).as_bytes());
-        cmd(&mut w, &format!("AUTH PLAIN {token}")).await?;
-        reply(&mut r, timeout, 235).await?;
+        smtp_cmd(s, &format!("AUTH PLAIN {token}")).await?;
+        smtp_reply(s, timeout, 235).await?;
     }
-    cmd(&mut w, &format!("MAIL FROM:<{}>", o.smtp_from)).await?;
-    reply(&mut r, timeout, 250).await?;
-    cmd(&mut w, &format!("RCPT TO:<{to}>")).await?;
-    reply(&mut r, timeout, 250).await?;
-    cmd(&mut w, "DATA").await?;
-    reply(&mut r, timeout, 354).await?;
+    smtp_cmd(s, &format!("MAIL FROM:<{}>", o.smtp_from)).await?;
+    smtp_reply(s, timeout, 250).await?;
+    smtp_cmd(s, &format!("RCPT TO:<{to}>")).await?;
+    smtp_reply(s, timeout, 250).await?;
+    smtp_cmd(s, "DATA").await?;
+    smtp_reply(s, timeout, 354).await?;
     let subject_b64 = data_encoding::BASE64.encode(subject.as_bytes());
     let body_b64 = data_encoding::BASE64.encode(text.as_bytes());
     let wrapped: Vec<String> =
@@ -218,8 +321,8 @@ async fn smtp_send(o: &NotifyOptions, to: &str, subject: &str, text: &str) -> Re
         o.smtp_from,
         wrapped.join("\r\n")
     );
-    cmd(&mut w, &msg).await?;
-    reply(&mut r, timeout, 250).await?;
-    let _ = cmd(&mut w, "QUIT").await;
+    smtp_cmd(s, &msg).await?;
+    smtp_reply(s, timeout, 250).await?;
+    let _ = smtp_cmd(s, "QUIT").await;
     Ok(())
 }

@@ -48,12 +48,18 @@ pub struct NotifyOptions {
     /// Generic webhook: every message POSTed as JSON, signed with HMAC-SM3 in `X-Zhongshu-Signature`.
     pub webhook_url: String,
     pub webhook_secret: String,
-    /// SMTP relay (plain SMTP; AUTH PLAIN when a username is set).
+    /// SMTP relay; AUTH PLAIN when a username is set.
     pub smtp_host: String,
     pub smtp_port: u16,
     pub smtp_from: String,
     pub smtp_username: String,
     pub smtp_password: String,
+    /// `starttls` (upgrade after EHLO; a server that does not offer it is refused), `tls`
+    /// (implicit TLS, usually port 465) or `none` (plain, for a relay on a trusted network).
+    pub smtp_tls: String,
+    /// PEM file of the CA(s) that sign the mail server's certificate (a private government CA);
+    /// empty: the system's trusted CAs.
+    pub smtp_ca_file: String,
     /// SMS gateway: POST {"mobile","content","sign"} with a bearer token.
     pub sms_gateway_url: String,
     pub sms_gateway_token: String,
@@ -82,6 +88,8 @@ impl Default for NotifyOptions {
             smtp_from: "noreply@zhongshu.local".into(),
             smtp_username: String::new(),
             smtp_password: String::new(),
+            smtp_tls: "starttls".into(),
+            smtp_ca_file: String::new(),
             sms_gateway_url: String::new(),
             sms_gateway_token: String::new(),
             sms_sign: "中枢".into(),

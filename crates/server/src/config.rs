@@ -196,6 +196,12 @@ impl Config {
         if !(0..=36_500).contains(&self.security.audit_archive_after_days) {
             bail!("security.audit_archive_after_days must be between 0 (off) and 36500");
         }
+        if !matches!(self.notify.smtp_tls.as_str(), "starttls" | "tls" | "none") {
+            bail!("notify.smtp_tls must be \"starttls\", \"tls\" or \"none\"");
+        }
+        if !self.notify.smtp_ca_file.is_empty() && !std::path::Path::new(&self.notify.smtp_ca_file).is_file() {
+            bail!("notify.smtp_ca_file {} is not a readable file", self.notify.smtp_ca_file);
+        }
         self.security.policy.validate().map_err(|e| anyhow::anyhow!("security.policy: {}", e.message))?;
         Ok(())
     }

@@ -41,55 +41,93 @@ async fn http_peer() -> (String, Log) {
     (base, log)
 }
 
-/// A tiny SMTP server keeping every DATA section.
-async fn smtp_peer() -> (u16, Arc<Mutex<Vec<String>>>) {
-    let mails: Arc<Mutex<Vec<String>>> = Arc::default();
+/// What the SMTP stand-in received: each mail's DATA, whether it came over TLS, and any AUTH
+/// line with whether that came over TLS.
+#[derive(Default)]
+struct Received {
+    mails: Vec<(bool, String)>,
+    auth: Vec<(bool, String)>,
+}
+type Mails = Arc<Mutex<Received>>;
+
+/// A tiny SMTP server keeping every DATA section. With a TLS configuration it offers STARTTLS
+/// and continues over TLS when asked; `implicit`: TLS from the first byte (port 465 style).
+async fn smtp_peer(tls: Option<Arc<rustls::ServerConfig>>, implicit: bool) -> (u16, Mails) {
+    let mails: Mails = Arc::default();
     let m = mails.clone();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     tokio::spawn(async move {
         loop {
-            let Ok((sock, _)) = listener.accept().await else { return };
+            let Ok((mut sock, _)) = listener.accept().await else { return };
             let m = m.clone();
+            let tls = tls.clone();
             tokio::spawn(async move {
-                let (r, mut w) = sock.into_split();
-                let mut r = BufReader::new(r);
-                w.write_all(b"220 test ESMTP\r\n").await.unwrap();
-                let mut in_data = false;
-                let mut data = String::new();
-                loop {
-                    let mut line = String::new();
-                    if r.read_line(&mut line).await.unwrap_or(0) == 0 {
-                        return;
-                    }
-                    if in_data {
-                        if line == ".\r\n" {
-                            in_data = false;
-                            m.lock().unwrap().push(std::mem::take(&mut data));
-                            w.write_all(b"250 queued\r\n").await.unwrap();
-                        } else {
-                            data.push_str(&line);
-                        }
-                        continue;
-                    }
-                    let reply: &[u8] = match line.get(..4).unwrap_or("") {
-                        "EHLO" => b"250-test\r\n250 OK\r\n",
-                        "DATA" => {
-                            in_data = true;
-                            b"354 go ahead\r\n"
-                        }
-                        "QUIT" => {
-                            w.write_all(b"221 bye\r\n").await.unwrap();
-                            return;
-                        }
-                        _ => b"250 OK\r\n",
-                    };
-                    w.write_all(reply).await.unwrap();
+                if let (true, Some(cfg)) = (implicit, tls.clone()) {
+                    let Ok(mut secure) = tokio_rustls::TlsAcceptor::from(cfg).accept(sock).await else { return };
+                    secure.write_all(b"220 test ESMTPS\r\n").await.unwrap();
+                    smtp_session(BufReader::new(secure), &m, true, false).await;
+                    return;
                 }
+                sock.write_all(b"220 test ESMTP\r\n").await.unwrap();
+                let Some(plain) = smtp_session(BufReader::new(sock), &m, false, tls.is_some()).await else { return };
+                let acceptor = tokio_rustls::TlsAcceptor::from(tls.unwrap());
+                let Ok(secure) = acceptor.accept(plain.into_inner()).await else { return };
+                smtp_session(BufReader::new(secure), &m, true, false).await;
             });
         }
     });
     (port, mails)
+}
+
+/// Serves commands until QUIT or EOF; answers the stream when the client asked for STARTTLS.
+async fn smtp_session<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
+    mut s: BufReader<S>,
+    m: &Mails,
+    over_tls: bool,
+    offer_tls: bool,
+) -> Option<BufReader<S>> {
+    let mut in_data = false;
+    let mut data = String::new();
+    loop {
+        let mut line = String::new();
+        if s.read_line(&mut line).await.unwrap_or(0) == 0 {
+            return None;
+        }
+        if in_data {
+            if line == ".\r\n" {
+                in_data = false;
+                m.lock().unwrap().mails.push((over_tls, std::mem::take(&mut data)));
+                s.write_all(b"250 queued\r\n").await.unwrap();
+            } else {
+                data.push_str(&line);
+            }
+            continue;
+        }
+        let verb = line.get(..4).unwrap_or("").to_ascii_uppercase();
+        let reply: &[u8] = match verb.as_str() {
+            "EHLO" if offer_tls => b"250-test\r\n250-STARTTLS\r\n250 AUTH PLAIN\r\n",
+            "EHLO" => b"250-test\r\n250 AUTH PLAIN\r\n",
+            "STAR" if offer_tls => {
+                s.write_all(b"220 go ahead\r\n").await.unwrap();
+                return Some(s);
+            }
+            "AUTH" => {
+                m.lock().unwrap().auth.push((over_tls, line.trim().to_string()));
+                b"235 accepted\r\n"
+            }
+            "DATA" => {
+                in_data = true;
+                b"354 go ahead\r\n"
+            }
+            "QUIT" => {
+                let _ = s.write_all(b"221 bye\r\n").await;
+                return None;
+            }
+            _ => b"250 OK\r\n",
+        };
+        s.write_all(reply).await.unwrap();
+    }
 }
 
 async fn deliveries(app: &crate::helpers::Session, q: &str) -> Vec<Value> {
@@ -102,12 +140,13 @@ async fn deliveries(app: &crate::helpers::Session, q: &str) -> Vec<Value> {
 async fn a_message_goes_out_on_every_channel_with_retries_resend_and_a_live_unread_count() {
     for b in test_backends() {
         let (base, log) = http_peer().await;
-        let (smtp_port, mails) = smtp_peer().await;
+        let (smtp_port, mails) = smtp_peer(None, false).await;
         let app = TestApp::start_with(b, |cfg| {
             cfg.notify.webhook_url = format!("{base}/hook");
             cfg.notify.webhook_secret = "hook-secret".into();
             cfg.notify.smtp_host = "127.0.0.1".into();
             cfg.notify.smtp_port = smtp_port;
+            cfg.notify.smtp_tls = "none".into(); // an intranet relay without TLS
             cfg.notify.sms_gateway_url = format!("{base}/sms");
             cfg.notify.dingtalk_webhook = format!("{base}/dingtalk?access_token=t");
             cfg.notify.dingtalk_secret = "ding-secret".into();
@@ -148,7 +187,7 @@ async fn a_message_goes_out_on_every_channel_with_retries_resend_and_a_live_unre
         assert_eq!(state("webhook"), "pending");
         let hook = ds.iter().find(|d| d["channel"] == "webhook").unwrap();
         assert!(hook["last_error"].as_str().unwrap().contains("500"));
-        let mail = mails.lock().unwrap()[0].clone();
+        let mail = mails.lock().unwrap().mails[0].1.clone();
         assert!(mail.contains("To: <cgj_handler@jinan.gov.cn>") && mail.contains("Subject: =?UTF-8?B?"), "{mail}");
         {
             let log = log.lock().unwrap();
@@ -180,7 +219,7 @@ async fn a_message_goes_out_on_every_channel_with_retries_resend_and_a_live_unre
             admin.json(Method::POST, &format!("/api/v1/notify/deliveries/{email_id}/resend"), Some(json!({}))).await;
         assert_eq!(s, StatusCode::NO_CONTENT);
         assert_eq!(n.relay_once().await.unwrap(), 1);
-        assert_eq!(mails.lock().unwrap().len(), 2);
+        assert_eq!(mails.lock().unwrap().mails.len(), 2);
         assert_eq!(deliveries(&admin, "?state=resent").await.len(), 1);
 
         // The inbox, read, and the count back to zero.
@@ -195,6 +234,85 @@ async fn a_message_goes_out_on_every_channel_with_retries_resend_and_a_live_unre
         let (s, body) = handler.json(Method::GET, "/api/v1/notify/deliveries", None).await;
         assert_error(s, &body, 403, "forbidden");
     }
+}
+
+#[tokio::test]
+async fn mail_goes_out_over_starttls_to_a_server_whose_certificate_is_trusted_and_never_in_the_clear() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let dir = tempfile::tempdir().unwrap();
+    let rcgen::CertifiedKey { cert, signing_key } =
+        rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let ca_file = dir.path().join("mail-ca.pem");
+    std::fs::write(&ca_file, cert.pem()).unwrap();
+    let server_tls = Arc::new(
+        rustls::ServerConfig::builder()
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![cert.der().clone()],
+                rustls::pki_types::PrivateKeyDer::try_from(signing_key.serialize_der()).unwrap(),
+            )
+            .unwrap(),
+    );
+    let b = test_backends().into_iter().next().unwrap();
+    // Sends one mail to cgj_handler through a server, with the given settings; answers the
+    // e-mail delivery row.
+    let send = |port: u16, tls_mode: &'static str, ca: Option<String>| async move {
+        let app = TestApp::start_with(b, move |cfg| {
+            cfg.notify.smtp_host = "localhost".into();
+            cfg.notify.smtp_port = port;
+            cfg.notify.smtp_tls = tls_mode.into();
+            cfg.notify.smtp_ca_file = ca.unwrap_or_default();
+            cfg.notify.smtp_username = "zhongshu".into();
+            cfg.notify.smtp_password = "mail-secret".into();
+        })
+        .await;
+        let n = app.state.services.get::<notify::Notify>().unwrap().clone();
+        let admin = app.login("flowadmin").await;
+        let (s, body) = admin
+                .json(
+                    Method::POST,
+                    "/api/v1/notify/send",
+                    Some(json!({"title": "防汛预警", "body": "今夜有暴雨", "recipients": ["cgj_handler"], "channels": ["email"], "urgent": true})),
+                )
+                .await;
+        assert_eq!(s, StatusCode::OK, "{body}");
+        n.relay_once().await.unwrap();
+        deliveries(&admin, "?channel=email").await.remove(0)
+    };
+
+    // STARTTLS (the default), the server's certificate checked against the configured CA:
+    // delivered, and both the password and the mail travelled encrypted.
+    let (port, got) = smtp_peer(Some(server_tls.clone()), false).await;
+    let d = send(port, "starttls", Some(ca_file.display().to_string())).await;
+    assert_eq!(d["state"], "sent", "{d}");
+    {
+        let got = got.lock().unwrap();
+        assert_eq!(got.mails.len(), 1);
+        assert!(got.mails[0].0, "the mail went over TLS");
+        assert!(got.mails[0].1.contains("To: <cgj_handler@jinan.gov.cn>"));
+        assert_eq!(got.auth.len(), 1);
+        assert!(got.auth[0].0, "AUTH only after the TLS handshake");
+    }
+
+    // Implicit TLS (port 465 style).
+    let (port, got) = smtp_peer(Some(server_tls.clone()), true).await;
+    let d = send(port, "tls", Some(ca_file.display().to_string())).await;
+    assert_eq!(d["state"], "sent", "{d}");
+    assert!(got.lock().unwrap().mails[0].0);
+
+    // Not trusted (the system's CAs do not know this certificate): nothing is sent.
+    let (port, got) = smtp_peer(Some(server_tls.clone()), false).await;
+    let d = send(port, "starttls", None).await;
+    assert_ne!(d["state"], "sent", "{d}");
+    assert!(d["last_error"].as_str().unwrap().contains("TLS"), "{d}");
+    assert!(got.lock().unwrap().auth.is_empty() && got.lock().unwrap().mails.is_empty());
+
+    // A server that does not offer STARTTLS is refused, with the way out in the error.
+    let (port, got) = smtp_peer(None, false).await;
+    let d = send(port, "starttls", Some(ca_file.display().to_string())).await;
+    assert_ne!(d["state"], "sent", "{d}");
+    assert!(d["last_error"].as_str().unwrap().contains("does not offer STARTTLS"), "{d}");
+    assert!(got.lock().unwrap().auth.is_empty(), "the password never went out in the clear");
 }
 
 async fn state_of(admin: &crate::helpers::Session, channel: &str) -> String {
