@@ -1,5 +1,7 @@
-// Chinese for the bpmn-js designer: palette, context pad, replace menu and the common labels of
-// the properties panel. Strings not listed stay in English.
+// Chinese for the bpmn-js designer: palette, context pad, replace menu, and (with PANEL_ZH) every
+// string of the properties panel's BPMN and zeebe providers. Strings not listed stay in English.
+import { PANEL_ZH } from './translate-panel'
+
 const ZH: Record<string, string> = {
   'Activate hand tool': '抓手工具',
   'Activate lasso tool': '套索工具',
@@ -133,7 +135,7 @@ const ZH: Record<string, string> = {
 }
 
 export function zhTranslate(template: string, replacements?: Record<string, string>): string {
-  const t = ZH[template] ?? template
+  const t = ZH[template] ?? PANEL_ZH[template] ?? template
   return t.replace(/{([^}]+)}/g, (_, key) => replacements?.[key] ?? `{${key}}`)
 }
 
