@@ -93,6 +93,23 @@ pub struct Seen<'a> {
 }
 
 impl Detector {
+    /// Whether a request can concern any rule — refusals, reads of one object, rows taken out,
+    /// and administrators' changes — so that the middleware skips the rest at once. `admin` is
+    /// `None` before the caller is looked at (then a change may still concern a rule).
+    pub fn concerns(
+        method: &axum::http::Method,
+        route: Option<&str>,
+        status: u16,
+        rows: u64,
+        admin: Option<bool>,
+    ) -> bool {
+        use axum::http::Method;
+        let denied = status == 401 || status == 403;
+        let by_id = *method == Method::GET && route.is_some_and(|r| r.contains('{'));
+        let mutating = !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS);
+        denied || by_id || rows > 0 || (mutating && admin.unwrap_or(true))
+    }
+
     /// Seconds `subject` is still refused for, if blocked.
     pub fn blocked(&self, subject: &str, now: i64) -> Option<u64> {
         if !self.any_blocked.load(std::sync::atomic::Ordering::Relaxed) {
@@ -265,6 +282,20 @@ impl Detector {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_refusals_reads_of_one_object_rows_out_and_administrators_changes_concern_a_rule() {
+        use axum::http::Method;
+        let list = Some("/api/v1/grid/cases");
+        let one = Some("/api/v1/grid/cases/{id}");
+        assert!(!Detector::concerns(&Method::GET, list, 200, 0, None), "a plain list read");
+        assert!(Detector::concerns(&Method::GET, list, 200, 20, None), "rows taken out");
+        assert!(Detector::concerns(&Method::GET, one, 200, 0, Some(false)), "one object by id");
+        assert!(Detector::concerns(&Method::GET, list, 403, 0, Some(false)), "a refusal");
+        assert!(Detector::concerns(&Method::POST, list, 201, 0, None), "a change, caller not yet known");
+        assert!(!Detector::concerns(&Method::POST, list, 201, 0, Some(false)), "staff's change");
+        assert!(Detector::concerns(&Method::POST, list, 201, 0, Some(true)), "an administrator's change");
+    }
 
     fn seen<'a>(s: &'a Subject, method: &'a axum::http::Method, path: &'a str, status: u16) -> Seen<'a> {
         Seen { subject: s, admin: false, method, route: Some("/api/v1/grid/cases/{id}"), path, status, rows: 0 }

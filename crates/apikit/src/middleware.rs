@@ -94,23 +94,19 @@ async fn watch_for_anomalies(
     status: u16,
     rows: u64,
 ) {
-    // Most requests concern no rule: a successful read of the caller itself or of something
-    // that is not a list.
-    let denied = status == 401 || status == 403;
-    let by_id = *method == Method::GET && route.is_some_and(|r| r.contains('{'));
-    let mutating = !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS);
-    if !denied && !by_id && !mutating && rows == 0 {
+    // Most requests concern no rule; those are skipped before the caller is even looked at.
+    if !crate::anomaly::Detector::concerns(method, route, status, rows, None) {
         return;
     }
     let caller = ctx.caller.lock().expect("ctx lock").clone();
-    if !denied && !by_id && rows == 0 && !caller.as_ref().is_some_and(|c| c.admin) {
+    let admin = caller.as_ref().is_some_and(|c| c.admin);
+    if !crate::anomaly::Detector::concerns(method, route, status, rows, Some(admin)) {
         return;
     }
     let subject = match &caller {
         Some(c) => Subject { key: c.key(), name: Some(c.username.clone()), ip: ctx.source_ip },
         None => Subject::address(ctx.source_ip),
     };
-    let admin = caller.as_ref().is_some_and(|c| c.admin);
     let seen = Seen { subject: &subject, admin, method, route, path, status, rows };
     let now = state.clock.now_ms();
     if let Some(signal) = state.anomaly.observe(&state.identity.policy(), &seen, now) {

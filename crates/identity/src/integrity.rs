@@ -17,11 +17,17 @@ use store::{DbResultExt, Row, Tx};
 use crate::alerts::{AlertRule, AlertSignal};
 use crate::service::Identity;
 
-const SEALED_COLUMNS: &str = "id, username, primary_org_id, status, password_hash, admin_role, expires_at, \
-                              totp_secret_enc, totp_enabled, must_change_password";
+/// The MAC context of account rows.
+pub(crate) const ROW_CONTEXT: &str = "users.row";
 
-/// The MAC of one row's sealed columns, as stored (lowercase hex).
-fn row_mac(keys: &crypto::KeyRing, r: &store::AnyRow) -> String {
+/// The sealed columns, in MAC order; `row_mac` follows them in every query that checks a row.
+pub(crate) const SEALED_COLUMNS: &str = "u.id, u.username, u.primary_org_id, u.status, u.password_hash, u.admin_role, \
+                                         u.expires_at, u.totp_secret_enc, u.totp_enabled, u.must_change_password";
+/// Where `row_mac` is in a row that starts with [`SEALED_COLUMNS`].
+pub(crate) const ROW_MAC_AT: usize = 10;
+
+/// The MAC of one row's sealed columns (the first ten of `r`), as stored (lowercase hex).
+fn row_mac(key: &crypto::hash::KeyedMac, r: &store::AnyRow) -> String {
     let mut canonical = Vec::with_capacity(256);
     let mut put = |v: Option<String>| crypto::hash::put_field(&mut canonical, v.as_deref().map(str::as_bytes));
     for i in 0..6 {
@@ -31,18 +37,18 @@ fn row_mac(keys: &crypto::KeyRing, r: &store::AnyRow) -> String {
     put(r.get::<Option<String>, _>(7));
     put(Some(r.get::<i64, _>(8).to_string()));
     put(Some(r.get::<i64, _>(9).to_string()));
-    crypto::hash::to_hex(&keys.mac("users.row", &canonical))
+    crypto::hash::to_hex(&key.mac(&canonical))
 }
 
 impl Identity {
     /// Recomputes an account's MAC inside the transaction that changed it.
     pub(crate) async fn reseal_user(&self, tx: &mut Tx, user_id: &str) -> Result<()> {
-        let sql = format!("SELECT {SEALED_COLUMNS} FROM users WHERE id = $1");
+        let sql = format!("SELECT {SEALED_COLUMNS} FROM users u WHERE u.id = $1");
         let Some(row) = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(user_id).fetch_optional(&mut **tx).await.db()?
         else {
             return Ok(());
         };
-        let mac = row_mac(self.keys(), &row);
+        let mac = row_mac(&self.inner.row_mac, &row);
         sqlx::query("UPDATE users SET row_mac = $1 WHERE id = $2")
             .bind(mac)
             .bind(user_id)
@@ -73,17 +79,25 @@ impl Identity {
     /// Checks an account against its MAC; on a mismatch refuses it, audits the refusal and raises
     /// a security alert.
     pub(crate) async fn check_user(&self, user_id: &str) -> Result<()> {
-        let sql = format!("SELECT {SEALED_COLUMNS}, row_mac FROM users WHERE id = $1");
+        let sql = format!("SELECT {SEALED_COLUMNS}, u.row_mac FROM users u WHERE u.id = $1");
         let Some(row) =
             sqlx::query(sqlx::AssertSqlSafe(sql)).bind(user_id).fetch_optional(self.db().reader()).await.db()?
         else {
             return Ok(());
         };
-        let stored: Option<String> = row.get(10);
-        let expected = row_mac(self.keys(), &row);
+        self.check_user_row(&row).await
+    }
+
+    /// [`Identity::check_user`] on a row already read: [`SEALED_COLUMNS`], then `row_mac`
+    /// (further columns may follow).
+    pub(crate) async fn check_user_row(&self, row: &store::AnyRow) -> Result<()> {
+        let stored: Option<String> = row.get(ROW_MAC_AT);
+        let expected = row_mac(&self.inner.row_mac, row);
         if stored.is_some_and(|s| crypto::hash::constant_time_eq(s.as_bytes(), expected.as_bytes())) {
             return Ok(());
         }
+        let user_id: String = row.get(0);
+        let user_id = user_id.as_str();
         let username: String = row.get(1);
         tracing::error!(%username, "an account fails its integrity check: it was changed outside the application");
         let now = self.now();

@@ -84,6 +84,8 @@ pub(crate) struct Inner {
     pub sessions: crate::cache::SessionCache,
     /// Security alerts as they are raised (see [`crate::alerts`]).
     pub alerts: tokio::sync::broadcast::Sender<crate::alerts::SecurityAlert>,
+    /// The MAC key of account rows (context `users.row`), derived once.
+    pub row_mac: crypto::hash::KeyedMac,
 }
 
 const POLICY_KEY: &str = "security_policy";
@@ -98,8 +100,10 @@ impl Identity {
         opts: IdentityOptions,
     ) -> Result<Identity> {
         let policy = RwLock::new(opts.default_policy.clone());
+        let row_mac = keys.mac_key(crate::integrity::ROW_CONTEXT);
         let me = Identity {
             inner: Arc::new(Inner {
+                row_mac,
                 db,
                 keys,
                 audit,

@@ -596,24 +596,27 @@ impl Identity {
     /// Loads the caller for a user: their orgs, and every permission with the union of the
     /// scopes of the grants that give it.
     pub async fn load_caller(&self, user_id: &str, session_id: Option<String>) -> Result<Caller> {
-        let row = sqlx::query(
-            "SELECT u.username, u.display_name, u.primary_org_id, o.name, u.admin_role, o.path, u.status, u.expires_at
-             FROM users u JOIN orgs o ON o.id = u.primary_org_id WHERE u.id = $1",
-        )
-        .bind(user_id)
-        .fetch_optional(self.db().reader())
-        .await
-        .db()?
-        .ok_or_else(|| Error::new(ErrorCode::SessionExpired, "the account no longer exists"))?;
-        self.check_user(user_id).await?;
-        if row.get::<String, _>(6) != "active" {
+        // The account with its integrity MAC (checked on this same row) and its organisation.
+        use crate::integrity::{ROW_MAC_AT, SEALED_COLUMNS};
+        let sql = format!(
+            "SELECT {SEALED_COLUMNS}, u.row_mac, u.display_name, o.name
+             FROM users u JOIN orgs o ON o.id = u.primary_org_id WHERE u.id = $1"
+        );
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(user_id)
+            .fetch_optional(self.db().reader())
+            .await
+            .db()?
+            .ok_or_else(|| Error::new(ErrorCode::SessionExpired, "the account no longer exists"))?;
+        self.check_user_row(&row).await?;
+        let (display_name_at, org_name_at) = (ROW_MAC_AT + 1, ROW_MAC_AT + 2);
+        if row.get::<String, _>(3) != "active" {
             return Err(Error::new(ErrorCode::AccountDisabled, "the account is disabled"));
         }
-        if row.get::<Option<i64>, _>(7).is_some_and(|at| at <= self.now()) {
+        if row.get::<Option<i64>, _>(6).is_some_and(|at| at <= self.now()) {
             return Err(Error::new(ErrorCode::AccountExpired, "the account has passed its end date"));
         }
-        let admin_role = row.get::<Option<String>, _>(4).and_then(|s| AdminRole::parse(&s));
-        let primary_path: String = row.get(5);
+        let admin_role = row.get::<Option<String>, _>(5).and_then(|s| AdminRole::parse(&s));
         let org_rows = sqlx::query("SELECT org_id FROM user_orgs WHERE user_id = $1")
             .bind(user_id)
             .fetch_all(self.db().reader())
@@ -665,7 +668,6 @@ impl Identity {
             };
             permissions.entry(g.get(4)).or_default().merge(&scope);
         }
-        let _ = primary_path;
         let mut roles: Vec<String> =
             sqlx::query("SELECT DISTINCT r.code FROM grants g JOIN roles r ON r.id = g.role_id WHERE g.user_id = $1")
                 .bind(user_id)
@@ -682,10 +684,10 @@ impl Identity {
         Ok(Caller {
             kind: CallerKind::User,
             id: user_id.to_string(),
-            username: row.get(0),
-            display_name: row.get(1),
+            username: row.get(1),
+            display_name: row.get(display_name_at),
             primary_org_id: OrgId(row.get(2)),
-            primary_org_name: row.get(3),
+            primary_org_name: row.get(org_name_at),
             org_ids: org_rows.iter().map(|r| OrgId(r.get(0))).collect(),
             admin_role,
             roles,
