@@ -125,6 +125,10 @@ pub struct CaseDetail {
     pub platforms: Vec<crate::platforms::PlatformLink>,
     /// Messages to those platforms and their delivery.
     pub deliveries: Vec<crate::platforms::Delivery>,
+    /// Set when the stored report or timeline fails its integrity check (changed outside the
+    /// application): what failed. Such a case takes no action until restored.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub integrity_violation: Option<String>,
 }
 
 /// The answer to an intake.
@@ -594,14 +598,22 @@ impl Grid {
         }
         let attachments = self.attachments(id).await?;
         let (platforms, deliveries) = self.case_platforms(id).await?;
-        Ok(CaseDetail { case, timeline, attachments, actions, platforms, deliveries })
+        let integrity_violation = self.check_case_integrity(id).await?;
+        if integrity_violation.is_some() {
+            actions.clear();
+        }
+        Ok(CaseDetail { case, timeline, attachments, actions, platforms, deliveries, integrity_violation })
     }
 
     /// Performs an action on a case: completes its open task of that stage (claiming it when
     /// the caller is a candidate) with the action's variables.
     pub async fn act(&self, caller: &Caller, actor: &Actor, id: &str, action: CaseAction) -> Result<CaseDetail> {
         caller.require(GRID_CASE_WORK)?;
-        let case = self.case(caller, id).await?.case;
+        let detail = self.case(caller, id).await?;
+        if let Some(what) = detail.integrity_violation {
+            return Err(Error::new(kernel::ErrorCode::IntegrityViolation, what));
+        }
+        let case = detail.case;
         if case.status != "open" {
             return Err(Error::conflict(format!("the case is already {}", case.status)));
         }
@@ -810,13 +822,15 @@ impl Grid {
 }
 
 /// Keeps cases in step with their process instances (see the crate's invariant).
-pub(crate) struct CaseObserver;
+pub(crate) struct CaseObserver {
+    pub seals: std::sync::Arc<crate::integrity::Seals>,
+}
 
 impl flow::Observer for CaseObserver {
     fn changed<'a>(&'a self, tx: &'a mut Tx, changes: &'a [flow::InstanceChange]) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
             for chunk in changes.chunks(CHUNK) {
-                sync_cases(tx, chunk).await?;
+                sync_cases(tx, chunk, &self.seals).await?;
             }
             Ok(())
         })
@@ -859,7 +873,7 @@ pub(crate) fn marks(from: usize, n: usize) -> String {
 /// Brings the cases of a batch of changed instances in step, in a handful of statements: their
 /// rows with their open tasks' first deadline and their last timeline number in one read, then
 /// multi-row updates and timeline inserts.
-async fn sync_cases(tx: &mut Tx, changes: &[flow::InstanceChange]) -> Result<()> {
+async fn sync_cases(tx: &mut Tx, changes: &[flow::InstanceChange], seals: &crate::integrity::Seals) -> Result<()> {
     let backend = store::Backend::of(tx);
     // Each case with its open tasks' first deadline and its last timeline number.
     let ids = store::padded_pow2(&changes.iter().map(|c| c.instance_id.as_str()).collect::<Vec<_>>());
@@ -949,19 +963,22 @@ async fn sync_cases(tx: &mut Tx, changes: &[flow::InstanceChange]) -> Result<()>
     }
     for chunk in store::chunks_pow2(&rows, ROWS * 2) {
         let sql = format!(
-            "INSERT INTO grid_case_log (case_id, seq, at, action, stage, actor, note) VALUES {}",
-            backend.values(chunk.len(), 7, 1)
+            "INSERT INTO grid_case_log (case_id, seq, at, action, stage, actor, note, row_mac) VALUES {}",
+            backend.values(chunk.len(), 8, 1)
         );
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
         for (id, seq, at, action, stage, actor, note) in chunk {
-            q = q
-                .bind(id)
-                .bind(*seq)
-                .bind(*at)
-                .bind(action)
-                .bind(stage)
-                .bind(actor)
-                .bind(note.as_deref().filter(|n| !n.is_empty()));
+            let note = note.as_deref().filter(|n| !n.is_empty());
+            let mac = seals.step(&crate::integrity::Step {
+                case_id: id,
+                seq: *seq,
+                at: *at,
+                action,
+                stage,
+                actor: actor.as_deref(),
+                note,
+            });
+            q = q.bind(id).bind(*seq).bind(*at).bind(action).bind(stage).bind(actor).bind(note).bind(mac);
         }
         q.execute(&mut **tx).await.db()?;
     }

@@ -193,7 +193,7 @@ async fn write_batch(g: &Grid, all: &[Prepared]) -> Result<Vec<Filed>> {
     }
     let filed: Vec<_> = items.iter().copied().zip(rows.iter()).zip(dups.iter()).collect();
     for chunk in store::chunks_pow2(&filed, ROWS) {
-        insert_cases(ft.tx(), chunk, now).await?;
+        insert_cases(ft.tx(), chunk, now, &g.inner.seals).await?;
     }
     for it in items.iter().filter(|i| i.platform.is_some()) {
         sqlx::query(
@@ -212,8 +212,8 @@ async fn write_batch(g: &Grid, all: &[Prepared]) -> Result<Vec<Filed>> {
     let logged: Vec<_> = items.iter().zip(dups.iter()).collect();
     for chunk in store::chunks_pow2(&logged, ROWS * 2) {
         let sql = format!(
-            "INSERT INTO grid_case_log (case_id, seq, at, action, stage, actor, note) VALUES {}",
-            backend.values(chunk.len(), 7, 1)
+            "INSERT INTO grid_case_log (case_id, seq, at, action, stage, actor, note, row_mac) VALUES {}",
+            backend.values(chunk.len(), 8, 1)
         );
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
         for (it, dup) in chunk {
@@ -221,7 +221,25 @@ async fn write_batch(g: &Grid, all: &[Prepared]) -> Result<Vec<Filed>> {
                 Some(_) => format!("{}；附近有同类未结事件，可能重复", it.note),
                 None => it.note.clone(),
             };
-            q = q.bind(&it.id).bind(1i64).bind(now).bind("report").bind("report").bind(&it.username).bind(note);
+            let step = crate::integrity::Step {
+                case_id: &it.id,
+                seq: 1,
+                at: now,
+                action: "report",
+                stage: "report",
+                actor: Some(&it.username),
+                note: Some(note.as_str()),
+            };
+            let mac = g.inner.seals.step(&step);
+            q = q
+                .bind(&it.id)
+                .bind(1i64)
+                .bind(now)
+                .bind("report")
+                .bind("report")
+                .bind(&it.username)
+                .bind(note)
+                .bind(mac);
         }
         q.execute(&mut **ft.tx()).await.db()?;
     }
@@ -346,15 +364,29 @@ async fn possible_duplicates(g: &Grid, tx: &mut Tx, items: &[&Prepared], now: i6
     Ok(best.into_iter().map(|b| b.map(|(_, id)| id)).collect())
 }
 
-async fn insert_cases(tx: &mut Tx, chunk: &[ToInsert<'_>], now: i64) -> Result<()> {
+async fn insert_cases(tx: &mut Tx, chunk: &[ToInsert<'_>], now: i64, seals: &crate::integrity::Seals) -> Result<()> {
     let sql = format!(
         "INSERT INTO grid_cases (id, case_no, source, external_id, title, description, category_id, urgency, lon, lat, address,
             grid_id, org_id, reporter, reporter_user, department_id, assigned_by_rule, possible_duplicate_of, instance_id, created_at,
-            lat_band, stage, status, updated_at) VALUES {}",
-        store::Backend::of(tx).values(chunk.len(), 24, 1)
+            lat_band, stage, status, updated_at, report_mac) VALUES {}",
+        store::Backend::of(tx).values(chunk.len(), 25, 1)
     );
     let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
     for ((it, (case_no, instance)), duplicate) in chunk {
+        let mac = seals.report(&crate::integrity::Report {
+            id: &it.id,
+            case_no,
+            source: &it.source,
+            external_id: it.external_id.as_deref(),
+            title: &it.title,
+            description: &it.description,
+            lon: it.point.map(|p| p.lon),
+            lat: it.point.map(|p| p.lat),
+            address: it.address.as_deref(),
+            reporter: &it.reporter,
+            reporter_user: Some(it.reporter_id.as_str()),
+            created_at: now,
+        });
         q = q
             .bind(&it.id)
             .bind(case_no)
@@ -379,7 +411,8 @@ async fn insert_cases(tx: &mut Tx, chunk: &[ToInsert<'_>], now: i64) -> Result<(
             .bind(it.point.map(|p| lat_band(p.lat)))
             .bind("report")
             .bind("open")
-            .bind(now);
+            .bind(now)
+            .bind(mac);
     }
     q.execute(&mut **tx).await.db()?;
     Ok(())

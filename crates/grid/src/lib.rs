@@ -15,6 +15,7 @@ pub mod cases;
 pub mod categories;
 pub mod delivery;
 mod intake;
+pub(crate) mod integrity;
 pub mod people;
 pub mod places;
 pub mod platforms;
@@ -32,7 +33,7 @@ use kernel::{Clock, Error, Result};
 use serde::{Deserialize, Serialize};
 use store::{Db, DbResultExt, Row};
 
-pub static MIGRATIONS: store::MigrationSet = store::migrations!("grid": 1 => portable "0001_grid", 2 => "0002_attachments", 3 => portable "0003_case_indexes", 4 => portable "0004_people", 5 => portable "0005_registry", 6 => portable "0006_platforms", 7 => portable "0007_places", 8 => "0008_open_nearby");
+pub static MIGRATIONS: store::MigrationSet = store::migrations!("grid": 1 => portable "0001_grid", 2 => "0002_attachments", 3 => portable "0003_case_indexes", 4 => portable "0004_people", 5 => portable "0005_registry", 6 => portable "0006_platforms", 7 => portable "0007_places", 8 => "0008_open_nearby", 9 => portable "0009_case_seals");
 
 /// The case process shipped with the platform (deployed on first start; editable in the designer
 /// as long as the user task ids stay).
@@ -116,6 +117,8 @@ pub(crate) struct Inner {
     pub conns: std::sync::Mutex<Option<(i64, platforms::Conns)>>,
     pub http: reqwest::Client,
     pub notify: std::sync::OnceLock<notify::Notify>,
+    /// The MAC keys of case reports and timeline steps.
+    pub seals: Arc<integrity::Seals>,
 }
 
 /// Reference data every intake reads (categories, enabled rules, the case process's latest
@@ -151,6 +154,7 @@ impl Grid {
         clock: Arc<dyn Clock>,
         opts: GridOptions,
     ) -> Result<Grid> {
+        let seals = Arc::new(integrity::Seals::new(identity.keys()));
         let grid = Grid {
             inner: Arc::new(Inner {
                 db,
@@ -169,9 +173,14 @@ impl Grid {
                     .build()
                     .map_err(|e| Error::internal(format!("cannot build the HTTP client: {e}")))?,
                 notify: std::sync::OnceLock::new(),
+                seals: seals.clone(),
             }),
         };
-        grid.inner.flow.observe(CASE_PROCESS_KEY, Arc::new(cases::CaseObserver));
+        grid.inner.flow.observe(CASE_PROCESS_KEY, Arc::new(cases::CaseObserver { seals }));
+        let sealed = grid.seal_unsealed_cases().await?;
+        if sealed > 0 {
+            tracing::info!(rows = sealed, "sealed cases and timeline steps that had no integrity MAC yet");
+        }
         Ok(grid)
     }
 

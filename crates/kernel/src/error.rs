@@ -57,7 +57,7 @@ error_codes! {
     AccountLocked = ("account_locked", 403, "too many failed logins; the account is locked for a while"),
     AccountDisabled = ("account_disabled", 403, "the account is disabled"),
     AccountExpired = ("account_expired", 403, "the account has passed its end date"),
-    IntegrityViolation = ("integrity_violation", 403, "the stored account fails its integrity check; the security administrator was alerted"),
+    IntegrityViolation = ("integrity_violation", 403, "the stored data (an account, a case) fails its integrity check; the security administrator was alerted"),
     PasswordChangeRequired = ("password_change_required", 403, "the password must be changed before anything else"),
     MfaRequired = ("mfa_required", 403, "a second factor must be verified before anything else"),
     MfaEnrollmentRequired = ("mfa_enrollment_required", 403, "this account must set up two-factor authentication first"),

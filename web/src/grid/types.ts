@@ -90,6 +90,8 @@ export interface CaseDetail extends Case {
   actions: string[]
   platforms: PlatformLink[]
   deliveries: Delivery[]
+  /** What failed the integrity check, when the stored case was changed outside the platform. */
+  integrity_violation?: string
 }
 
 export interface Mapping {

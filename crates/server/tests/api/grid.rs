@@ -417,6 +417,79 @@ async fn boundaries_import_is_checked_and_cases_are_scoped() {
     }
 }
 
+#[tokio::test]
+async fn a_case_edited_in_the_database_is_flagged_refuses_work_and_alerts_until_restored() {
+    for backend in test_backends() {
+        let (app, points) = grid_app(backend).await;
+        let disp = app.login("dispatcher").await;
+        let p = point(&points, "37010200100101");
+        let (s, c) = disp
+            .json(
+                Method::POST,
+                "/api/v1/grid/cases",
+                Some(json!({"source": "hotline", "category_code": "BJ0102", "description": "山大路井盖破损", "lon": p[0], "lat": p[1]})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{c}");
+        let id = c["case"]["id"].as_str().unwrap().to_string();
+        let (s, body) = disp
+            .json(Method::POST, &format!("/api/v1/grid/cases/{id}/actions"), Some(json!({"action": "accept"})))
+            .await;
+        assert!(s.is_success(), "{body}");
+        let (_, d) = disp.json(Method::GET, &format!("/api/v1/grid/cases/{id}"), None).await;
+        assert!(d.get("integrity_violation").is_none(), "an intact case: {d}");
+        assert!(!d["actions"].as_array().unwrap().is_empty());
+        let db = app.state.db.clone();
+        let sql = |q: String| {
+            let db = db.clone();
+            async move { sqlx::query(sqlx::AssertSqlSafe(q)).execute(db.writer()).await.unwrap() }
+        };
+
+        // Someone with database access rewrites what was reported.
+        sql(format!("UPDATE grid_cases SET description = '已自行修复' WHERE id = '{id}'")).await;
+        let (s, d) = disp.json(Method::GET, &format!("/api/v1/grid/cases/{id}"), None).await;
+        assert_eq!(s, StatusCode::OK, "the case can still be looked at");
+        assert!(d["integrity_violation"].as_str().unwrap().contains("上报内容"), "{d}");
+        assert_eq!(d["actions"], json!([]), "no work on a tampered case");
+        let (s, body) = disp
+            .json(Method::POST, &format!("/api/v1/grid/cases/{id}/actions"), Some(json!({"action": "dispatch"})))
+            .await;
+        assert_error(s, &body, 403, "integrity_violation");
+        // Restored (as from a backup): intact again.
+        sql(format!("UPDATE grid_cases SET description = '山大路井盖破损' WHERE id = '{id}'")).await;
+        let (_, d) = disp.json(Method::GET, &format!("/api/v1/grid/cases/{id}"), None).await;
+        assert!(d.get("integrity_violation").is_none(), "{d}");
+
+        // A step of the timeline changed, then one deleted from the middle.
+        sql(format!("UPDATE grid_case_log SET actor = 'someone_else' WHERE case_id = '{id}' AND seq = 2")).await;
+        let (_, d) = disp.json(Method::GET, &format!("/api/v1/grid/cases/{id}"), None).await;
+        assert!(d["integrity_violation"].as_str().unwrap().contains("第 2 步"), "{d}");
+        sql(format!("UPDATE grid_case_log SET actor = 'dispatcher' WHERE case_id = '{id}' AND seq = 2")).await;
+        let (_, d) = disp.json(Method::GET, &format!("/api/v1/grid/cases/{id}"), None).await;
+        assert!(d.get("integrity_violation").is_none(), "{d}");
+        sql(format!("DELETE FROM grid_case_log WHERE case_id = '{id}' AND seq = 1")).await;
+        let (_, d) = disp.json(Method::GET, &format!("/api/v1/grid/cases/{id}"), None).await;
+        assert!(d["integrity_violation"].as_str().unwrap().contains("缺少第 1 步"), "{d}");
+
+        // The security administrator has one open alert for the case; the findings are audited.
+        let sec = app.login("secadmin").await;
+        let (_, page) = sec.json(Method::GET, "/api/v1/security/alerts?rule=integrity_violation", None).await;
+        let for_case: Vec<&Value> =
+            page["items"].as_array().unwrap().iter().filter(|a| a["subject"] == format!("grid_case:{id}")).collect();
+        assert_eq!(for_case.len(), 1, "{page}");
+        assert_eq!(for_case[0]["subject_name"], c["case"]["case_no"]);
+        let auditor = app.login("auditor").await;
+        let (_, found) = auditor
+            .json(
+                Method::GET,
+                &format!("/api/v1/audit/records?action=grid.case.integrity_violation&object_id={id}"),
+                None,
+            )
+            .await;
+        assert!(found["total"].as_i64().unwrap() >= 3, "{found}");
+    }
+}
+
 async fn import_areas(s: &Session, query: &str, file: &Value) -> (StatusCode, Value) {
     let r = s
         .http
