@@ -63,7 +63,7 @@ impl AlertRule {
             AlertRule::ObjectSweep => "短时间遍历大量数据",
             AlertRule::SignatureFailures => "签名验证频繁失败",
             AlertRule::OffHoursAdmin => "管理员非工作时间操作",
-            AlertRule::IntegrityViolation => "账号数据完整性异常",
+            AlertRule::IntegrityViolation => "存储数据完整性异常",
             AlertRule::BulkExport => "短时间大量获取数据",
         }
     }
