@@ -296,23 +296,20 @@ pub fn photo(scene: Scene, after: bool, seed: u64, stamp: &str) -> Vec<u8> {
             // Close up: asphalt filling the frame, the cover in the middle.
             c.paint(14.0, |_, _| Some([92, 92, 96]));
             let (cx, cy) = (240.0, 170.0);
-            c.ellipse(cx, cy, 122.0, 92.0, [70, 72, 74], 6.0);
-            c.ellipse(cx, cy, 110.0, 82.0, [58, 60, 64], 8.0);
+            // After handling: a new cover in a new, darker frame.
+            let (frame, plate, rib) = match after {
+                false => (([70, 72, 74], 122.0, 92.0), [58, 60, 64], [74, 76, 80]),
+                true => (([40, 40, 42], 126.0, 96.0), [62, 64, 68], [80, 82, 86]),
+            };
+            c.ellipse(cx, cy, frame.1, frame.2, frame.0, 6.0);
+            c.ellipse(cx, cy, 110.0, 82.0, plate, 8.0);
             for k in 0..6 {
                 let a = k as f64 * std::f64::consts::PI / 6.0;
                 let (dx, dy) = (a.cos() * 100.0, a.sin() * 74.0);
-                c.line((cx - dx, cy - dy), (cx + dx, cy + dy), 3.0, [74, 76, 80]);
+                c.line((cx - dx, cy - dy), (cx + dx, cy + dy), 3.0, rib);
             }
             c.ellipse(cx, cy, 30.0, 22.0, [66, 68, 72], 4.0);
-            if after {
-                c.ellipse(cx, cy, 126.0, 96.0, [40, 40, 42], 0.0);
-                c.ellipse(cx, cy, 110.0, 82.0, [62, 64, 68], 8.0);
-                for k in 0..6 {
-                    let a = k as f64 * std::f64::consts::PI / 6.0;
-                    let (dx, dy) = (a.cos() * 100.0, a.sin() * 74.0);
-                    c.line((cx - dx, cy - dy), (cx + dx, cy + dy), 3.0, [80, 82, 86]);
-                }
-            } else {
+            if !after {
                 // A broken edge: a dark hole where a wedge of the cover is missing, and cracks.
                 c.paint(6.0, |x, y| {
                     let (dx, dy) = ((x - cx) / 110.0, (y - cy) / 82.0);

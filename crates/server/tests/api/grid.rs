@@ -491,17 +491,7 @@ async fn a_case_edited_in_the_database_is_flagged_refuses_work_and_alerts_until_
 }
 
 async fn import_areas(s: &Session, query: &str, file: &Value) -> (StatusCode, Value) {
-    let r = s
-        .http
-        .post(format!("{}/api/v1/grid/areas/import?{query}", s.base))
-        .header("x-csrf-token", &s.csrf)
-        .header("content-type", "application/geo+json")
-        .body(file.to_string())
-        .send()
-        .await
-        .unwrap();
-    let st = r.status();
-    (st, r.json().await.unwrap_or(Value::Null))
+    s.upload(&format!("/api/v1/grid/areas/import?{query}"), "application/geo+json", file.to_string()).await
 }
 
 #[tokio::test]
@@ -634,17 +624,7 @@ const PNG: &[u8] = &[
 ];
 
 async fn upload(s: &Session, name: &str, bytes: Vec<u8>) -> (StatusCode, Value) {
-    let r = s
-        .http
-        .post(format!("{}/api/v1/grid/attachments?name={name}", s.base))
-        .header("x-csrf-token", &s.csrf)
-        .header("content-type", "image/png")
-        .body(bytes)
-        .send()
-        .await
-        .unwrap();
-    let st = r.status();
-    (st, r.json().await.unwrap_or(Value::Null))
+    s.upload(&format!("/api/v1/grid/attachments?name={name}"), "image/png", bytes).await
 }
 
 #[tokio::test]

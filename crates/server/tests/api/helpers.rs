@@ -154,6 +154,21 @@ impl Session {
         (status, request_id, serde_json::from_str(&text).unwrap_or(Value::String(text)))
     }
 
+    /// POSTs a raw body (a file) with its content type; answers (status, JSON body or null).
+    pub async fn upload(&self, path: &str, content_type: &str, body: impl Into<reqwest::Body>) -> (StatusCode, Value) {
+        let r = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header("x-csrf-token", &self.csrf)
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
     pub async fn json(&self, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
         let r = self.send(method, path, body).await;
         let status = r.status();

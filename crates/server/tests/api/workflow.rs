@@ -45,6 +45,13 @@ fn conformance(name: &str) -> String {
     std::fs::read_to_string(format!("{}/../flow/conformance/{name}.bpmn", env!("CARGO_MANIFEST_DIR"))).unwrap()
 }
 
+/// Starts an instance (`body` as `POST /flow/instances` takes it); answers its id.
+async fn start_process(admin: &Session, body: Value) -> String {
+    let (s, i) = admin.json(Method::POST, "/api/v1/flow/instances", Some(body)).await;
+    assert_eq!(s, StatusCode::CREATED, "{i}");
+    i["id"].as_str().unwrap().to_string()
+}
+
 async fn deploy(admin: &Session, xml: &str, forms: Value) -> Value {
     let (s, body) =
         admin.json(Method::POST, "/api/v1/flow/definitions", Some(json!({"xml": xml, "forms": forms}))).await;
@@ -232,20 +239,8 @@ async fn timers_and_messages_survive_in_the_database_and_fire_on_time() {
         let flow = app.state.services.get::<flow::Flow>().unwrap().clone();
         let admin = app.login("flowadmin").await;
         deploy(&admin, &conformance("events"), json!({})).await;
-        let start = |key: &'static str| {
-            let admin = &admin;
-            async move {
-                let (s, i) = admin
-                    .json(
-                        Method::POST,
-                        "/api/v1/flow/instances",
-                        Some(json!({"process_key": "events", "variables": {"orderId": key}})),
-                    )
-                    .await;
-                assert_eq!(s, StatusCode::CREATED, "{i}");
-                i["id"].as_str().unwrap().to_string()
-            }
-        };
+        let start =
+            |key: &'static str| start_process(&admin, json!({"process_key": "events", "variables": {"orderId": key}}));
         let paid = start("A-1").await;
         let expired = start("A-2").await;
         // A message for an unknown key is a clear 404, and changes nothing.
@@ -322,20 +317,8 @@ async fn a_message_sent_before_anyone_waits_is_buffered_until_an_instance_subscr
         assert_eq!(list.as_array().unwrap().len(), 3, "{list}");
 
         // The instance for B-1 takes 'paid' at its gateway and 'done' at its receive task at once.
-        let start = |key: &'static str| {
-            let admin = &admin;
-            async move {
-                let (s, i) = admin
-                    .json(
-                        Method::POST,
-                        "/api/v1/flow/instances",
-                        Some(json!({"process_key": "events", "variables": {"orderId": key}})),
-                    )
-                    .await;
-                assert_eq!(s, StatusCode::CREATED, "{i}");
-                i["id"].as_str().unwrap().to_string()
-            }
-        };
+        let start =
+            |key: &'static str| start_process(&admin, json!({"process_key": "events", "variables": {"orderId": key}}));
         let b1 = start("B-1").await;
         let (_, d) = admin.json(Method::GET, &format!("/api/v1/flow/instances/{b1}"), None).await;
         let done: Vec<&str> = d["completed_elements"].as_array().unwrap().iter().map(|e| e.as_str().unwrap()).collect();
@@ -352,15 +335,8 @@ async fn a_message_sent_before_anyone_waits_is_buffered_until_an_instance_subscr
         // B-9's message expired before its instance came: the instance waits, and the cleanup
         // removes the message.
         let admin = app.login("flowadmin").await;
-        let (_, i) = admin
-            .json(
-                Method::POST,
-                "/api/v1/flow/instances",
-                Some(json!({"process_key": "events", "variables": {"orderId": "B-9"}})),
-            )
-            .await;
-        let (_, d) =
-            admin.json(Method::GET, &format!("/api/v1/flow/instances/{}", i["id"].as_str().unwrap()), None).await;
+        let b9 = start_process(&admin, json!({"process_key": "events", "variables": {"orderId": "B-9"}})).await;
+        let (_, d) = admin.json(Method::GET, &format!("/api/v1/flow/instances/{b9}"), None).await;
         assert!(!d["completed_elements"].as_array().unwrap().iter().any(|e| e == "paid"), "{d}");
         let (_, list) = admin.json(Method::GET, "/api/v1/flow/messages", None).await;
         assert_eq!(list, json!([]));
