@@ -158,6 +158,7 @@ impl Flow {
         let deployed =
             Arc::new(Deployed { id: id.clone(), key: key.clone(), version, name: name.clone(), defs, forms });
         self.inner.deployed.write().expect("deployed lock").insert(id.clone(), deployed);
+        self.inner.latest.write().expect("latest lock").insert(key.clone(), (now, id.clone()));
         Ok(DefinitionSummary {
             id,
             key,
@@ -196,8 +197,24 @@ impl Flow {
         Ok(d)
     }
 
-    /// The id of a key's version (`None`: the latest).
+    /// The id of a key's version (`None`: the latest, cached for `LATEST_TTL_MS`).
     pub async fn definition_id(&self, key: &str, version: Option<i64>) -> Result<String> {
+        let now = self.now();
+        if version.is_none()
+            && let Some((at, id)) = self.inner.latest.read().expect("latest lock").get(key)
+            && now >= *at
+            && now - at < LATEST_TTL_MS
+        {
+            return Ok(id.clone());
+        }
+        let id = self.definition_id_uncached(key, version).await?;
+        if version.is_none() {
+            self.inner.latest.write().expect("latest lock").insert(key.to_string(), (now, id.clone()));
+        }
+        Ok(id)
+    }
+
+    async fn definition_id_uncached(&self, key: &str, version: Option<i64>) -> Result<String> {
         let row = match version {
             Some(v) => sqlx::query("SELECT id FROM flow_definitions WHERE key = $1 AND version = $2")
                 .bind(key)
@@ -275,6 +292,9 @@ impl Flow {
         })
     }
 }
+
+/// How long the latest version of a process key is taken from memory.
+const LATEST_TTL_MS: i64 = 1_000;
 
 /// A timer start event to schedule: (element id, due, every ms, cron expression, repetitions left).
 type StartTimer = (String, i64, Option<i64>, Option<String>, Option<i64>);

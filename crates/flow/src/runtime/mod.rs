@@ -89,6 +89,10 @@ pub(crate) struct Inner {
     pub clock: Arc<dyn Clock>,
     pub opts: FlowOptions,
     pub deployed: RwLock<HashMap<String, Arc<Deployed>>>,
+    /// The latest version's definition id per process key, with when it was read: starts by key
+    /// skip a query for `LATEST_TTL_MS` (a deployment here updates it at once; one on another
+    /// node shows within that time).
+    pub latest: RwLock<HashMap<String, (i64, String)>>,
     pub handlers: RwLock<HashMap<String, Handler>>,
     pub wake: tokio::sync::Notify,
     pub notify: std::sync::OnceLock<notify::Notify>,
@@ -104,6 +108,7 @@ impl Flow {
                 clock,
                 opts,
                 deployed: RwLock::new(HashMap::new()),
+                latest: RwLock::new(HashMap::new()),
                 handlers: RwLock::new(HashMap::new()),
                 wake: tokio::sync::Notify::new(),
                 notify: std::sync::OnceLock::new(),
