@@ -569,22 +569,21 @@ impl Grid {
         let sql = format!("SELECT {COLUMNS} {FROM} {}", w.clause());
         let row = w.bind(sqlx::query(sqlx::AssertSqlSafe(sql))).fetch_optional(self.db().reader()).await.db()?;
         let case = row.map(|r| from_row(&r, self.now())).ok_or_else(|| Error::not_found("case"))?;
-        let rows = sqlx::query(
-            "SELECT seq, at, action, stage, actor, note FROM grid_case_log WHERE case_id = $1 ORDER BY seq",
-        )
-        .bind(id)
-        .fetch_all(self.db().reader())
-        .await
-        .db()?;
+        // The timeline, with the seal of each step for the integrity check below.
+        let sql = format!(
+            "SELECT {}, row_mac FROM grid_case_log WHERE case_id = $1 ORDER BY seq",
+            crate::integrity::STEP_COLUMNS
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id).fetch_all(self.db().reader()).await.db()?;
         let timeline = rows
             .iter()
             .map(|r| CaseStep {
-                seq: r.get(0),
-                at: r.get(1),
-                action: r.get(2),
-                stage: r.get(3),
-                actor: r.get(4),
-                note: r.get(5),
+                seq: r.get(1),
+                at: r.get(2),
+                action: r.get(3),
+                stage: r.get(4),
+                actor: r.get(5),
+                note: r.get(6),
             })
             .collect();
         let mut actions = Vec::new();
@@ -598,7 +597,7 @@ impl Grid {
         }
         let attachments = self.attachments(id).await?;
         let (platforms, deliveries) = self.case_platforms(id).await?;
-        let integrity_violation = self.check_case_integrity(id).await?;
+        let integrity_violation = self.check_case_integrity(id, &rows).await?;
         if integrity_violation.is_some() {
             actions.clear();
         }

@@ -141,10 +141,15 @@ impl crate::Grid {
         Ok(cases.len() + steps.len())
     }
 
-    /// Checks a case's report and timeline against their seals. `None`: intact; otherwise what
-    /// failed, in Chinese for the screen (and a security alert is raised, once per case while
-    /// open, with an audit record).
-    pub(crate) async fn check_case_integrity(&self, id: &str) -> kernel::Result<Option<String>> {
+    /// Checks a case's report and timeline against their seals; `steps` are the case's timeline
+    /// rows as read ([`STEP_COLUMNS`] then `row_mac`, in `seq` order). `None`: intact; otherwise
+    /// what failed, in Chinese for the screen (and a security alert is raised, once per case
+    /// while open, with an audit record).
+    pub(crate) async fn check_case_integrity(
+        &self,
+        id: &str,
+        steps: &[store::AnyRow],
+    ) -> kernel::Result<Option<String>> {
         let seals = &self.inner.seals;
         let mut problems = Vec::new();
         let report = sqlx::query(sqlx::AssertSqlSafe(format!(
@@ -161,13 +166,6 @@ impl crate::Grid {
         ) {
             problems.push("上报内容（标题、描述、位置、来源或上报人）".to_string());
         }
-        let steps = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {STEP_COLUMNS}, row_mac FROM grid_case_log WHERE case_id = $1 ORDER BY seq"
-        )))
-        .bind(id)
-        .fetch_all(self.db().reader())
-        .await
-        .db()?;
         for (i, r) in steps.iter().enumerate() {
             let seq: i64 = r.get(1);
             if seq != i as i64 + 1 {
@@ -212,7 +210,7 @@ impl crate::Grid {
 const REPORT_COLUMNS: &str =
     "id, case_no, source, external_id, title, description, lon, lat, address, reporter, reporter_user, created_at";
 /// A timeline step's sealed columns.
-const STEP_COLUMNS: &str = "case_id, seq, at, action, stage, actor, note";
+pub(crate) const STEP_COLUMNS: &str = "case_id, seq, at, action, stage, actor, note";
 
 /// A report as read, owning its fields.
 struct ReportRow(

@@ -121,13 +121,12 @@ pub(crate) struct Inner {
     pub seals: Arc<integrity::Seals>,
 }
 
-/// Reference data every intake reads (categories, enabled rules, the case process's latest
-/// version, the dispatch centre), kept for `REF_TTL_MS` and dropped at once when changed on this
+/// Reference data every intake reads (categories, enabled rules, the dispatch centre; the case
+/// process's latest version is cached by the engine), kept for `REF_TTL_MS` and dropped at once when changed on this
 /// node — so another node's change shows within two seconds.
 pub(crate) struct RefCache {
     pub categories: TtlCell<Arc<Vec<categories::Category>>>,
     pub rules: TtlCell<Arc<Vec<rules::Rule>>>,
-    pub case_def: TtlCell<String>,
     pub center: TtlCell<OrgRef>,
 }
 
@@ -138,7 +137,6 @@ impl Default for RefCache {
         RefCache {
             categories: TtlCell::new(REF_TTL_MS),
             rules: TtlCell::new(REF_TTL_MS),
-            case_def: TtlCell::new(REF_TTL_MS),
             center: TtlCell::new(REF_TTL_MS),
         }
     }
@@ -278,9 +276,9 @@ impl Grid {
         &self.inner.refs
     }
 
-    /// The id of the case process's latest version (cached).
+    /// The id of the case process's latest version (cached by the engine).
     pub(crate) async fn case_definition(&self) -> Result<String> {
-        self.refs().case_def.get(self.now(), || self.flow().definition_id(CASE_PROCESS_KEY, None)).await
+        self.flow().definition_id(CASE_PROCESS_KEY, None).await
     }
 
     /// The dispatch centre (cached).

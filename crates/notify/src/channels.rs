@@ -206,8 +206,21 @@ async fn smtp_send(o: &NotifyOptions, to: &str, subject: &str, text: &str) -> Re
     }
 }
 
-/// The TLS client configuration for the mail server: its CA file, else the system's CAs.
+/// The TLS client configuration for the mail server: its CA file, else the system's CAs. Built
+/// once per CA file (reading the system's store takes milliseconds); a changed file is read at
+/// the next start.
 fn smtp_tls_config(o: &NotifyOptions) -> Result<Arc<rustls::ClientConfig>, String> {
+    static BUILT: std::sync::Mutex<Option<std::collections::HashMap<String, Arc<rustls::ClientConfig>>>> =
+        std::sync::Mutex::new(None);
+    if let Some(c) = BUILT.lock().expect("tls config lock").get_or_insert_default().get(&o.smtp_ca_file) {
+        return Ok(c.clone());
+    }
+    let config = build_smtp_tls_config(o)?;
+    BUILT.lock().expect("tls config lock").get_or_insert_default().insert(o.smtp_ca_file.clone(), config.clone());
+    Ok(config)
+}
+
+fn build_smtp_tls_config(o: &NotifyOptions) -> Result<Arc<rustls::ClientConfig>, String> {
     use rustls::pki_types::CertificateDer;
     use rustls::pki_types::pem::PemObject;
     let mut roots = rustls::RootCertStore::empty();

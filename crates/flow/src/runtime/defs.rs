@@ -158,7 +158,9 @@ impl Flow {
         let deployed =
             Arc::new(Deployed { id: id.clone(), key: key.clone(), version, name: name.clone(), defs, forms });
         self.inner.deployed.write().expect("deployed lock").insert(id.clone(), deployed);
-        self.inner.latest.write().expect("latest lock").insert(key.clone(), (now, id.clone()));
+        if let Some(cell) = self.inner.latest.read().expect("latest lock").get(&key) {
+            cell.clear();
+        }
         Ok(DefinitionSummary {
             id,
             key,
@@ -199,19 +201,22 @@ impl Flow {
 
     /// The id of a key's version (`None`: the latest, cached for `LATEST_TTL_MS`).
     pub async fn definition_id(&self, key: &str, version: Option<i64>) -> Result<String> {
-        let now = self.now();
-        if version.is_none()
-            && let Some((at, id)) = self.inner.latest.read().expect("latest lock").get(key)
-            && now >= *at
-            && now - at < LATEST_TTL_MS
-        {
-            return Ok(id.clone());
+        if version.is_some() {
+            return self.definition_id_uncached(key, version).await;
         }
-        let id = self.definition_id_uncached(key, version).await?;
-        if version.is_none() {
-            self.inner.latest.write().expect("latest lock").insert(key.to_string(), (now, id.clone()));
-        }
-        Ok(id)
+        let cell = self.inner.latest.read().expect("latest lock").get(key).cloned();
+        let cell = match cell {
+            Some(c) => c,
+            None => self
+                .inner
+                .latest
+                .write()
+                .expect("latest lock")
+                .entry(key.to_string())
+                .or_insert_with(|| Arc::new(kernel::cache::TtlCell::new(LATEST_TTL_MS)))
+                .clone(),
+        };
+        cell.get(self.now(), || self.definition_id_uncached(key, None)).await
     }
 
     async fn definition_id_uncached(&self, key: &str, version: Option<i64>) -> Result<String> {

@@ -89,10 +89,10 @@ pub(crate) struct Inner {
     pub clock: Arc<dyn Clock>,
     pub opts: FlowOptions,
     pub deployed: RwLock<HashMap<String, Arc<Deployed>>>,
-    /// The latest version's definition id per process key, with when it was read: starts by key
-    /// skip a query for `LATEST_TTL_MS` (a deployment here updates it at once; one on another
-    /// node shows within that time).
-    pub latest: RwLock<HashMap<String, (i64, String)>>,
+    /// The latest version's definition id per process key: starts by key skip a query for
+    /// `LATEST_TTL_MS` (a deployment here clears it at once; one on another node shows within
+    /// that time; one caller reloads while the others keep the old id).
+    pub latest: RwLock<HashMap<String, Arc<kernel::cache::TtlCell<String>>>>,
     pub handlers: RwLock<HashMap<String, Handler>>,
     pub wake: tokio::sync::Notify,
     pub notify: std::sync::OnceLock<notify::Notify>,
