@@ -11,7 +11,6 @@ use kernel::{Error, Result};
 use serde_json::{Map, Value, json};
 use spatial::LonLat;
 use store::{DbResultExt, Row, Tx, Value as Bound};
-use tokio::sync::{mpsc, oneshot};
 
 use crate::Grid;
 
@@ -57,71 +56,35 @@ pub(crate) enum Filed {
     Existing(String),
 }
 
-type Job = (Prepared, oneshot::Sender<Result<Filed>>);
+/// The grid's intake as a group writer (`store::group`): batches of checked events.
+pub(crate) struct IntakeWriter(Grid);
+
+impl store::group::GroupWrite for IntakeWriter {
+    type Item = Prepared;
+    type Out = Filed;
+    type Weak = std::sync::Weak<crate::Inner>;
+
+    fn downgrade(&self) -> Self::Weak {
+        Arc::downgrade(&self.0.inner)
+    }
+
+    fn upgrade(weak: &Self::Weak) -> Option<Self> {
+        weak.upgrade().map(|inner| IntakeWriter(Grid { inner }))
+    }
+
+    async fn write(&self, items: &[Prepared]) -> Result<Vec<store::group::Filed<Filed>>> {
+        Ok(write_batch(&self.0, items).await?.into_iter().map(|f| store::group::Filed::Done(Ok(f))).collect())
+    }
+}
 
 /// The single writer's queue.
-pub(crate) struct Writer {
-    tx: mpsc::Sender<Job>,
-}
+pub(crate) type Writer = store::group::GroupCommit<IntakeWriter>;
 
 impl Grid {
     /// Files one checked event through the batch writer and waits until it is committed.
     pub(crate) async fn file(&self, item: Prepared) -> Result<Filed> {
-        let sender = {
-            let mut w = self.inner.writer.lock().expect("writer lock");
-            if w.as_ref().is_none_or(|w| w.tx.is_closed()) {
-                *w = Some(spawn_writer(self.clone()));
-            }
-            w.as_ref().map(|w| w.tx.clone()).expect("writer")
-        };
-        let (done, wait) = oneshot::channel();
-        sender
-            .send((item, done))
-            .await
-            .map_err(|_| Error::new(kernel::ErrorCode::Unavailable, "the intake writer stopped; try again"))?;
-        wait.await.map_err(|_| Error::new(kernel::ErrorCode::Unavailable, "the intake writer stopped; try again"))?
+        self.inner.writer.submit(&IntakeWriter(self.clone()), item).await
     }
-}
-
-fn spawn_writer(g: Grid) -> Writer {
-    let (tx, mut rx) = mpsc::channel::<Job>(BATCH * 4);
-    // The task holds a weak reference only, so it ends with the service.
-    let weak = Arc::downgrade(&g.inner);
-    drop(g);
-    tokio::spawn(async move {
-        while let Some(first) = rx.recv().await {
-            let mut jobs = vec![first];
-            while jobs.len() < BATCH {
-                match rx.try_recv() {
-                    Ok(j) => jobs.push(j),
-                    Err(_) => break,
-                }
-            }
-            let Some(inner) = weak.upgrade() else { break };
-            let g = Grid { inner };
-            let (items, replies): (Vec<Prepared>, Vec<_>) = jobs.into_iter().unzip();
-            match write_batch(&g, &items).await {
-                Ok(filed) => {
-                    for (r, f) in replies.into_iter().zip(filed) {
-                        let _ = r.send(Ok(f));
-                    }
-                }
-                Err(e) if items.len() == 1 => {
-                    if let Some(r) = replies.into_iter().next() {
-                        let _ = r.send(Err(e));
-                    }
-                }
-                Err(_) => {
-                    // One of them spoiled the batch: file each alone.
-                    for (item, reply) in items.into_iter().zip(replies) {
-                        let r = write_batch(&g, std::slice::from_ref(&item)).await;
-                        let _ = reply.send(r.map(|mut f| f.remove(0)));
-                    }
-                }
-            }
-        }
-    });
-    Writer { tx }
 }
 
 /// China Standard Time day of `now`, as YYYYMMDD.

@@ -109,7 +109,7 @@ pub(crate) struct Inner {
     pub opts: GridOptions,
     pub index: RwLock<areas::Loaded>,
     pub orgs: RwLock<HashMap<String, OrgRef>>,
-    pub writer: std::sync::Mutex<Option<intake::Writer>>,
+    pub writer: intake::Writer,
     pub refs: RefCache,
     /// Platforms paused after failures, by platform id.
     pub breakers: std::sync::Mutex<HashMap<String, delivery::Breaker>>,
@@ -162,7 +162,7 @@ impl Grid {
                 opts,
                 index: RwLock::new(areas::Loaded::default()),
                 orgs: RwLock::new(HashMap::new()),
-                writer: std::sync::Mutex::new(None),
+                writer: store::group::GroupCommit::new(intake::BATCH),
                 refs: RefCache::default(),
                 breakers: std::sync::Mutex::new(HashMap::new()),
                 conns: std::sync::Mutex::new(None),

@@ -285,6 +285,38 @@ pub fn after_quiet_hours(now_ms: i64, start: Option<&str>, end: Option<&str>) ->
     tz.from_local_datetime(&day.and_time(e)).single().map(|d| d.timestamp_millis()).unwrap_or(now_ms)
 }
 
+/// A recipient as looked up for sending.
+struct Recipient {
+    user_id: String,
+    email: Option<String>,
+    mobile: Option<String>,
+    /// The channels the user allows (None: no preferences saved).
+    allowed: Option<Vec<Channel>>,
+    quiet_start: Option<String>,
+    quiet_end: Option<String>,
+}
+
+/// A `notify_messages` row to insert.
+struct MessageRow {
+    id: String,
+    user_id: String,
+    template: Option<String>,
+    title: String,
+    body: String,
+    link: Option<String>,
+    urgent: i64,
+}
+
+/// A `notify_deliveries` row to insert.
+struct DeliveryRow {
+    id: String,
+    message_id: String,
+    user_id: String,
+    channel: &'static str,
+    address: Option<String>,
+    next_at: i64,
+}
+
 impl Notify {
     pub async fn new(db: Db, identity: Identity, clock: Arc<dyn Clock>, opts: NotifyOptions) -> Result<Notify> {
         let (live, _) = broadcast::channel(1024);
@@ -342,7 +374,12 @@ impl Notify {
     /// Queues a message in the caller's transaction. Recipients are usernames; unknown or
     /// inactive ones are skipped (returned count tells how many got it).
     pub async fn send_in(&self, tx: &mut Tx, req: &SendRequest) -> Result<usize> {
-        let (title_t, body_t, default_chs) = match &req.template {
+        self.send_many_in(tx, std::slice::from_ref(req)).await
+    }
+
+    /// The template of a message: (title, body, default channels), cached for 30 s.
+    async fn template_of(&self, tx: &mut Tx, req: &SendRequest) -> Result<(String, String, Vec<Channel>)> {
+        Ok(match &req.template {
             Some(code) => {
                 let cached = self.inner.templates.read().expect("templates lock").get(code).cloned();
                 match cached.filter(|(at, ..)| self.now() - at < 30_000) {
@@ -373,89 +410,150 @@ impl Notify {
                     .ok_or_else(|| Error::validation("a title or a template is required"))?;
                 (title, req.body.clone().unwrap_or_default(), vec![Channel::Inapp])
             }
-        };
-        let title: String = render(&title_t, &req.variables).chars().take(200).collect();
-        let body: String = render(&body_t, &req.variables).chars().take(4000).collect();
-        let wanted = req.channels.clone().unwrap_or(default_chs);
-        let now = self.now();
-        let mut sent = 0;
-        let mut seen = std::collections::HashSet::new();
-        for username in &req.recipients {
-            if !seen.insert(username.to_lowercase()) {
-                continue;
+        })
+    }
+
+    /// Queues several messages in the caller's transaction (the engine's task assignments of a
+    /// batch): the recipients are looked up together and the rows written with multi-row
+    /// INSERTs. Returns how many recipients got a message, over all messages.
+    pub async fn send_many_in(&self, tx: &mut Tx, reqs: &[SendRequest]) -> Result<usize> {
+        let backend = self.db().backend();
+        let mut names: Vec<String> =
+            reqs.iter().flat_map(|r| r.recipients.iter().map(|u| u.trim().to_lowercase())).collect();
+        names.sort();
+        names.dedup();
+        // username key → (user id, email, mobile, preferred channels, quiet start, quiet end)
+        let mut users: std::collections::HashMap<String, Recipient> = std::collections::HashMap::new();
+        for chunk in store::chunks_pow2(&names, 32) {
+            let sql = format!(
+                "SELECT u.username_key, u.id, u.email, u.mobile_enc, p.channels, p.quiet_start, p.quiet_end FROM users u
+                 LEFT JOIN notify_preferences p ON p.user_id = u.id WHERE u.status = 'active' AND u.username_key IN {}",
+                backend.values(1, chunk.len(), 1)
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for n in chunk {
+                q = q.bind(n.as_str());
             }
-            let row = sqlx::query(
-                "SELECT u.id, u.email, u.mobile_enc, p.channels, p.quiet_start, p.quiet_end FROM users u
-                 LEFT JOIN notify_preferences p ON p.user_id = u.id WHERE u.username_key = $1 AND u.status = 'active'",
-            )
-            .bind(username.trim().to_lowercase())
-            .fetch_optional(&mut **tx)
-            .await
-            .db()?;
-            let Some(row) = row else { continue };
-            let user_id: String = row.get(0);
-            let email: Option<String> = row.get(1);
-            let mobile = row
-                .get::<Option<String>, _>(2)
-                .and_then(|enc| self.inner.identity.keys().open("users.mobile", &enc).ok());
-            let prefs: Option<String> = row.get(3);
-            let (qs, qe): (Option<String>, Option<String>) = match &prefs {
-                Some(_) => (row.get(4), row.get(5)),
-                None => (Some(self.inner.opts.quiet_start.clone()), Some(self.inner.opts.quiet_end.clone())),
-            };
-            let allowed = prefs.as_deref().map(parse_list);
-            let message_id = uuid::Uuid::now_v7().to_string();
-            sqlx::query(
-                "INSERT INTO notify_messages (id, user_id, template_code, title, body, link, urgent, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-            )
-            .bind(&message_id)
-            .bind(&user_id)
-            .bind(&req.template)
-            .bind(&title)
-            .bind(&body)
-            .bind(&req.link)
-            .bind(req.urgent as i64)
-            .bind(now)
-            .execute(&mut **tx)
-            .await
-            .db()?;
-            let external_at = if req.urgent { now } else { after_quiet_hours(now, qs.as_deref(), qe.as_deref()) };
-            for ch in std::iter::once(Channel::Inapp).chain(wanted.iter().copied().filter(|c| *c != Channel::Inapp)) {
-                if ch != Channel::Inapp {
-                    if !ch.configured(&self.inner.opts) {
-                        continue;
-                    }
-                    // Users opt out of external channels; urgent messages still use the template's.
-                    if !req.urgent && allowed.as_ref().is_some_and(|a| !a.contains(&ch)) {
-                        continue;
-                    }
-                }
-                let address = match ch {
-                    Channel::Email => email.clone(),
-                    Channel::Sms => mobile.clone(),
-                    _ => None,
+            for row in q.fetch_all(&mut **tx).await.db()? {
+                let prefs: Option<String> = row.get(4);
+                let (quiet_start, quiet_end) = match &prefs {
+                    Some(_) => (row.get(5), row.get(6)),
+                    None => (Some(self.inner.opts.quiet_start.clone()), Some(self.inner.opts.quiet_end.clone())),
                 };
-                if matches!(ch, Channel::Email | Channel::Sms) && address.is_none() {
+                users.insert(
+                    row.get(0),
+                    Recipient {
+                        user_id: row.get(1),
+                        email: row.get(2),
+                        mobile: row
+                            .get::<Option<String>, _>(3)
+                            .and_then(|enc| self.inner.identity.keys().open("users.mobile", &enc).ok()),
+                        allowed: prefs.as_deref().map(parse_list),
+                        quiet_start,
+                        quiet_end,
+                    },
+                );
+            }
+        }
+        let now = self.now();
+        let mut messages: Vec<MessageRow> = Vec::new();
+        let mut deliveries: Vec<DeliveryRow> = Vec::new();
+        for req in reqs {
+            let (title_t, body_t, default_chs) = self.template_of(tx, req).await?;
+            let title: String = render(&title_t, &req.variables).chars().take(200).collect();
+            let body: String = render(&body_t, &req.variables).chars().take(4000).collect();
+            let wanted = req.channels.clone().unwrap_or(default_chs);
+            let mut seen = std::collections::HashSet::new();
+            for username in &req.recipients {
+                let key = username.trim().to_lowercase();
+                if !seen.insert(key.clone()) {
                     continue;
                 }
-                sqlx::query(
-                    "INSERT INTO notify_deliveries (id, message_id, user_id, channel, address, state, next_at, created_at)
-                     VALUES ($1, $2, $3, $4, $5, 'pending', $6, $7)",
-                )
-                .bind(uuid::Uuid::now_v7().to_string())
-                .bind(&message_id)
-                .bind(&user_id)
-                .bind(ch.as_str())
-                .bind(&address)
-                .bind(if ch == Channel::Inapp { now } else { external_at })
-                .bind(now)
-                .execute(&mut **tx)
-                .await
-                .db()?;
+                let Some(u) = users.get(&key) else { continue };
+                let message_id = uuid::Uuid::now_v7().to_string();
+                let external_at = if req.urgent {
+                    now
+                } else {
+                    after_quiet_hours(now, u.quiet_start.as_deref(), u.quiet_end.as_deref())
+                };
+                for ch in std::iter::once(Channel::Inapp).chain(wanted.iter().copied().filter(|c| *c != Channel::Inapp))
+                {
+                    if ch != Channel::Inapp {
+                        if !ch.configured(&self.inner.opts) {
+                            continue;
+                        }
+                        // Users opt out of external channels; urgent messages still use the template's.
+                        if !req.urgent && u.allowed.as_ref().is_some_and(|a| !a.contains(&ch)) {
+                            continue;
+                        }
+                    }
+                    let address = match ch {
+                        Channel::Email => u.email.clone(),
+                        Channel::Sms => u.mobile.clone(),
+                        _ => None,
+                    };
+                    if matches!(ch, Channel::Email | Channel::Sms) && address.is_none() {
+                        continue;
+                    }
+                    deliveries.push(DeliveryRow {
+                        id: uuid::Uuid::now_v7().to_string(),
+                        message_id: message_id.clone(),
+                        user_id: u.user_id.clone(),
+                        channel: ch.as_str(),
+                        address,
+                        next_at: if ch == Channel::Inapp { now } else { external_at },
+                    });
+                }
+                messages.push(MessageRow {
+                    id: message_id,
+                    user_id: u.user_id.clone(),
+                    template: req.template.clone(),
+                    title: title.clone(),
+                    body: body.clone(),
+                    link: req.link.clone(),
+                    urgent: req.urgent as i64,
+                });
             }
-            sent += 1;
         }
-        Ok(sent)
+        for chunk in store::chunks_pow2(&messages, 32) {
+            let sql = format!(
+                "INSERT INTO notify_messages (id, user_id, template_code, title, body, link, urgent, created_at) VALUES {}",
+                backend.values(chunk.len(), 8, 1)
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for m in chunk {
+                q = q
+                    .bind(&m.id)
+                    .bind(&m.user_id)
+                    .bind(&m.template)
+                    .bind(&m.title)
+                    .bind(&m.body)
+                    .bind(&m.link)
+                    .bind(m.urgent)
+                    .bind(now);
+            }
+            q.execute(&mut **tx).await.db()?;
+        }
+        for chunk in store::chunks_pow2(&deliveries, 32) {
+            let sql = format!(
+                "INSERT INTO notify_deliveries (id, message_id, user_id, channel, address, state, next_at, created_at) VALUES {}",
+                backend.values(chunk.len(), 8, 1)
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for d in chunk {
+                q = q
+                    .bind(&d.id)
+                    .bind(&d.message_id)
+                    .bind(&d.user_id)
+                    .bind(d.channel)
+                    .bind(&d.address)
+                    .bind("pending")
+                    .bind(d.next_at)
+                    .bind(now);
+            }
+            q.execute(&mut **tx).await.db()?;
+        }
+        Ok(messages.len())
     }
 
     /// Sends in a transaction of its own, audited (the admin's "send a notice").

@@ -12,6 +12,7 @@
 
 mod db;
 mod filter;
+pub mod group;
 mod migrate;
 pub mod testing;
 

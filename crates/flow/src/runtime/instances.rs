@@ -10,13 +10,14 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use store::{DbResultExt, Row, Where, like_escape};
 
+use super::batch::{Done, Job, StartJob};
 use super::tasks::check_vars;
 use super::unit::{StoredEvent, StoredKind, Unit};
 use super::{Flow, to_json};
 use std::sync::Arc;
 
 use super::defs::Deployed;
-use crate::engine::{Command, InstanceState, Status};
+use crate::engine::{Command, InstanceState};
 use crate::model::{El, ElementKind, Trigger};
 
 /// An instance as listed.
@@ -267,44 +268,19 @@ impl Flow {
         }
         let mut vars = vars;
         vars.entry("initiator").or_insert_with(|| Value::String(caller.username.clone()));
-        let mut unit = Unit::begin(self, Some(caller.username.clone())).await?;
-        let org = Some(caller.primary_org_id.0.clone()).filter(|o| !o.is_empty());
-        let id = unit.new_instance(
-            def.clone(),
-            req.business_key.clone(),
-            org,
-            Some(caller.username.clone()),
-            None,
-            vars,
-            None,
-            true,
-        );
-        unit.run().await?;
-        unit.flush().await?;
-        let entry = actor.entry(unit.now, "flow.instance.start").object("flow_instance", &id);
-        self.identity().audit_log().append(&mut unit.tx, &entry).await?;
-        let (status, incidents) = unit.summary(&id).unwrap_or((Status::Active, 0));
-        let now = unit.now;
-        unit.commit().await?;
-        Ok(Instance {
-            id,
-            definition_id: def.id.clone(),
-            process_key: def.key.clone(),
-            process_name: def.name.clone(),
-            version: def.version,
+        // Starts are filed in batches with the others waiting (`batch.rs`).
+        let job = StartJob {
+            username: caller.username.clone(),
+            org: Some(caller.primary_org_id.0.clone()).filter(|o| !o.is_empty()),
+            actor: actor.clone(),
+            def,
             business_key: req.business_key,
-            status: match status {
-                Status::Active => "active",
-                Status::Completed => "completed",
-                Status::Terminated => "terminated",
-            }
-            .into(),
-            incidents,
-            started_at: now,
-            ended_at: (status != Status::Active).then_some(now),
-            started_by: Some(caller.username.clone()),
-            parent_id: None,
-        })
+            vars,
+        };
+        match self.file(Job::Start(Box::new(job))).await? {
+            Done::Started(i) => Ok(i),
+            Done::Completed(_) => Err(Error::internal("a start was answered with a completion")),
+        }
     }
 
     /// Starts many instances in one transaction (bulk intake, benchmarks). Not audited per

@@ -8,6 +8,7 @@
 //! per instance, and the audit record. A crash before the commit loses nothing that was
 //! acknowledged; after it, nothing is done twice.
 
+mod batch;
 mod defs;
 mod embed;
 mod handlers;
@@ -97,6 +98,8 @@ pub(crate) struct Inner {
     pub wake: tokio::sync::Notify,
     pub notify: std::sync::OnceLock<notify::Notify>,
     pub observers: RwLock<HashMap<String, Arc<dyn embed::Observer>>>,
+    /// Starts and task completions filed in batches (group commit).
+    pub writer: batch::Writer,
 }
 
 impl Flow {
@@ -113,6 +116,7 @@ impl Flow {
                 wake: tokio::sync::Notify::new(),
                 notify: std::sync::OnceLock::new(),
                 observers: RwLock::new(HashMap::new()),
+                writer: store::group::GroupCommit::new(batch::BATCH),
             }),
         };
         handlers::register_builtins(&flow);

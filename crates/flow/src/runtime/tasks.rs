@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use store::{DbResultExt, Row, Where, like_escape};
 
+use super::batch::{CompleteJob, Done, Job};
 use super::unit::Unit;
 use super::{Flow, to_json};
 use crate::engine::{Command, Wait};
@@ -108,22 +109,22 @@ pub enum TaskAction {
 /// A task is due soon (yellow) within this many milliseconds of its deadline.
 pub(crate) const DUE_SOON_MS: i64 = 4 * 3_600_000;
 
-const TASK_COLUMNS: &str =
+pub(super) const TASK_COLUMNS: &str =
     "t.id, t.instance_id, t.element_id, t.name, t.def_key, t.def_name, t.business_key, t.assignee, t.owner,
     t.candidate_users, t.candidate_groups, t.state, t.priority, t.due_at, t.follow_up_at, t.form_key, t.created_at,
     t.completed_at, t.completed_by, t.urge_count, t.candidate_orgs, t.token";
 
-struct TaskRow {
-    task: Task,
-    candidate_orgs: Vec<String>,
-    token: u64,
+pub(super) struct TaskRow {
+    pub task: Task,
+    pub candidate_orgs: Vec<String>,
+    pub token: u64,
 }
 
 fn split(s: &str) -> Vec<String> {
     s.split(',').filter(|x| !x.is_empty()).map(String::from).collect()
 }
 
-fn task_from_row(r: &store::AnyRow, now: i64) -> TaskRow {
+pub(super) fn task_from_row(r: &store::AnyRow, now: i64) -> TaskRow {
     let due_at: Option<i64> = r.get(13);
     let state: String = r.get(11);
     let flag = match due_at {
@@ -254,7 +255,7 @@ impl Flow {
 
     /// Who may see a task: the assignee, the owner, candidates, those who completed it, and
     /// process managers whose scope covers it.
-    fn may_see(&self, caller: &Caller, t: &TaskRow) -> bool {
+    pub(super) fn may_see(&self, caller: &Caller, t: &TaskRow) -> bool {
         let me = Some(caller.username.as_str());
         t.task.assignee.as_deref() == me
             || t.task.owner.as_deref() == me
@@ -309,6 +310,15 @@ impl Flow {
     /// Performs an action on a task.
     pub async fn task_action(&self, caller: &Caller, actor: &Actor, id: &str, action: TaskAction) -> Result<Task> {
         caller.require(FLOW_TASK)?;
+        if let TaskAction::Complete { variables } = action {
+            // Completions are filed in batches with the others waiting (`batch.rs`).
+            let job =
+                CompleteJob { caller: caller.clone(), actor: actor.clone(), task_id: id.to_string(), vars: variables };
+            return match self.file(Job::Complete(Box::new(job))).await? {
+                Done::Completed(t) => Ok(t),
+                Done::Started(_) => Err(Error::internal("a completion was answered with a start")),
+            };
+        }
         let mut unit = Unit::begin(self, Some(caller.username.clone())).await?;
         let t = self.task_row(id, Some(&mut unit.tx)).await?;
         if !self.may_see(caller, &t) {
@@ -348,10 +358,7 @@ impl Flow {
                 self.set_assignee(&mut unit, id, None, None, None).await?;
                 ("flow.task.unclaim", None)
             }
-            TaskAction::Complete { variables } => {
-                let detail = self.complete_row(&mut unit, caller, &t, variables, false).await?;
-                ("flow.task.complete", Some(detail))
-            }
+            TaskAction::Complete { .. } => return Err(Error::internal("completions are filed in batches")),
             TaskAction::Transfer { to, comment } => {
                 if !mine && !manager {
                     return Err(Error::forbidden("only the assignee or a process manager can transfer the task"));
@@ -503,6 +510,33 @@ impl Flow {
         Ok(detail)
     }
 
+    /// Checks the caller may complete `t` (open, visible to them) and validates the form data:
+    /// answers the variables to set.
+    pub(super) async fn completion_vars(
+        &self,
+        unit: &mut Unit<'_>,
+        caller: &Caller,
+        t: &TaskRow,
+        variables: serde_json::Map<String, Value>,
+        auto_claim: bool,
+    ) -> Result<serde_json::Map<String, Value>> {
+        let me = &caller.username;
+        let mine = t.task.assignee.as_deref() == Some(me.as_str());
+        let claimable = auto_claim && t.task.assignee.is_none() && is_candidate(caller, t);
+        if !mine && !claimable {
+            let hint =
+                if t.task.assignee.is_none() { "claim the task first" } else { "the task is assigned to someone else" };
+            return Err(Error::forbidden(format!("you cannot complete this task: {hint}")));
+        }
+        let (_, def) = unit.state(&t.task.instance_id).await?;
+        match t.task.form_key.as_ref().and_then(|k| def.forms.get(k)) {
+            Some(schema) => crate::forms::validate(schema, &variables).map_err(|errs| {
+                Error::validation(format!("the form has {} problem(s): {}", errs.len(), errs.join("; ")))
+            }),
+            None => check_vars(variables),
+        }
+    }
+
     /// Completes `t` (open, visible to the caller): checks the caller may, validates the form
     /// data, marks the row and queues the engine command. Returns the audit detail.
     async fn complete_row(
@@ -514,20 +548,7 @@ impl Flow {
         auto_claim: bool,
     ) -> Result<String> {
         let me = &caller.username;
-        let mine = t.task.assignee.as_deref() == Some(me.as_str());
-        let claimable = auto_claim && t.task.assignee.is_none() && is_candidate(caller, t);
-        if !mine && !claimable {
-            let hint =
-                if t.task.assignee.is_none() { "claim the task first" } else { "the task is assigned to someone else" };
-            return Err(Error::forbidden(format!("you cannot complete this task: {hint}")));
-        }
-        let (_, def) = unit.state(&t.task.instance_id).await?;
-        let vars = match t.task.form_key.as_ref().and_then(|k| def.forms.get(k)) {
-            Some(schema) => crate::forms::validate(schema, &variables).map_err(|errs| {
-                Error::validation(format!("the form has {} problem(s): {}", errs.len(), errs.join("; ")))
-            })?,
-            None => check_vars(variables)?,
-        };
+        let vars = self.completion_vars(unit, caller, t, variables, auto_claim).await?;
         let n = sqlx::query(
             "UPDATE flow_tasks SET state = 'completed', completed_at = $2, completed_by = $3,
                 assignee = COALESCE(assignee, $3), claimed_at = COALESCE(claimed_at, $2)

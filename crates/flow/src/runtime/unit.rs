@@ -50,6 +50,9 @@ struct Loaded {
     events: Vec<Event>,
     /// Moved to another definition version in this unit.
     migrated: bool,
+    /// Who acted on this instance, when a batch's units act for several people (else the
+    /// unit's actor).
+    actor: Option<String>,
 }
 
 pub(crate) struct Unit<'f> {
@@ -69,6 +72,8 @@ pub(crate) struct Unit<'f> {
     org_ids: HashMap<String, String>,
     /// Tasks created by the engine in this run, written together (multi-row) at its end.
     new_tasks: Vec<NewTask>,
+    /// Their assignment messages, sent together with them.
+    notices: Vec<notify::SendRequest>,
     /// Buffered messages being delivered to (instance, token): each leaves the buffer only when
     /// its delivery succeeds (an event-based gateway takes one of several, the rest stay).
     from_buffer: HashMap<(String, u64), String>,
@@ -111,6 +116,7 @@ impl<'f> Unit<'f> {
             wake: false,
             wake_notify: false,
             new_tasks: Vec::new(),
+            notices: Vec::new(),
             from_buffer: HashMap::new(),
             org_ids: HashMap::new(),
         })
@@ -149,11 +155,24 @@ impl<'f> Unit<'f> {
                 incidents: 0,
                 events: Vec::new(),
                 migrated: false,
+                actor: None,
             },
         );
         self.order.push(id.clone());
         self.work.push_back((id.clone(), Command::Start { start, vars }, primary));
         id
+    }
+
+    /// Records who acts on an instance of this unit (a batch acting for several people).
+    pub fn act_as(&mut self, instance: &str, username: &str) {
+        if let Some(l) = self.loaded.get_mut(instance) {
+            l.actor = Some(username.to_string());
+        }
+    }
+
+    /// Who acts on an instance of this unit, when set by [`Unit::act_as`].
+    pub fn actor_of(&self, instance: &str) -> Option<&str> {
+        self.loaded.get(instance).and_then(|l| l.actor.as_deref())
     }
 
     /// Queues a command for an instance. Errors of `primary` commands fail the unit; errors of
@@ -220,6 +239,7 @@ impl<'f> Unit<'f> {
                         incidents: row.get(9),
                         events: Vec::new(),
                         migrated: false,
+                        actor: None,
                     },
                 );
                 self.order.push(id);
@@ -271,7 +291,8 @@ impl<'f> Unit<'f> {
         self.insert_tasks().await
     }
 
-    /// Writes the tasks created since the last call, eight rows per statement.
+    /// Writes the tasks created since the last call, `INSERT_ROWS` rows per statement, and
+    /// queues their assignment messages.
     async fn insert_tasks(&mut self) -> Result<()> {
         let tasks = std::mem::take(&mut self.new_tasks);
         for chunk in store::chunks_pow2(&tasks, INSERT_ROWS) {
@@ -306,6 +327,13 @@ impl<'f> Unit<'f> {
                     .bind(self.now);
             }
             q.execute(&mut *self.tx).await.db()?;
+        }
+        let notices = std::mem::take(&mut self.notices);
+        if let Some(n) = self.flow.notifier()
+            && !notices.is_empty()
+        {
+            n.send_many_in(&mut self.tx, &notices).await?;
+            self.wake_notify = true;
         }
         Ok(())
     }
@@ -521,7 +549,7 @@ impl<'f> Unit<'f> {
             inputs: to_json(&spec.inputs)?,
             org_id: org.clone(),
         });
-        if let Some(n) = self.flow.notifier() {
+        if self.flow.notifier().is_some() {
             let mut recipients: Vec<String> = spec.assignee.iter().cloned().collect();
             if spec.assignee.is_none() {
                 recipients.extend(spec.candidate_users.iter().cloned());
@@ -531,15 +559,13 @@ impl<'f> Unit<'f> {
                 vars.insert("task".into(), spec.name.clone().into());
                 vars.insert("process".into(), def.name.clone().into());
                 vars.insert("business_key".into(), bk.clone().unwrap_or_default().into());
-                let req = notify::SendRequest {
+                self.notices.push(notify::SendRequest {
                     template: Some("flow.task.assigned".into()),
                     variables: vars,
                     recipients,
                     link: Some("/flow/tasks".into()),
                     ..Default::default()
-                };
-                n.send_in(&mut self.tx, &req).await?;
-                self.wake_notify = true;
+                });
             }
         }
         Ok(())
@@ -711,7 +737,7 @@ impl<'f> Unit<'f> {
     pub async fn flush(&mut self) -> Result<()> {
         self.insert_tasks().await?;
         let mut new_rows: Vec<NewRow> = Vec::new();
-        let mut history: Vec<(String, i64, String)> = Vec::new();
+        let mut history: Vec<(String, i64, String, Option<String>)> = Vec::new();
         let mut updates: Vec<Update> = Vec::new();
         let mut observed: Vec<(Arc<dyn super::Observer>, super::InstanceChange)> = Vec::new();
         // Every instance stays in `order`: a unit may flush more than once (a capability running
@@ -747,7 +773,7 @@ impl<'f> Unit<'f> {
                         open_tasks,
                         completed,
                         variables: l.state.vars().clone(),
-                        actor: self.actor.clone(),
+                        actor: l.actor.clone().or_else(|| self.actor.clone()),
                         now: self.now,
                     },
                 ));
@@ -788,7 +814,7 @@ impl<'f> Unit<'f> {
             if !l.events.is_empty() {
                 let p = l.def.process();
                 let stored: Vec<StoredEvent> = l.events.drain(..).map(|e| stored_event(p, e)).collect();
-                history.push((id, l.rev, to_json(&stored)?));
+                history.push((id, l.rev, to_json(&stored)?, l.actor.clone().or_else(|| self.actor.clone())));
             }
         }
         for chunk in store::chunks_pow2(&new_rows, INSERT_ROWS) {
@@ -852,8 +878,8 @@ impl<'f> Unit<'f> {
             let mut sql = String::from("INSERT INTO flow_history (instance_id, seq, at, actor, events) VALUES ");
             push_values(&mut sql, self.flow.db().backend(), chunk.len(), 5, None);
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-            for (id, seq, events) in chunk {
-                q = q.bind(id).bind(*seq).bind(self.now).bind(&self.actor).bind(events);
+            for (id, seq, events, actor) in chunk {
+                q = q.bind(id).bind(*seq).bind(self.now).bind(actor).bind(events);
             }
             q.execute(&mut *self.tx).await.db()?;
         }

@@ -121,7 +121,8 @@ impl TestApp {
     }
 }
 
-/// A logged-in (or anonymous) HTTP client.
+/// A logged-in (or anonymous) HTTP client (clones share the cookies).
+#[derive(Clone)]
 pub struct Session {
     pub http: Client,
     pub base: String,

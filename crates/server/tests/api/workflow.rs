@@ -954,3 +954,127 @@ async fn bad_workflow_input_gets_a_clear_error_and_changes_nothing() {
         assert_eq!(own_definitions(&defs), 1);
     }
 }
+
+/// Runs `calls` at the same time; answers their (status, body) in order.
+async fn at_once(calls: Vec<(Session, String, Value)>) -> Vec<(StatusCode, Value)> {
+    let handles: Vec<_> = calls
+        .into_iter()
+        .map(|(s, path, body)| tokio::spawn(async move { s.json(Method::POST, &path, Some(body)).await }))
+        .collect();
+    let mut out = Vec::new();
+    for h in handles {
+        out.push(h.await.unwrap());
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn starts_and_completions_sent_together_are_each_answered_and_attributed_on_their_own() {
+    for b in test_backends() {
+        let app = TestApp::start(b).await;
+        let admin = app.login("flowadmin").await;
+        deploy(&admin, APPROVAL, opinion_form()).await;
+        let starter = app.login("dispatcher").await;
+        // 24 starts at once: each its own instance, business key and audit record.
+        let starts = (0..24)
+            .map(|i| {
+                let body = json!({"process_key": "leave", "business_key": format!("QJ-B-{i:02}"), "variables": {"hr": "flowadmin"}});
+                (starter.clone(), "/api/v1/flow/instances".to_string(), body)
+            })
+            .collect();
+        let mut ids = Vec::new();
+        for (i, (s, inst)) in at_once(starts).await.into_iter().enumerate() {
+            assert_eq!(s, StatusCode::CREATED, "{inst}");
+            assert_eq!(inst["business_key"], format!("QJ-B-{i:02}"));
+            assert_eq!((inst["status"].as_str(), inst["started_by"].as_str()), (Some("active"), Some("dispatcher")));
+            ids.push(inst["id"].as_str().unwrap().to_string());
+        }
+        let distinct: std::collections::HashSet<&String> = ids.iter().collect();
+        assert_eq!(distinct.len(), 24);
+        let audited = |action: &'static str| {
+            let db = app.state.db.clone();
+            async move {
+                audit::search(
+                    &db,
+                    &audit::AuditFilter { action: Some(action.into()), ..Default::default() },
+                    Default::default(),
+                )
+                .await
+                .unwrap()
+                .total
+            }
+        };
+        assert_eq!(audited("flow.instance.start").await, 24);
+
+        // The department task of each is claimed by the handler; HR's is flowadmin's.
+        let handler = app.login("cgj_handler").await;
+        let open = |s: Session, element: &'static str| async move {
+            let (st, body) = s.json(Method::GET, "/api/v1/flow/tasks?process_key=leave&page_size=100", None).await;
+            assert_eq!(st, StatusCode::OK, "{body}");
+            let mut by_key = std::collections::HashMap::new();
+            for t in body["items"].as_array().unwrap().iter().filter(|t| t["element_id"] == element) {
+                by_key.insert(t["business_key"].as_str().unwrap().to_string(), t["id"].as_str().unwrap().to_string());
+            }
+            by_key
+        };
+        let (dept, hr) = (open(handler.clone(), "dept").await, open(admin.clone(), "hr").await);
+        assert_eq!((dept.len(), hr.len()), (24, 24));
+        for id in dept.values() {
+            let (s, body) = task_act(&handler, id, json!({"action": "claim"})).await;
+            assert_eq!(s, StatusCode::OK, "{body}");
+        }
+
+        // Both tasks of every instance completed at once by their two people; every sixth
+        // department opinion does not fit the form, and HR's first task is completed twice.
+        let mut calls = Vec::new();
+        for i in 0..24 {
+            let bk = format!("QJ-B-{i:02}");
+            let decision = if i % 6 == 0 { "maybe" } else { "agree" };
+            let path = |id: &String| format!("/api/v1/flow/tasks/{id}");
+            calls.push((
+                handler.clone(),
+                path(&dept[&bk]),
+                json!({"action": "complete", "variables": {"decision": decision}}),
+            ));
+            calls.push((admin.clone(), path(&hr[&bk]), json!({"action": "complete"})));
+        }
+        calls.push((admin.clone(), format!("/api/v1/flow/tasks/{}", hr["QJ-B-00"]), json!({"action": "complete"})));
+        let answers = at_once(calls).await;
+        for i in 0..24 {
+            let (s, body) = &answers[2 * i];
+            if i % 6 == 0 {
+                assert_error(*s, body, 422, "validation_failed");
+            } else {
+                assert_eq!(*s, StatusCode::OK, "{body}");
+                assert_eq!(
+                    (body["state"].as_str(), body["completed_by"].as_str()),
+                    (Some("completed"), Some("cgj_handler"))
+                );
+            }
+        }
+        let hr0 = [&answers[1], &answers[48]];
+        let oks = hr0.iter().filter(|(s, _)| *s == StatusCode::OK).count();
+        assert_eq!(oks, 1, "one of the two completions of the same task wins: {hr0:?}");
+        let lost = hr0.iter().find(|(s, _)| *s != StatusCode::OK).unwrap();
+        assert_error(lost.0, &lost.1, 409, "conflict");
+        for i in 1..24 {
+            assert_eq!(answers[2 * i + 1].0, StatusCode::OK, "{}", answers[2 * i + 1].1);
+        }
+        assert_eq!(audited("flow.task.complete").await, 24 + 20);
+
+        // Each instance ended (or waits for its department) with every step named after its actor.
+        for (i, id) in ids.iter().enumerate() {
+            let (_, detail) = admin.json(Method::GET, &format!("/api/v1/flow/instances/{id}"), None).await;
+            let timeline = detail["timeline"].as_array().unwrap();
+            let by = |el: &str| timeline.iter().find(|t| t["element_id"] == el).map(|t| t["ended_by"].clone());
+            assert_eq!(by("hr"), Some(json!("flowadmin")), "{detail}");
+            if i % 6 == 0 {
+                assert_eq!(detail["status"], "active");
+                assert_eq!(detail["active_elements"], json!(["dept", "join"]));
+            } else {
+                assert_eq!(detail["status"], "completed", "{detail}");
+                assert_eq!(by("dept"), Some(json!("cgj_handler")), "{detail}");
+            }
+        }
+    }
+}
