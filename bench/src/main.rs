@@ -9,7 +9,7 @@
 //! - `grid-outbox [N] [OUTAGE_SECS]`: N dispatches to the platform simulator through the outbox, after an outage.
 //! - `grid-lookup [N] [FILE]`: point → grid lookups on 5,000 polygons (FILE: input for the shapely peer).
 //! - `grid-http URL`: event intake over HTTP (throughput with 64 clients; latency at 1,000 events/s).
-//! - `flow-http URL`: user-task cycles (start, find, complete) through the HTTP API of a running server.
+//! - `flow-http URL [CLIENTS]`: user-task cycles (start, find, complete) through the HTTP API of a running server.
 
 mod audit;
 mod flow_core;
@@ -38,7 +38,8 @@ async fn main() {
         Some("grid-lookup") => grid_lookup::run(n(5_000_000), args.get(3).map(String::as_str)),
         Some("grid-http") => grid_http::run(args.get(2).map(String::as_str).unwrap_or("http://127.0.0.1:8080")).await,
         Some("flow-http") => {
-            flow_http::run(args.get(2).map(String::as_str).unwrap_or("http://127.0.0.1:8080"), 10, 16).await
+            let clients = args.get(3).and_then(|c| c.parse().ok()).unwrap_or(16);
+            flow_http::run(args.get(2).map(String::as_str).unwrap_or("http://127.0.0.1:8080"), 10, clients).await
         }
         _ => eprintln!(
             "usage: zs-bench audit|flow-core|flow-durable|flow-timers|grid-intake|grid-outbox|grid-lookup [N] | flow-http|grid-http URL"

@@ -130,8 +130,6 @@ pub async fn fetch_page(
 ) -> Result<(Vec<sqlx::any::AnyRow>, i64), kernel::Error> {
     use crate::DbResultExt;
     use sqlx::Row;
-    let count = format!("SELECT COUNT(*) {from} {}", w.clause());
-    let total: i64 = w.bind(sqlx::query(sqlx::AssertSqlSafe(count))).fetch_one(db.reader()).await.db()?.get(0);
     let n = w.len();
     let sql = format!("SELECT {columns} {from} {} ORDER BY {order} LIMIT ${} OFFSET ${}", w.clause(), n + 1, n + 2);
     let rows = w
@@ -141,6 +139,15 @@ pub async fn fetch_page(
         .fetch_all(db.reader())
         .await
         .db()?;
+    // A page that is not full tells the total by itself (a search or an inbox usually fits on
+    // its first page): count only when there may be more, or when the page lies past the end.
+    let short = (rows.len() as i64) < page.limit();
+    let total = if short && (page.offset() == 0 || !rows.is_empty()) {
+        page.offset() + rows.len() as i64
+    } else {
+        let count = format!("SELECT COUNT(*) {from} {}", w.clause());
+        w.bind(sqlx::query(sqlx::AssertSqlSafe(count))).fetch_one(db.reader()).await.db()?.get(0)
+    };
     Ok((rows, total))
 }
 
@@ -155,5 +162,32 @@ mod tests {
         assert_eq!(w.clause(), "WHERE (a = $1 OR b = $2) AND c >= $3");
         assert_eq!(w.len(), 3);
         assert_eq!(like_escape("50%_a\\"), "50\\%\\_a\\\\");
+    }
+
+    #[tokio::test]
+    async fn a_page_tells_the_total_whether_or_not_it_had_to_count() {
+        for backend in crate::testing::test_backends() {
+            let t = crate::testing::TestDb::new(backend, &[]).await;
+            sqlx::query("CREATE TABLE pages_t (n BIGINT NOT NULL)").execute(t.db.writer()).await.unwrap();
+            for n in 0..45i64 {
+                sqlx::query("INSERT INTO pages_t (n) VALUES ($1)").bind(n).execute(t.db.writer()).await.unwrap();
+            }
+            let total = |page: i64, size: i64, below: i64| {
+                let db = t.db.clone();
+                async move {
+                    let mut w = Where::new();
+                    w.and("n < ?", [Value::Int(below)]);
+                    let p = kernel::PageRequest::new(Some(page), Some(size)).unwrap();
+                    let (rows, total) = fetch_page(&db, &w, "n", "FROM pages_t", "n", p).await.unwrap();
+                    (rows.len(), total)
+                }
+            };
+            assert_eq!(total(1, 20, 100).await, (20, 45), "a full page counts");
+            assert_eq!(total(3, 20, 100).await, (5, 45), "the last page knows");
+            assert_eq!(total(4, 20, 100).await, (0, 45), "past the end counts");
+            assert_eq!(total(1, 20, 3).await, (3, 3), "a short first page knows");
+            assert_eq!(total(1, 20, 0).await, (0, 0));
+            assert_eq!(total(2, 20, 40).await, (20, 40), "a full page at the end counts");
+        }
     }
 }
