@@ -437,6 +437,7 @@ impl Grid {
         .collect();
         let mut tx = self.db().begin().await?;
         let mut total = 0usize;
+        let mut queued = notify::Queued::default();
         for r in &rows {
             let (pid, name, count, first, error, minutes): (String, String, i64, String, Option<String>, i64) =
                 (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4), r.get(5));
@@ -455,7 +456,7 @@ impl Grid {
                     link: Some("/grid/admin?tab=platforms".into()),
                     ..Default::default()
                 };
-                n.send_in(&mut tx, &req).await?;
+                queued.merge(n.send_in(&mut tx, &req).await?);
             }
             sqlx::query(
                 "UPDATE grid_outbox SET alerted_at = $2 WHERE platform_id = $1 AND state = 'pending' AND alerted_at IS NULL
@@ -472,7 +473,7 @@ impl Grid {
         }
         tx.commit().await.db()?;
         if let Some(n) = self.inner.notify.get() {
-            n.wake();
+            n.published(queued);
         }
         Ok(total)
     }

@@ -285,6 +285,29 @@ pub fn after_quiet_hours(now_ms: i64, start: Option<&str>, end: Option<&str>) ->
     tz.from_local_datetime(&day.and_time(e)).single().map(|d| d.timestamp_millis()).unwrap_or(now_ms)
 }
 
+/// What a send queued in a transaction. Hand it to [`Notify::published`] once the transaction
+/// has committed: the recipients' inboxes are told live, and the relay woken for the external
+/// channels. Dropping it only delays those until the relay's next round.
+#[derive(Debug, Default)]
+#[must_use = "hand it to Notify::published after the commit"]
+pub struct Queued {
+    /// Recipients who got the message (over all messages).
+    pub count: usize,
+    /// User ids whose inbox got a message.
+    inbox_users: Vec<String>,
+    /// Deliveries through external channels are waiting for the relay.
+    external: bool,
+}
+
+impl Queued {
+    /// Adds what another send queued.
+    pub fn merge(&mut self, other: Queued) {
+        self.count += other.count;
+        self.inbox_users.extend(other.inbox_users);
+        self.external |= other.external;
+    }
+}
+
 /// A recipient as looked up for sending.
 struct Recipient {
     user_id: String,
@@ -314,6 +337,8 @@ struct DeliveryRow {
     user_id: String,
     channel: &'static str,
     address: Option<String>,
+    /// An inbox delivery, done when written.
+    delivered: bool,
     next_at: i64,
 }
 
@@ -372,8 +397,8 @@ impl Notify {
     }
 
     /// Queues a message in the caller's transaction. Recipients are usernames; unknown or
-    /// inactive ones are skipped (returned count tells how many got it).
-    pub async fn send_in(&self, tx: &mut Tx, req: &SendRequest) -> Result<usize> {
+    /// inactive ones are skipped (the count tells how many got it).
+    pub async fn send_in(&self, tx: &mut Tx, req: &SendRequest) -> Result<Queued> {
         self.send_many_in(tx, std::slice::from_ref(req)).await
     }
 
@@ -415,8 +440,9 @@ impl Notify {
 
     /// Queues several messages in the caller's transaction (the engine's task assignments of a
     /// batch): the recipients are looked up together and the rows written with multi-row
-    /// INSERTs. Returns how many recipients got a message, over all messages.
-    pub async fn send_many_in(&self, tx: &mut Tx, reqs: &[SendRequest]) -> Result<usize> {
+    /// INSERTs. The inbox needs no transport: its deliveries are written delivered, and
+    /// [`Notify::published`] tells the recipients' open pages after the commit.
+    pub async fn send_many_in(&self, tx: &mut Tx, reqs: &[SendRequest]) -> Result<Queued> {
         let backend = self.db().backend();
         let mut names: Vec<String> =
             reqs.iter().flat_map(|r| r.recipients.iter().map(|u| u.trim().to_lowercase())).collect();
@@ -458,6 +484,7 @@ impl Notify {
         let now = self.now();
         let mut messages: Vec<MessageRow> = Vec::new();
         let mut deliveries: Vec<DeliveryRow> = Vec::new();
+        let mut queued = Queued::default();
         for req in reqs {
             let (title_t, body_t, default_chs) = self.template_of(tx, req).await?;
             let title: String = render(&title_t, &req.variables).chars().take(200).collect();
@@ -495,14 +522,21 @@ impl Notify {
                     if matches!(ch, Channel::Email | Channel::Sms) && address.is_none() {
                         continue;
                     }
+                    let inbox = ch == Channel::Inapp;
                     deliveries.push(DeliveryRow {
                         id: uuid::Uuid::now_v7().to_string(),
                         message_id: message_id.clone(),
                         user_id: u.user_id.clone(),
                         channel: ch.as_str(),
                         address,
-                        next_at: if ch == Channel::Inapp { now } else { external_at },
+                        delivered: inbox,
+                        next_at: if inbox { now } else { external_at },
                     });
+                    if inbox {
+                        queued.inbox_users.push(u.user_id.clone());
+                    } else {
+                        queued.external = true;
+                    }
                 }
                 messages.push(MessageRow {
                     id: message_id,
@@ -536,8 +570,8 @@ impl Notify {
         }
         for chunk in store::chunks_pow2(&deliveries, 32) {
             let sql = format!(
-                "INSERT INTO notify_deliveries (id, message_id, user_id, channel, address, state, next_at, created_at) VALUES {}",
-                backend.values(chunk.len(), 8, 1)
+                "INSERT INTO notify_deliveries (id, message_id, user_id, channel, address, state, attempts, sent_at, next_at, created_at) VALUES {}",
+                backend.values(chunk.len(), 10, 1)
             );
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
             for d in chunk {
@@ -547,13 +581,16 @@ impl Notify {
                     .bind(&d.user_id)
                     .bind(d.channel)
                     .bind(&d.address)
-                    .bind("pending")
+                    .bind(if d.delivered { "delivered" } else { "pending" })
+                    .bind(d.delivered as i64)
+                    .bind(d.delivered.then_some(now))
                     .bind(d.next_at)
                     .bind(now);
             }
             q.execute(&mut **tx).await.db()?;
         }
-        Ok(messages.len())
+        queued.count = messages.len();
+        Ok(queued)
     }
 
     /// Sends in a transaction of its own, audited (the admin's "send a notice").
@@ -563,18 +600,33 @@ impl Notify {
             return Err(Error::validation("name 1-1000 recipients"));
         }
         let mut tx = self.db().begin().await?;
-        let n = self.send_in(&mut tx, &req).await?;
+        let queued = self.send_in(&mut tx, &req).await?;
+        let n = queued.count;
         let mut entry = actor.entry(self.now(), "notify.send");
         entry.detail =
             Some(serde_json::json!({"recipients": req.recipients.len(), "template": req.template}).to_string());
         self.inner.identity.audit_log().append(&mut tx, &entry).await?;
         tx.commit().await.db()?;
-        self.wake();
+        self.published(queued);
         Ok(n)
     }
 
+    /// Wakes the relay (due deliveries to send).
     pub fn wake(&self) {
         self.inner.wake.notify_waiters();
+    }
+
+    /// After the commit of a transaction that sent messages: tells the recipients' open pages
+    /// their inbox changed, and wakes the relay for the external channels.
+    pub fn published(&self, mut queued: Queued) {
+        queued.inbox_users.sort();
+        queued.inbox_users.dedup();
+        for u in queued.inbox_users {
+            let _ = self.inner.live.send(u);
+        }
+        if queued.external {
+            self.wake();
+        }
     }
 
     /// Sends every due delivery once. Returns how many were attempted.

@@ -365,9 +365,9 @@ async fn tell_security_admins(state: AppState, notify: notify::Notify, mut stop:
                 ..Default::default()
             };
             let mut tx = state.db.begin().await?;
-            notify.send_in(&mut tx, &req).await?;
+            let queued = notify.send_in(&mut tx, &req).await?;
             tx.commit().await.db()?;
-            notify.wake();
+            notify.published(queued);
             Ok(())
         };
         if let Err(e) = sent.await {

@@ -432,7 +432,8 @@ impl Flow {
                         link: Some("/flow/tasks".into()),
                         ..Default::default()
                     };
-                    n.send_in(&mut unit.tx, &req).await?;
+                    let q = n.send_in(&mut unit.tx, &req).await?;
+                    unit.queued.merge(q);
                 }
                 ("flow.task.urge", comment.map(|c| to_json(&c)).transpose()?)
             }

@@ -66,14 +66,14 @@ pub(crate) struct Unit<'f> {
     steps: usize,
     /// Timers or jobs were scheduled: wake the engine's workers after the commit.
     wake: bool,
-    /// Messages were queued: wake the message relay after the commit.
-    wake_notify: bool,
     /// Candidate org (code or id) → id, looked up once per unit.
     org_ids: HashMap<String, String>,
     /// Tasks created by the engine in this run, written together (multi-row) at its end.
     new_tasks: Vec<NewTask>,
     /// Their assignment messages, sent together with them.
     notices: Vec<notify::SendRequest>,
+    /// Messages sent in this unit, announced after the commit.
+    pub queued: notify::Queued,
     /// Buffered messages being delivered to (instance, token): each leaves the buffer only when
     /// its delivery succeeds (an event-based gateway takes one of several, the rest stay).
     from_buffer: HashMap<(String, u64), String>,
@@ -114,9 +114,9 @@ impl<'f> Unit<'f> {
             order: Vec::new(),
             steps: 0,
             wake: false,
-            wake_notify: false,
             new_tasks: Vec::new(),
             notices: Vec::new(),
+            queued: notify::Queued::default(),
             from_buffer: HashMap::new(),
             org_ids: HashMap::new(),
         })
@@ -332,8 +332,8 @@ impl<'f> Unit<'f> {
         if let Some(n) = self.flow.notifier()
             && !notices.is_empty()
         {
-            n.send_many_in(&mut self.tx, &notices).await?;
-            self.wake_notify = true;
+            let q = n.send_many_in(&mut self.tx, &notices).await?;
+            self.queued.merge(q);
         }
         Ok(())
     }
@@ -999,10 +999,8 @@ impl<'f> Unit<'f> {
         if self.wake {
             self.flow.wake();
         }
-        if self.wake_notify
-            && let Some(n) = self.flow.notifier()
-        {
-            n.wake();
+        if let Some(n) = self.flow.notifier() {
+            n.published(std::mem::take(&mut self.queued));
         }
         Ok(())
     }

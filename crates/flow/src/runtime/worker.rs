@@ -125,6 +125,7 @@ impl Flow {
         .await
         .db()?;
         let mut sent = 0;
+        let mut queued = notify::Queued::default();
         for r in &rows {
             let (id, due_at, warned): (String, i64, i64) = (r.get(0), r.get(6), r.get(7));
             let assignee: Option<String> = r.get(4);
@@ -156,7 +157,7 @@ impl Flow {
             };
             // A task that went straight to overdue gets only the red warning.
             if !(overdue && warned >= 2) {
-                n.send_in(&mut tx, &req).await?;
+                queued.merge(n.send_in(&mut tx, &req).await?);
                 sent += 1;
             }
             sqlx::query("UPDATE flow_tasks SET warned = $2 WHERE id = $1")
@@ -167,9 +168,7 @@ impl Flow {
                 .db()?;
         }
         tx.commit().await.db()?;
-        if sent > 0 {
-            n.wake();
-        }
+        n.published(queued);
         Ok(sent)
     }
 
