@@ -21,10 +21,6 @@ pub async fn run(n: usize, clients: usize) {
     cfg.flow.workers = false;
     cfg.notify.relay = false;
     cfg.grid.dispatch_center = zhongshu::demo::DISPATCH_CENTER.into();
-    if let Ok(level) = std::env::var("ZS_BENCH_LOG") {
-        cfg.log.level = level;
-        zhongshu::cli::init_logging(&cfg);
-    }
     let state = app::open(&cfg, OpenOptions { fast_hashing: true, ..OpenOptions::default() }).await.expect("open");
     zhongshu::demo::seed(&state).await.expect("demo city");
     let points = zhongshu::demo_grid::seed_setup(&state).await.expect("grid setup");

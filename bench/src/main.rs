@@ -23,6 +23,12 @@ mod grid_outbox;
 #[tokio::main]
 async fn main() {
     let args: Vec<String> = std::env::args().collect();
+    // `ZS_BENCH_LOG=sqlx::query=debug` logs every statement with its duration.
+    if let Ok(level) = std::env::var("ZS_BENCH_LOG") {
+        let mut cfg = zhongshu::config::Config::defaults();
+        cfg.log.level = level;
+        zhongshu::cli::init_logging(&cfg);
+    }
     let n = |default: usize| args.get(2).and_then(|s| s.parse().ok()).unwrap_or(default);
     match args.get(1).map(String::as_str) {
         Some("audit") => audit::run(n(200_000)).await,

@@ -204,12 +204,11 @@ impl<'f> Unit<'f> {
     pub async fn preload(&mut self, ids: &[String]) -> Result<()> {
         let want: Vec<&String> = ids.iter().filter(|id| !self.loaded.contains_key(id.as_str())).collect();
         let lock = if self.flow.db().backend() == Backend::Postgres { " ORDER BY id FOR UPDATE" } else { "" };
-        for chunk in want.chunks(INSERT_ROWS * 8) {
-            let marks: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+        for chunk in store::chunks_pow2(&want, INSERT_ROWS * 8) {
             let sql = format!(
                 "SELECT id, definition_id, state, rev, business_key, org_id, started_by, parent_id, parent_token, incidents, started_at
-                 FROM flow_instances WHERE id IN ({}){lock}",
-                marks.join(", ")
+                 FROM flow_instances WHERE id IN {}{lock}",
+                self.flow.db().backend().values(1, chunk.len(), 1)
             );
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
             for id in chunk {

@@ -283,8 +283,12 @@ impl Flow {
         }
         let mut unit = Unit::begin(self, Some("system".into())).await?;
         let skip = if self.db().backend() == Backend::Postgres { " FOR UPDATE SKIP LOCKED" } else { "" };
-        let sql =
-            format!("SELECT instance_id, token FROM flow_timers WHERE due_at <= $1 ORDER BY due_at LIMIT $2{skip}");
+        // Claimed and removed in one statement; they fire in order of due time.
+        let sql = format!(
+            "DELETE FROM flow_timers WHERE (instance_id, token) IN
+                (SELECT instance_id, token FROM flow_timers WHERE due_at <= $1 ORDER BY due_at LIMIT $2{skip})
+             RETURNING instance_id, token, due_at"
+        );
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(unit.now)
             .bind(TIMER_BATCH)
@@ -294,19 +298,9 @@ impl Flow {
         if rows.is_empty() {
             return Ok(0);
         }
-        let fired: Vec<(String, i64)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
-        // The fired timers go in a few statements, and their instances load in a few more.
-        for chunk in fired.chunks(64) {
-            let pairs: Vec<String> = (0..chunk.len())
-                .map(|i| format!("(instance_id = ${} AND token = ${})", 2 * i + 1, 2 * i + 2))
-                .collect();
-            let sql = format!("DELETE FROM flow_timers WHERE {}", pairs.join(" OR "));
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-            for (instance, token) in chunk {
-                q = q.bind(instance.as_str()).bind(*token);
-            }
-            q.execute(&mut *unit.tx).await.db()?;
-        }
+        let mut fired: Vec<(i64, String, i64)> = rows.iter().map(|r| (r.get(2), r.get(0), r.get(1))).collect();
+        fired.sort();
+        let fired: Vec<(String, i64)> = fired.into_iter().map(|(_, i, t)| (i, t)).collect();
         let mut ids: Vec<String> = fired.iter().map(|(i, _)| i.clone()).collect();
         ids.sort();
         ids.dedup();
