@@ -145,6 +145,17 @@ impl crate::Grid {
     /// rows as read ([`STEP_COLUMNS`] then `row_mac`, in `seq` order). `None`: intact; otherwise
     /// what failed, in Chinese for the screen (and a security alert is raised, once per case
     /// while open, with an audit record).
+    /// Refuses work on a case whose stored report or timeline fails its integrity check (the
+    /// check raises the alert and audits it).
+    pub(crate) async fn ensure_case_intact(&self, id: &str) -> kernel::Result<()> {
+        let sql = format!("SELECT {STEP_COLUMNS}, row_mac FROM grid_case_log WHERE case_id = $1 ORDER BY seq");
+        let steps = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id).fetch_all(self.db().reader()).await.db()?;
+        match self.check_case_integrity(id, &steps).await? {
+            Some(what) => Err(kernel::Error::new(kernel::ErrorCode::IntegrityViolation, what)),
+            None => Ok(()),
+        }
+    }
+
     pub(crate) async fn check_case_integrity(
         &self,
         id: &str,

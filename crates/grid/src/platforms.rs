@@ -806,6 +806,8 @@ impl Grid {
             return Err(Error::validation(format!("a '{kind}' callback needs the reason or result in note")));
         }
         let (case_id, direction) = self.linked_case(p, &cb).await?;
+        // A platform's word moves a case only while its stored record is intact, as a user's does.
+        self.ensure_case_intact(&case_id).await?;
         let case = self.case_row(&case_id).await?;
         // Which task the callback completes, with what.
         let mut vars = Map::new();

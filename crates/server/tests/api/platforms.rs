@@ -276,6 +276,26 @@ async fn events_from_a_platform_come_in_mapped_and_its_verification_closes_them(
         assert_eq!(statuses, ["accepted", "dispatched", "handled"], "{reports:?}");
         assert_eq!(reports[2]["external_id"], "GD-20261121-0007", "in the hotline's own id");
         assert!(reports[2]["note"].as_str().unwrap().contains("夜间停工"));
+        // A case changed outside the application takes no callback either, until restored.
+        let tamper = |title: &'static str| {
+            let (db, id) = (t.app.state.db.clone(), id.clone());
+            async move {
+                sqlx::query("UPDATE grid_cases SET title = $1 WHERE id = $2")
+                    .bind(title)
+                    .bind(id)
+                    .execute(db.writer())
+                    .await
+                    .unwrap()
+            }
+        };
+        tamper("已处理完毕").await;
+        let r = hotline
+            .callback_raw(json!({"callback_id": "cb-tampered", "type": "verified", "passed": true, "external_id": "GD-20261121-0007"}))
+            .await;
+        let err = r.unwrap_err();
+        assert!(err.contains("403") && err.contains("integrity_violation"), "{err}");
+        assert_eq!(detail(&disp, &id).await["stage"], "verify", "the case did not move");
+        tamper("夜间施工噪声").await;
         // The hotline's follow-up call (核实反馈) closes the case.
         hotline.verify("GD-20261121-0007", true, "回访群众满意").await;
         let d = detail(&disp, &id).await;
