@@ -101,6 +101,8 @@ impl Flow {
         self.inner.writer.submit(&FlowWriter(self.clone()), job).await
     }
 
+    /// Files `jobs` in one unit (see the module's notes); answers each in order. An `Err` means
+    /// nothing was written, and the queue files each job alone.
     async fn write_batch(&self, jobs: &[Job]) -> Result<Vec<Filed<Done>>> {
         let common = jobs.first().map(Job::username).filter(|u| jobs.iter().all(|j| j.username() == *u));
         let mut unit = Unit::begin(self, common.map(String::from)).await?;
