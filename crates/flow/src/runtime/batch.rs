@@ -20,9 +20,9 @@ use store::group::{Filed, GroupCommit, GroupWrite};
 
 use super::defs::Deployed;
 use super::instances::Instance;
-use super::tasks::{TASK_COLUMNS, Task, TaskRow, task_from_row};
+use super::tasks::{TASK_COLUMNS, Task, TaskRow, mark_completed, task_from_row, var_names};
 use super::unit::Unit;
-use super::{Flow, Inner, to_json};
+use super::{Flow, Inner};
 use crate::engine::{Command, Status};
 
 /// Most items one transaction files.
@@ -162,8 +162,7 @@ impl Flow {
                             continue;
                         }
                     };
-                    let names: Vec<&String> = vars.keys().collect();
-                    let detail = to_json(&names)?;
+                    let detail = var_names(&vars)?;
                     taken.insert(t.task.id.as_str());
                     unit.act_as(&t.task.instance_id, me);
                     unit.push(&t.task.instance_id, Command::CompleteTask { token: t.token, vars }, true);
@@ -190,27 +189,16 @@ impl Flow {
             return Ok(out.into_iter().map(|o| o.unwrap_or(Filed::Again)).collect());
         }
 
-        // The completed tasks' rows, one statement per chunk; a task taken meanwhile fails the
-        // batch (each item is then filed alone and answered on its own).
-        for chunk in store::chunks_pow2(&completing, 32) {
-            const COLS: [(&str, &str); 3] = [("id", "TEXT"), ("by_user", "TEXT"), ("at", "BIGINT")];
-            let selects: Vec<String> = (0..chunk.len()).map(|r| backend.select_row(r * 3 + 1, &COLS)).collect();
-            let sql = format!(
-                "UPDATE flow_tasks SET state = 'completed', completed_at = v.at, completed_by = v.by_user,
-                    assignee = COALESCE(flow_tasks.assignee, v.by_user), claimed_at = COALESCE(flow_tasks.claimed_at, v.at)
-                 FROM ({}) AS v WHERE flow_tasks.id = v.id AND flow_tasks.state = 'open'",
-                selects.join(" UNION ALL ")
-            );
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-            for c in chunk {
-                let Job::Complete(job) = &jobs[c.at] else { unreachable!("a completion") };
-                q = q.bind(&c.row.task.id).bind(&job.caller.username).bind(now);
-            }
-            let n = q.execute(&mut *unit.tx).await.db()?.rows_affected();
-            if n != chunk.len() as u64 {
-                return Err(Error::conflict("the task was completed at the same moment by someone else"));
-            }
-        }
+        // A task taken meanwhile fails the batch (each item is then filed alone and answered on
+        // its own).
+        let done: Vec<(&str, &str)> = completing
+            .iter()
+            .map(|c| match &jobs[c.at] {
+                Job::Complete(job) => Ok((c.row.task.id.as_str(), job.caller.username.as_str())),
+                Job::Start(_) => Err(Error::internal("a completion without its job")),
+            })
+            .collect::<Result<_>>()?;
+        mark_completed(&mut unit, &done).await?;
         unit.run().await?;
         unit.flush().await?;
 

@@ -504,7 +504,10 @@ impl Flow {
         if t.task.state != "open" {
             return Err(Error::conflict("the task has already been dealt with"));
         }
-        let detail = self.complete_row(unit, caller, &t, variables, auto_claim).await?;
+        let vars = self.completion_vars(unit, caller, &t, variables, auto_claim).await?;
+        let detail = var_names(&vars)?;
+        mark_completed(unit, &[(id, caller.username.as_str())]).await?;
+        unit.push(&t.task.instance_id, Command::CompleteTask { token: t.token, vars }, true);
         let mut entry = actor.entry(unit.now, "flow.task.complete").object("flow_task", id);
         entry.detail = Some(detail.clone());
         self.identity().audit_log().append(&mut unit.tx, &entry).await?;
@@ -536,39 +539,6 @@ impl Flow {
             }),
             None => check_vars(variables),
         }
-    }
-
-    /// Completes `t` (open, visible to the caller): checks the caller may, validates the form
-    /// data, marks the row and queues the engine command. Returns the audit detail.
-    async fn complete_row(
-        &self,
-        unit: &mut Unit<'_>,
-        caller: &Caller,
-        t: &TaskRow,
-        variables: serde_json::Map<String, Value>,
-        auto_claim: bool,
-    ) -> Result<String> {
-        let me = &caller.username;
-        let vars = self.completion_vars(unit, caller, t, variables, auto_claim).await?;
-        let n = sqlx::query(
-            "UPDATE flow_tasks SET state = 'completed', completed_at = $2, completed_by = $3,
-                assignee = COALESCE(assignee, $3), claimed_at = COALESCE(claimed_at, $2)
-             WHERE id = $1 AND state = 'open'",
-        )
-        .bind(&t.task.id)
-        .bind(unit.now)
-        .bind(me)
-        .execute(&mut *unit.tx)
-        .await
-        .db()?
-        .rows_affected();
-        if n != 1 {
-            return Err(Error::conflict("the task was completed at the same moment by someone else"));
-        }
-        let names: Vec<&String> = vars.keys().collect();
-        let detail = to_json(&names)?;
-        unit.push(&t.task.instance_id, Command::CompleteTask { token: t.token, vars }, true);
-        Ok(detail)
     }
 
     /// The open task at `element_id` of an instance, read in the unit's transaction.
@@ -620,6 +590,35 @@ impl Flow {
 }
 
 /// Variables from a client: at most 200 names, 64 KiB of JSON.
+/// Marks open tasks completed by (task id, username), `claimed_at` and `assignee` filled in when
+/// they were unclaimed; a task no longer open fails the whole call.
+pub(super) async fn mark_completed(unit: &mut Unit<'_>, done: &[(&str, &str)]) -> Result<()> {
+    let backend = unit.flow().db().backend();
+    for chunk in store::chunks_pow2(done, 32) {
+        const COLS: [(&str, &str); 3] = [("id", "TEXT"), ("by_user", "TEXT"), ("at", "BIGINT")];
+        let selects: Vec<String> = (0..chunk.len()).map(|r| backend.select_row(r * 3 + 1, &COLS)).collect();
+        let sql = format!(
+            "UPDATE flow_tasks SET state = 'completed', completed_at = v.at, completed_by = v.by_user,
+                assignee = COALESCE(flow_tasks.assignee, v.by_user), claimed_at = COALESCE(flow_tasks.claimed_at, v.at)
+             FROM ({}) AS v WHERE flow_tasks.id = v.id AND flow_tasks.state = 'open'",
+            selects.join(" UNION ALL ")
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for (id, by) in chunk {
+            q = q.bind(*id).bind(*by).bind(unit.now);
+        }
+        if q.execute(&mut *unit.tx).await.db()?.rows_affected() != chunk.len() as u64 {
+            return Err(Error::conflict("the task was completed at the same moment by someone else"));
+        }
+    }
+    Ok(())
+}
+
+/// The names of the variables a completion sets, as its audit detail.
+pub(super) fn var_names(vars: &serde_json::Map<String, Value>) -> Result<String> {
+    to_json(&vars.keys().collect::<Vec<_>>())
+}
+
 pub(crate) fn check_vars(vars: serde_json::Map<String, Value>) -> Result<serde_json::Map<String, Value>> {
     if vars.len() > 200 {
         return Err(Error::validation("at most 200 variables may be set at once"));

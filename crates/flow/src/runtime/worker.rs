@@ -298,14 +298,14 @@ impl Flow {
         if rows.is_empty() {
             return Ok(0);
         }
+        // (due_at, instance, token), fired in order of due time.
         let mut fired: Vec<(i64, String, i64)> = rows.iter().map(|r| (r.get(2), r.get(0), r.get(1))).collect();
         fired.sort();
-        let fired: Vec<(String, i64)> = fired.into_iter().map(|(_, i, t)| (i, t)).collect();
-        let mut ids: Vec<String> = fired.iter().map(|(i, _)| i.clone()).collect();
+        let mut ids: Vec<String> = fired.iter().map(|(_, i, _)| i.clone()).collect();
         ids.sort();
         ids.dedup();
         unit.preload(&ids).await?;
-        for (instance, token) in &fired {
+        for (_, instance, token) in &fired {
             unit.push(instance, Command::FireTimer { token: *token as u64 }, false);
         }
         unit.run().await?;
