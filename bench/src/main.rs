@@ -48,7 +48,7 @@ async fn main() {
             flow_http::run(args.get(2).map(String::as_str).unwrap_or("http://127.0.0.1:8080"), 10, clients).await
         }
         _ => eprintln!(
-            "usage: zs-bench audit|flow-core|flow-durable|flow-timers|grid-intake|grid-outbox|grid-lookup [N] | flow-http|grid-http URL"
+            "usage: zs-bench audit|flow-core|flow-durable|flow-timers|grid-intake|grid-outbox|grid-lookup [N] | flow-http URL [CLIENTS] | grid-http URL"
         ),
     }
 }
