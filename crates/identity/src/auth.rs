@@ -87,6 +87,9 @@ pub struct Session {
 pub struct TotpSetup {
     pub secret: String,
     pub otpauth_uri: String,
+    /// `totp` (RFC 6238, any authenticator app) or `sm3` (GM/T 0021 dynamic password, the 密评
+    /// profile: needs a token or app that implements it).
+    pub algorithm: String,
 }
 
 fn session_id(token: &str) -> String {
@@ -425,11 +428,12 @@ impl Identity {
         let secret = row
             .get::<Option<String>, _>(0)
             .and_then(|enc| self.keys().open("users.totp", &enc).ok())
+            .map(|stored| otp::Secret::from_stored(&stored))
             .ok_or_else(|| Error::internal("totp secret missing or undecryptable"))?;
         let mut tx = self.db().begin().await?;
         let code = code.trim();
         let ok = if code.len() == 6 {
-            match otp::verify(&secret, code, now / 1000, row.get(1)) {
+            match secret.verify(code, now / 1000, row.get(1)) {
                 Some(step) => {
                     sqlx::query("UPDATE users SET totp_last_step = $1 WHERE id = $2")
                         .bind(step)
@@ -554,11 +558,11 @@ impl Identity {
     /// Starts TOTP enrolment: a new secret, stored encrypted but not yet enabled.
     pub async fn totp_begin(&self, session: &Session, actor: &Actor) -> Result<TotpSetup> {
         let (username, _) = self.enrolment_state(session).await?;
-        let secret = otp::new_secret();
+        let secret = otp::Secret::generate(self.inner.opts.otp_algorithm);
         let now = self.now();
         let mut tx = self.db().begin().await?;
         sqlx::query("UPDATE users SET totp_secret_enc = $1 WHERE id = $2")
-            .bind(self.keys().seal("users.totp", &secret))
+            .bind(self.keys().seal("users.totp", &secret.to_stored()))
             .bind(&session.user_id)
             .execute(&mut *tx)
             .await
@@ -566,8 +570,8 @@ impl Identity {
         self.reseal_user(&mut tx, &session.user_id).await?;
         self.audit(&mut tx, actor.entry(now, "auth.totp_begin").object("user", &session.user_id)).await?;
         tx.commit().await.db()?;
-        let uri = otp::provisioning_uri(&self.inner.opts.totp_issuer, &username, &secret);
-        Ok(TotpSetup { secret, otpauth_uri: uri })
+        let otpauth_uri = secret.provisioning_uri(&self.inner.opts.totp_issuer, &username);
+        Ok(TotpSetup { otpauth_uri, algorithm: secret.algorithm.as_str().into(), secret: secret.key_b32 })
     }
 
     /// Confirms enrolment with a first code; returns ten one-time recovery codes.
@@ -575,9 +579,10 @@ impl Identity {
         let (_, pending) = self.enrolment_state(session).await?;
         let secret = pending
             .and_then(|enc| self.keys().open("users.totp", &enc).ok())
+            .map(|stored| otp::Secret::from_stored(&stored))
             .ok_or_else(|| Error::conflict("start the set-up first"))?;
         let now = self.now();
-        let Some(step) = otp::verify(&secret, code, now / 1000, None) else {
+        let Some(step) = secret.verify(code, now / 1000, None) else {
             return Err(Error::new(
                 ErrorCode::InvalidTotp,
                 "the code does not match; check the phone's time and try again",

@@ -21,6 +21,8 @@ pub struct IdentityOptions {
     pub default_policy: SecurityPolicy,
     /// Shown in authenticator apps.
     pub totp_issuer: String,
+    /// The algorithm of new second-factor enrolments (existing ones keep theirs).
+    pub otp_algorithm: crypto::otp::Algorithm,
 }
 
 impl Default for IdentityOptions {
@@ -29,6 +31,7 @@ impl Default for IdentityOptions {
             hash_cost: HashCost::default(),
             default_policy: SecurityPolicy::default(),
             totp_issuer: "中枢".into(),
+            otp_algorithm: crypto::otp::Algorithm::Totp,
         }
     }
 }

@@ -749,13 +749,14 @@ impl Identity {
         tx.commit().await.db()
     }
 
-    /// Enables TOTP with a fresh secret and returns it (the demo only).
-    pub async fn seed_totp(&self, actor: &Actor, user_id: &str) -> Result<String> {
-        let secret = crypto::otp::new_secret();
+    /// Enables the second factor with a fresh secret in the configured algorithm and returns it
+    /// (the demo only).
+    pub async fn seed_totp(&self, actor: &Actor, user_id: &str) -> Result<crypto::otp::Secret> {
+        let secret = crypto::otp::Secret::generate(self.inner.opts.otp_algorithm);
         let now = self.now();
         let mut tx = self.db().begin().await?;
         sqlx::query("UPDATE users SET totp_secret_enc = $1, totp_enabled = 1 WHERE id = $2")
-            .bind(self.keys().seal("users.totp", &secret))
+            .bind(self.keys().seal("users.totp", &secret.to_stored()))
             .bind(user_id)
             .execute(&mut *tx)
             .await

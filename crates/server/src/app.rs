@@ -118,6 +118,7 @@ pub async fn open(cfg: &Config, opts: OpenOptions) -> anyhow::Result<AppState> {
         hash_cost,
         default_policy: cfg.security.policy.clone(),
         totp_issuer: cfg.security.totp_issuer.clone(),
+        otp_algorithm: crypto::otp::Algorithm::parse(&cfg.security.otp_algorithm).unwrap_or_default(),
     };
     let identity = Identity::new(db.clone(), keys.clone(), audit.clone(), opts.clock.clone(), id_opts)
         .await

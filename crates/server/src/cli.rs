@@ -130,10 +130,16 @@ pub async fn demo(mut cfg: Config) -> anyhow::Result<()> {
             pad(a.name, 9),
             pad(a.role, 11),
             pad(&a.org, 28),
-            a.totp_secret.as_deref().unwrap_or("-")
+            a.totp_secret.as_ref().map_or("-", |s| s.key_b32.as_str())
         );
     }
-    println!("The three administrators need a one-time code: add the TOTP secret to an authenticator app.");
+    if accounts.iter().any(|a| a.totp_secret.as_ref().is_some_and(|s| s.algorithm == crypto::otp::Algorithm::Sm3)) {
+        println!(
+            "The three administrators need a one-time code: the secrets are GM/T 0021 SM3 dynamic-password seeds (otp_algorithm = \"sm3\"); add them to a token app that implements it."
+        );
+    } else {
+        println!("The three administrators need a one-time code: add the TOTP secret to an authenticator app.");
+    }
     println!();
     println!("Third-party platform simulators (数字城管, 综治, 12345):");
     for (code, sim) in &simulators {

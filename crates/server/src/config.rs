@@ -72,6 +72,7 @@ pub struct SecurityConfig {
     pub password_hash_memory_kib: u32,
     pub password_hash_iterations: u32,
     pub totp_issuer: String,
+    pub otp_algorithm: String,
     pub policy: SecurityPolicy,
 }
 
@@ -165,6 +166,9 @@ impl Config {
     pub fn validate(&self) -> anyhow::Result<()> {
         if crypto::password::Scheme::parse(&self.security.password_hash).is_none() {
             bail!("security.password_hash must be \"argon2id\" or \"pbkdf2-sm3\"");
+        }
+        if crypto::otp::Algorithm::parse(&self.security.otp_algorithm).is_none() {
+            bail!("security.otp_algorithm must be \"totp\" or \"sm3\"");
         }
         if !(10_000..=10_000_000).contains(&self.security.password_hash_pbkdf2_iterations) {
             bail!("security.password_hash_pbkdf2_iterations must be between 10000 and 10000000");

@@ -20,7 +20,7 @@ pub struct DemoAccount {
     pub name: &'static str,
     pub role: &'static str,
     pub org: String,
-    pub totp_secret: Option<String>,
+    pub totp_secret: Option<crypto::otp::Secret>,
 }
 
 struct Street {

@@ -19,7 +19,7 @@ pub struct TestApp {
     pub state: AppState,
     pub clock: FakeClock,
     /// TOTP secrets of the demo administrators.
-    pub totp: HashMap<String, String>,
+    pub totp: HashMap<String, crypto::otp::Secret>,
     pub db: TestDb,
     _dir: store::testing::TempDir,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
@@ -108,7 +108,7 @@ impl TestApp {
     pub fn totp_code(&self, username: &str) -> String {
         // Each code may be used once: move to a fresh time step first.
         self.clock.advance_secs(31);
-        crypto::otp::code_at(&self.totp[username], kernel::Clock::now_ms(&self.clock) / 1000).unwrap()
+        self.totp[username].code_at(kernel::Clock::now_ms(&self.clock) / 1000).unwrap()
     }
 
     /// The id of a user by username.

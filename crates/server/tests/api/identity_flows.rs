@@ -335,8 +335,12 @@ async fn a_new_administrator_must_enrol_two_factor_authentication() {
         assert_eq!(st, StatusCode::OK, "{setup}");
         assert!(setup["otpauth_uri"].as_str().unwrap().starts_with("otpauth://totp/"));
         app.clock.advance_secs(30);
-        let code =
-            crypto::otp::code_at(setup["secret"].as_str().unwrap(), kernel::Clock::now_ms(&app.clock) / 1000).unwrap();
+        assert_eq!(setup["algorithm"], "totp");
+        let secret = crypto::otp::Secret {
+            algorithm: crypto::otp::Algorithm::Totp,
+            key_b32: setup["secret"].as_str().unwrap().into(),
+        };
+        let code = secret.code_at(kernel::Clock::now_ms(&app.clock) / 1000).unwrap();
         let (st, body) = s.json(Method::POST, "/api/v1/auth/totp/enable", Some(json!({"code": code}))).await;
         assert_eq!((st, body["stage"].as_str()), (StatusCode::OK, Some("active")), "{body}");
         let codes = body["recovery_codes"].as_array().unwrap();
@@ -666,6 +670,62 @@ async fn an_account_edited_in_the_database_is_refused_and_reported_until_restore
             .json(Method::POST, "/api/v1/auth/login", Some(json!({"username": "gridworker", "password": PASSWORD})))
             .await;
         assert_error(st, &body, 403, "integrity_violation");
+    }
+}
+
+/// DJ-AUTH-4 under the 密评 profile: the second factor is GM/T 0021's SM3 dynamic password.
+#[tokio::test]
+async fn the_guomi_profile_enrols_sm3_dynamic_passwords_and_refuses_totp_codes() {
+    use crypto::otp::{Algorithm, Secret};
+    for b in test_backends() {
+        let app = TestApp::start_with(b, |cfg| cfg.security.otp_algorithm = "sm3".into()).await;
+        // The demo's administrators were enrolled with SM3 seeds, and log in with SM3 codes.
+        assert_eq!(app.totp["secadmin"].algorithm, Algorithm::Sm3);
+        app.login("secadmin").await;
+        // A TOTP code from the same key is not accepted, nor is an SM3 code used twice.
+        let sm3 = app.totp["auditor"].clone();
+        let totp = Secret { algorithm: Algorithm::Totp, ..sm3.clone() };
+        let now = || kernel::Clock::now_ms(&app.clock) / 1000;
+        app.clock.advance_secs(31);
+        while [-30, 0, 30].iter().any(|d| sm3.code_at(now() + d) == totp.code_at(now())) {
+            app.clock.advance_secs(30);
+        }
+        let mfa_session = || async {
+            let mut c = app.client();
+            let (_, body) = c
+                .json(Method::POST, "/api/v1/auth/login", Some(json!({"username": "auditor", "password": PASSWORD})))
+                .await;
+            assert_eq!(body["stage"], "mfa", "{b:?}: {body}");
+            c.csrf = body["csrf_token"].as_str().unwrap().into();
+            c
+        };
+        let c = mfa_session().await;
+        let (st, body) =
+            c.json(Method::POST, "/api/v1/auth/mfa", Some(json!({"code": totp.code_at(now()).unwrap()}))).await;
+        assert_error(st, &body, 401, "invalid_totp");
+        let code = sm3.code_at(now()).unwrap();
+        let (st, body) = c.json(Method::POST, "/api/v1/auth/mfa", Some(json!({"code": code}))).await;
+        assert_eq!((st, body["stage"].as_str()), (StatusCode::OK, Some("active")), "{body}");
+        let c = mfa_session().await;
+        let (st, body) = c.json(Method::POST, "/api/v1/auth/mfa", Some(json!({"code": code}))).await;
+        assert_error(st, &body, 401, "invalid_totp");
+
+        // A user who turns on two-factor authentication is enrolled with SM3 too.
+        let s = app.login("gridworker").await;
+        let (st, setup) = s.json(Method::POST, "/api/v1/auth/totp/setup", Some(json!({}))).await;
+        assert_eq!(st, StatusCode::OK, "{setup}");
+        assert_eq!(setup["algorithm"], "sm3");
+        assert!(setup["otpauth_uri"].as_str().unwrap().contains("algorithm=SM3"), "{setup}");
+        let secret = Secret { algorithm: Algorithm::Sm3, key_b32: setup["secret"].as_str().unwrap().into() };
+        let (st, body) = s
+            .json(Method::POST, "/api/v1/auth/totp/enable", Some(json!({"code": secret.code_at(now()).unwrap()})))
+            .await;
+        assert_eq!(st, StatusCode::OK, "{body}");
+        let stored: String = sqlx::query_scalar("SELECT totp_secret_enc FROM users WHERE username = 'gridworker'")
+            .fetch_one(app.state.db.reader())
+            .await
+            .unwrap();
+        assert!(!stored.contains(secret.key_b32.as_str()), "the seed is stored sealed");
     }
 }
 
