@@ -33,7 +33,7 @@ use kernel::{Clock, Error, Result};
 use serde::{Deserialize, Serialize};
 use store::{Db, DbResultExt, Row};
 
-pub static MIGRATIONS: store::MigrationSet = store::migrations!("grid": 1 => portable "0001_grid", 2 => "0002_attachments", 3 => portable "0003_case_indexes", 4 => portable "0004_people", 5 => portable "0005_registry", 6 => portable "0006_platforms", 7 => portable "0007_places", 8 => "0008_open_nearby", 9 => portable "0009_case_seals");
+pub static MIGRATIONS: store::MigrationSet = store::migrations!("grid": 1 => portable "0001_grid", 2 => "0002_attachments", 3 => portable "0003_case_indexes", 4 => portable "0004_people", 5 => portable "0005_registry", 6 => portable "0006_platforms", 7 => portable "0007_places", 8 => "0008_open_nearby", 9 => portable "0009_case_seals", 10 => portable "0010_record_seals");
 
 /// The case process shipped with the platform (deployed on first start; editable in the designer
 /// as long as the user task ids stay).
@@ -175,9 +175,12 @@ impl Grid {
             }),
         };
         grid.inner.flow.observe(CASE_PROCESS_KEY, Arc::new(cases::CaseObserver { seals }));
-        let sealed = grid.seal_unsealed_cases().await?;
+        let sealed = grid.seal_unsealed_cases().await? + grid.seal_unsealed_records().await?;
         if sealed > 0 {
-            tracing::info!(rows = sealed, "sealed cases and timeline steps that had no integrity MAC yet");
+            tracing::info!(
+                rows = sealed,
+                "sealed cases, timeline steps and base records that had no integrity MAC yet"
+            );
         }
         Ok(grid)
     }

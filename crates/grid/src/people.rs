@@ -77,6 +77,9 @@ pub struct Person {
     pub tags: Vec<String>,
     pub updated_at: i64,
     pub updated_by: Option<String>,
+    /// The stored record fails its integrity check (changed outside the application): shown
+    /// flagged, refused for changes until restored from a backup.
+    pub integrity_violation: bool,
 }
 
 /// Adding or changing a person.
@@ -208,6 +211,7 @@ impl Grid {
             tags: r.get::<String, _>(12).split(',').filter(|t| !t.is_empty()).map(String::from).collect(),
             updated_at: r.get(13),
             updated_by: r.get(14),
+            integrity_violation: false,
         })
     }
 
@@ -284,6 +288,7 @@ impl Grid {
         let (id, created, changed) = match existing {
             Some(row) => {
                 let old = self.person_from_row(&row, Masker { unmask: true })?;
+                self.ensure_record_intact(tx, &crate::integrity::PEOPLE, &old.id).await?;
                 let before = Valid {
                     name: old.name.clone(),
                     id_card: v.id_card.clone(),
@@ -364,6 +369,7 @@ impl Grid {
                 .execute(&mut **tx)
                 .await
                 .db()?;
+            self.reseal(tx, &crate::integrity::PEOPLE, "id", &id).await?;
         }
         Ok((id, created, changed))
     }
@@ -393,7 +399,10 @@ impl Grid {
         let sql = format!("SELECT {COLUMNS} {FROM} {}", w.clause());
         let row = w.bind(sqlx::query(sqlx::AssertSqlSafe(sql))).fetch_optional(self.db().reader()).await.db()?;
         let row = row.ok_or_else(|| Error::not_found("person"))?;
-        self.person_from_row(&row, Self::masker(caller))
+        let mut person = [self.person_from_row(&row, Self::masker(caller))?];
+        self.flag_tampered(&crate::integrity::PEOPLE, &mut person, |p| &p.id, |p| p.integrity_violation = true).await?;
+        let [person] = person;
+        Ok(person)
     }
 
     pub async fn people(&self, caller: &Caller, f: &PersonFilter) -> Result<Page<Person>> {
@@ -418,7 +427,8 @@ impl Grid {
         let (rows, total) =
             store::fetch_page(self.db(), &w, COLUMNS, FROM, "p.grid_id, p.household, p.id", page).await?;
         let m = Self::masker(caller);
-        let items = rows.iter().map(|r| self.person_from_row(r, m)).collect::<Result<Vec<_>>>()?;
+        let mut items = rows.iter().map(|r| self.person_from_row(r, m)).collect::<Result<Vec<_>>>()?;
+        self.flag_tampered(&crate::integrity::PEOPLE, &mut items, |p| &p.id, |p| p.integrity_violation = true).await?;
         Ok(Page { items, total, page: page.page, page_size: page.page_size })
     }
 

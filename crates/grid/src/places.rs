@@ -45,6 +45,9 @@ pub struct Place {
     pub houses: i64,
     pub updated_at: i64,
     pub updated_by: Option<String>,
+    /// The stored record fails its integrity check (changed outside the application): shown
+    /// flagged, refused for changes until restored from a backup.
+    pub integrity_violation: bool,
 }
 
 /// A building or house to add, or to update by its code.
@@ -118,6 +121,7 @@ fn place_row(r: &store::AnyRow) -> Place {
         houses: r.get(13),
         updated_at: r.get(14),
         updated_by: r.get(15),
+        integrity_violation: false,
     }
 }
 
@@ -278,6 +282,7 @@ impl Grid {
             .map(|r| place_row(&r));
         let (id, created, changed) = match existing {
             Some(p) => {
+                self.ensure_record_intact(tx, &crate::integrity::PLACES, &p.id).await?;
                 if p.kind != kind {
                     return Err(Error::validation(format!("{code} is a {} already; a code names one place", p.kind)));
                 }
@@ -323,6 +328,7 @@ impl Grid {
                             .execute(&mut **tx)
                             .await
                             .db()?;
+                        self.reseal(tx, &crate::integrity::PLACES, "building_id", &p.id).await?;
                     }
                 }
                 (p.id, false, changed)
@@ -371,7 +377,10 @@ impl Grid {
     async fn place_row(&self, id: &str) -> Result<Place> {
         let sql = format!("SELECT {COLUMNS} {FROM} WHERE p.id = $1");
         let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id).fetch_optional(self.db().reader()).await.db()?;
-        row.map(|r| place_row(&r)).ok_or_else(|| Error::not_found("place"))
+        let mut place = [row.map(|r| place_row(&r)).ok_or_else(|| Error::not_found("place"))?];
+        self.flag_tampered(&crate::integrity::PLACES, &mut place, |p| &p.id, |p| p.integrity_violation = true).await?;
+        let [place] = place;
+        Ok(place)
     }
 
     /// Buildings and houses in the caller's scope.
@@ -399,7 +408,9 @@ impl Grid {
         }
         let page = PageRequest::new(f.page, f.page_size)?;
         let (rows, total) = store::fetch_page(self.db(), &w, COLUMNS, FROM, "p.address, p.code", page).await?;
-        Ok(Page { items: rows.iter().map(place_row).collect(), total, page: page.page, page_size: page.page_size })
+        let mut items: Vec<Place> = rows.iter().map(place_row).collect();
+        self.flag_tampered(&crate::integrity::PLACES, &mut items, |p| &p.id, |p| p.integrity_violation = true).await?;
+        Ok(Page { items, total, page: page.page, page_size: page.page_size })
     }
 
     /// The most specific place whose standard address begins `address`, if any.

@@ -16,6 +16,7 @@ use spatial::{Crs, LonLat};
 use store::{DbResultExt, Row, Tx, Where};
 
 use crate::Grid;
+use crate::integrity::{FACILITIES, ORG_RECORDS};
 use crate::people::{RecordImport, RowProblem};
 
 pub const STATES: [&str; 4] = ["normal", "damaged", "missing", "removed"];
@@ -77,6 +78,9 @@ pub struct Facility {
     pub address: Option<String>,
     pub updated_at: i64,
     pub updated_by: Option<String>,
+    /// The stored record fails its integrity check (changed outside the application): shown
+    /// flagged, refused for changes until restored from a backup.
+    pub integrity_violation: bool,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
@@ -107,6 +111,9 @@ pub struct OrgRecord {
     pub grid_name: String,
     pub updated_at: i64,
     pub updated_by: Option<String>,
+    /// The stored record fails its integrity check (changed outside the application): shown
+    /// flagged, refused for changes until restored from a backup.
+    pub integrity_violation: bool,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
@@ -159,6 +166,7 @@ fn facility_row(r: &store::AnyRow) -> Facility {
         address: r.get(12),
         updated_at: r.get(13),
         updated_by: r.get(14),
+        integrity_violation: false,
     }
 }
 
@@ -173,6 +181,7 @@ fn org_row(r: &store::AnyRow) -> OrgRecord {
         grid_name: r.get(6),
         updated_at: r.get(7),
         updated_by: r.get(8),
+        integrity_violation: false,
     }
 }
 
@@ -202,6 +211,9 @@ pub(crate) async fn record_change(
         .execute(&mut **tx)
         .await
         .db()?;
+    if let Some(t) = crate::integrity::sealed_table(kind) {
+        g.reseal(tx, t, "id", id).await?;
+    }
     let entry = actor
         .entry(now, &format!("grid.{kind}.{}", if created { "create" } else { "update" }))
         .object(&format!("grid_{kind}"), id)
@@ -282,6 +294,7 @@ impl Grid {
             .map(|r| facility_row(&r));
         let (id, created, changed) = match existing {
             Some(f) => {
+                self.ensure_record_intact(tx, &FACILITIES, &f.id).await?;
                 let before = BTreeMap::from([
                     ("name", f.name.clone()),
                     ("position", format!("{:.7},{:.7}", f.lon, f.lat)),
@@ -368,7 +381,9 @@ impl Grid {
         }
         let page = PageRequest::new(f.page, f.page_size)?;
         let (rows, total) = store::fetch_page(self.db(), &w, F_COLUMNS, F_FROM, "f.code", page).await?;
-        Ok(Page { items: rows.iter().map(facility_row).collect(), total, page: page.page, page_size: page.page_size })
+        let mut items: Vec<Facility> = rows.iter().map(facility_row).collect();
+        self.flag_tampered(&FACILITIES, &mut items, |f| &f.id, |f| f.integrity_violation = true).await?;
+        Ok(Page { items, total, page: page.page, page_size: page.page_size })
     }
 
     async fn upsert_org_record(
@@ -413,6 +428,7 @@ impl Grid {
             .map(|r| org_row(&r));
         let (id, created, changed) = match existing {
             Some(o) => {
+                self.ensure_record_intact(tx, &ORG_RECORDS, &o.id).await?;
                 let before = BTreeMap::from([
                     ("name", o.name.clone()),
                     ("kind", o.kind.clone()),
@@ -484,7 +500,9 @@ impl Grid {
         }
         let page = PageRequest::new(f.page, f.page_size)?;
         let (rows, total) = store::fetch_page(self.db(), &w, O_COLUMNS, O_FROM, "r.name, r.id", page).await?;
-        Ok(Page { items: rows.iter().map(org_row).collect(), total, page: page.page, page_size: page.page_size })
+        let mut items: Vec<OrgRecord> = rows.iter().map(org_row).collect();
+        self.flag_tampered(&ORG_RECORDS, &mut items, |o| &o.id, |o| o.integrity_violation = true).await?;
+        Ok(Page { items, total, page: page.page, page_size: page.page_size })
     }
 
     /// Imports facilities (部件编码, 名称, 经度, 纬度, 坐标系, 权属部门, 状态, 地址) or organisations

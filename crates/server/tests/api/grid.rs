@@ -956,3 +956,148 @@ async fn places_are_registered_and_addresses_find_them_for_events_and_people() {
 fn urlencode(s: &str) -> String {
     s.bytes().map(|b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02X}") }).collect()
 }
+
+/// DJ-DI-2 (`row_mac_tamper`): base-information records changed in the database, outside the
+/// application, are flagged where they are read, refused for changes (by form and by import) and
+/// alerted; moving a building reseals its houses; restored from a backup, they work again.
+#[tokio::test]
+async fn base_records_changed_outside_the_application_are_flagged_refused_and_alerted() {
+    for backend in test_backends() {
+        let (app, points) = grid_app(backend).await;
+        let gw = app.login("gridworker").await;
+        let w = point(&points, "37010200100101");
+        let person = json!({"name": "王秀英", "id_card": "11010519491231002X", "residence": "户籍", "household": "JF-001",
+            "grid": "37010200100101"});
+        let (s, p) = gw.json(Method::POST, "/api/v1/grid/people", Some(person.clone())).await;
+        assert_eq!(s, StatusCode::OK, "{p}");
+        assert_eq!(p["integrity_violation"], false);
+        let neighbour =
+            json!({"name": "刘淑珍", "id_card": "370102195504120028", "residence": "户籍", "grid": "37010200100101"});
+        let (s, _) = gw.json(Method::POST, "/api/v1/grid/people", Some(neighbour)).await;
+        assert_eq!(s, StatusCode::OK);
+        let cover = json!({"code": "3701020102000001", "lon": w[0], "lat": w[1]});
+        let (s, f) = gw.json(Method::POST, "/api/v1/grid/facilities", Some(cover.clone())).await;
+        assert_eq!(s, StatusCode::OK, "{f}");
+        let org = json!({"uscc": "9144030071526726XG", "name": "深圳市腾讯计算机系统有限公司济南分部", "kind": "企业", "grid": "37010200100101"});
+        let (s, o) = gw.json(Method::POST, "/api/v1/grid/org-records", Some(org.clone())).await;
+        assert_eq!(s, StatusCode::OK, "{o}");
+        let building = json!({"code": "370102-SDL-012", "kind": "楼栋", "name": "12号楼", "address": "历下区山大路12号",
+            "lon": w[0], "lat": w[1]});
+        let (s, b) = gw.json(Method::POST, "/api/v1/grid/places", Some(building.clone())).await;
+        assert_eq!(s, StatusCode::OK, "{b}");
+        let house = json!({"code": "370102-SDL-012-1-101", "kind": "house", "building": "370102-SDL-012", "name": "1单元101室"});
+        let (s, h) = gw.json(Method::POST, "/api/v1/grid/places", Some(house)).await;
+        assert_eq!(s, StatusCode::OK, "{h}");
+        // Moving the building moves (and reseals) its houses: still intact.
+        let mut moved = building.clone();
+        moved["lon"] = json!(w[0] + 0.00002);
+        let (s, _) = gw.json(Method::POST, "/api/v1/grid/places", Some(moved.clone())).await;
+        assert_eq!(s, StatusCode::OK);
+        let (_, houses) = gw.json(Method::GET, "/api/v1/grid/places?kind=house", None).await;
+        let lon = houses["items"][0]["lon"].as_f64().unwrap();
+        assert!((lon - moved["lon"].as_f64().unwrap()).abs() < 1e-9, "{houses}");
+        assert_eq!(houses["items"][0]["integrity_violation"], false, "{houses}");
+
+        let db = app.state.db.clone();
+        let sql = |q: String| {
+            let db = db.clone();
+            async move { sqlx::query(sqlx::AssertSqlSafe(q)).execute(db.writer()).await.unwrap() }
+        };
+        let (pid, fid, oid, hid) = (
+            p["id"].as_str().unwrap(),
+            f["id"].as_str().unwrap(),
+            o["id"].as_str().unwrap(),
+            h["id"].as_str().unwrap(),
+        );
+        // Someone with database access moves a person to another household, marks a manhole cover as
+        // removed, renames a company and changes a house's use.
+        sql(format!("UPDATE grid_people SET household = 'JF-999' WHERE id = '{pid}'")).await;
+        sql(format!("UPDATE grid_facilities SET state = 'removed' WHERE id = '{fid}'")).await;
+        sql(format!("UPDATE grid_org_records SET name = '某某公司' WHERE id = '{oid}'")).await;
+        sql(format!("UPDATE grid_places SET usage = 'vacant' WHERE id = '{hid}'")).await;
+
+        let flagged = |list: &Value| -> Vec<String> {
+            list["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|i| i["integrity_violation"] == true)
+                .map(|i| i["id"].as_str().unwrap().to_string())
+                .collect()
+        };
+        let (_, people) = gw.json(Method::GET, "/api/v1/grid/people", None).await;
+        assert_eq!(people["total"], 2);
+        assert_eq!(flagged(&people), [pid], "only the changed person: {people}");
+        let (_, d) = gw.json(Method::GET, &format!("/api/v1/grid/people/{pid}"), None).await;
+        assert_eq!(d["integrity_violation"], true, "{d}");
+        let (_, list) = gw.json(Method::GET, "/api/v1/grid/facilities", None).await;
+        assert_eq!(flagged(&list), [fid]);
+        let (_, list) = gw.json(Method::GET, "/api/v1/grid/org-records", None).await;
+        assert_eq!(flagged(&list), [oid]);
+        let (_, list) = gw.json(Method::GET, "/api/v1/grid/places", None).await;
+        assert_eq!(flagged(&list), [hid], "the building is intact: {list}");
+
+        // No changes until restored: by form, and by import (the row is reported, the rest imported).
+        let (s, body) = gw.json(Method::POST, "/api/v1/grid/people", Some(person.clone())).await;
+        assert_error(s, &body, 403, "integrity_violation");
+        assert!(body["message"].as_str().unwrap().contains("人口信息"), "{body}");
+        let mut repaired = cover.clone();
+        repaired["state"] = json!("正常");
+        let (s, body) = gw.json(Method::POST, "/api/v1/grid/facilities", Some(repaired)).await;
+        assert_error(s, &body, 403, "integrity_violation");
+        let csv = "统一社会信用代码,名称,类型,地址,网格\n91330100799655058B,阿里巴巴（中国）有限公司济南办事处,企业,山大路,37010200100101\n\
+                   9144030071526726XG,深圳市腾讯计算机系统有限公司济南分部,企业,山大路10号,37010200100101\n";
+        let report = post_csv(&gw, "/api/v1/grid/org-records/import", csv).await;
+        assert_eq!(report["created"], 1, "{report}");
+        assert_eq!(report["problems"][0]["line"], 3, "{report}");
+        assert!(report["problems"][0]["message"].as_str().unwrap().contains("完整性"), "{report}");
+        let unchanged: String =
+            sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT name FROM grid_org_records WHERE id = '{oid}'")))
+                .fetch_one(app.state.db.reader())
+                .await
+                .unwrap();
+        assert_eq!(unchanged, "某某公司", "nothing written over the tampered record");
+
+        // The security administrator is alerted once per record; the findings are audited.
+        let sec = app.login("secadmin").await;
+        let mut subjects = Vec::new();
+        for _ in 0..100 {
+            let (_, page) =
+                sec.json(Method::GET, "/api/v1/security/alerts?rule=integrity_violation&page_size=100", None).await;
+            subjects =
+                page["items"].as_array().unwrap().iter().map(|a| a["subject"].as_str().unwrap().to_string()).collect();
+            if subjects.len() >= 4 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        subjects.sort();
+        let mut expected = vec![
+            format!("grid_person:{pid}"),
+            format!("grid_facility:{fid}"),
+            format!("grid_org_record:{oid}"),
+            format!("grid_place:{hid}"),
+        ];
+        expected.sort();
+        assert_eq!(subjects, expected);
+        let auditor = app.login("auditor").await;
+        let (_, found) = auditor
+            .json(
+                Method::GET,
+                &format!("/api/v1/audit/records?action=grid.person.integrity_violation&object_id={pid}"),
+                None,
+            )
+            .await;
+        assert!(found["total"].as_i64().unwrap() >= 2, "{found}");
+
+        // Restored (as from a backup): intact again, and changes work.
+        sql(format!("UPDATE grid_people SET household = 'JF-001' WHERE id = '{pid}'")).await;
+        let (_, d) = gw.json(Method::GET, &format!("/api/v1/grid/people/{pid}"), None).await;
+        assert_eq!(d["integrity_violation"], false, "{d}");
+        let mut changed = person.clone();
+        changed["household"] = json!("JF-002");
+        let (s, d) = gw.json(Method::POST, "/api/v1/grid/people", Some(changed)).await;
+        assert_eq!((s, &d["household"]), (StatusCode::OK, &json!("JF-002")), "{d}");
+        assert_eq!(d["integrity_violation"], false);
+    }
+}
