@@ -203,11 +203,35 @@ impl<'f> Unit<'f> {
     /// skipped; commands for them fail as usual when they run.
     pub async fn preload(&mut self, ids: &[String]) -> Result<()> {
         let want: Vec<&String> = ids.iter().filter(|id| !self.loaded.contains_key(id.as_str())).collect();
-        let lock = if self.flow.db().backend() == Backend::Postgres { " ORDER BY id FOR UPDATE" } else { "" };
+        if self.flow.db().backend() == Backend::Sqlite {
+            // One row per chunk: every row of a result is a hand-off from SQLite's worker thread,
+            // so the instances come back as one JSON array (the state embedded as JSON, parsed
+            // once with the rest). PostgreSQL locks the rows instead, which an aggregate cannot.
+            // An `IN` list padded to a power of two: few statement shapes, one statement for a
+            // batch of up to 1,024.
+            for chunk in store::padded_pow2(&want).chunks(INSERT_ROWS * 32) {
+                let sql = format!(
+                    "SELECT json_group_array(json_array(id, definition_id, json(state), rev, business_key, org_id, started_by,
+                        parent_id, parent_token, incidents, started_at))
+                     FROM flow_instances WHERE id IN {}",
+                    Backend::Sqlite.values(1, chunk.len(), 1)
+                );
+                let mut q = sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(sql));
+                for id in chunk {
+                    q = q.bind(id.as_str());
+                }
+                let json = q.fetch_one(&mut *self.tx).await.db()?;
+                let rows: Vec<InstanceRow> = serde_json::from_str(&json).map_err(super::json_err)?;
+                for r in rows {
+                    self.insert_loaded(r).await?;
+                }
+            }
+            return Ok(());
+        }
         for chunk in store::chunks_pow2(&want, INSERT_ROWS * 8) {
             let sql = format!(
                 "SELECT id, definition_id, state, rev, business_key, org_id, started_by, parent_id, parent_token, incidents, started_at
-                 FROM flow_instances WHERE id IN {}{lock}",
+                 FROM flow_instances WHERE id IN {} ORDER BY id FOR UPDATE",
                 self.flow.db().backend().values(1, chunk.len(), 1)
             );
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
@@ -216,34 +240,64 @@ impl<'f> Unit<'f> {
             }
             let rows = q.fetch_all(&mut *self.tx).await.db()?;
             for row in rows {
-                let id: String = row.get(0);
-                let def = self.flow.deployed(&row.get::<String, _>(1)).await?;
                 let state: InstanceState = serde_json::from_str(&row.get::<String, _>(2)).map_err(super::json_err)?;
-                let parent = match (row.get::<Option<String>, _>(7), row.get::<Option<i64>, _>(8)) {
-                    (Some(p), Some(t)) => Some((p, t as u64)),
-                    _ => None,
-                };
-                self.loaded.insert(
-                    id.clone(),
-                    Loaded {
-                        def,
-                        state,
-                        rev: row.get(3),
-                        is_new: false,
-                        business_key: row.get(4),
-                        org_id: row.get(5),
-                        started_by: row.get(6),
-                        started_at: row.get(10),
-                        parent,
-                        incidents: row.get(9),
-                        events: Vec::new(),
-                        migrated: false,
-                        actor: None,
-                    },
-                );
-                self.order.push(id);
+                self.insert_loaded((
+                    row.get(0),
+                    row.get(1),
+                    state,
+                    row.get(3),
+                    row.get(4),
+                    row.get(5),
+                    row.get(6),
+                    row.get(7),
+                    row.get(8),
+                    row.get(9),
+                    row.get(10),
+                ))
+                .await?;
             }
         }
+        Ok(())
+    }
+
+    async fn insert_loaded(&mut self, r: InstanceRow) -> Result<()> {
+        let (
+            id,
+            definition_id,
+            state,
+            rev,
+            business_key,
+            org_id,
+            started_by,
+            parent_id,
+            parent_token,
+            incidents,
+            started_at,
+        ) = r;
+        let def = self.flow.deployed(&definition_id).await?;
+        let parent = match (parent_id, parent_token) {
+            (Some(p), Some(t)) => Some((p, t as u64)),
+            _ => None,
+        };
+        self.loaded.insert(
+            id.clone(),
+            Loaded {
+                def,
+                state,
+                rev,
+                is_new: false,
+                business_key,
+                org_id,
+                started_by,
+                started_at,
+                parent,
+                incidents,
+                events: Vec::new(),
+                migrated: false,
+                actor: None,
+            },
+        );
+        self.order.push(id);
         Ok(())
     }
 
@@ -736,7 +790,7 @@ impl<'f> Unit<'f> {
     pub async fn flush(&mut self) -> Result<()> {
         self.insert_tasks().await?;
         let mut new_rows: Vec<NewRow> = Vec::new();
-        let mut history: Vec<(String, i64, String, Option<String>)> = Vec::new();
+        let mut history: Vec<History> = Vec::new();
         let mut updates: Vec<Update> = Vec::new();
         let mut observed: Vec<(Arc<dyn super::Observer>, super::InstanceChange)> = Vec::new();
         // Every instance stays in `order`: a unit may flush more than once (a capability running
@@ -843,7 +897,27 @@ impl<'f> Unit<'f> {
         }
         // Changed instances: one UPDATE … FROM (VALUES …) per chunk, each row checked against the
         // revision it was loaded at.
-        for chunk in store::chunks_pow2(&updates, INSERT_ROWS) {
+        self.write_rows(&updates, &history).await?;
+        // Observers last, so they see the instance rows written. One call per observer.
+        while let Some((o, first)) = observed.pop() {
+            let mut batch = vec![first];
+            let mut rest = Vec::new();
+            for (o2, c) in observed.drain(..) {
+                if Arc::ptr_eq(&o, &o2) { batch.push(c) } else { rest.push((o2, c)) }
+            }
+            observed = rest;
+            batch.reverse();
+            o.changed(&mut self.tx, &batch).await?;
+        }
+        Ok(())
+    }
+
+    /// Writes changed instances (each checked against the revision it was loaded at) and their
+    /// history: multi-row statements of bound values.
+    async fn write_rows(&mut self, updates: &[Update], history: &[History]) -> Result<()> {
+        // SQLite takes more rows per statement: each statement is a hand-off to its worker thread.
+        let wide = if self.flow.db().backend() == Backend::Sqlite { 4 } else { 1 };
+        for chunk in store::chunks_pow2(updates, INSERT_ROWS * wide) {
             // `SELECT … UNION ALL SELECT …` rather than `VALUES … AS v(cols)`: SQLite cannot name
             // the columns of a VALUES list.
             const COLS: [(&str, &str); 7] = [
@@ -873,7 +947,7 @@ impl<'f> Unit<'f> {
                 return Err(Error::conflict("a process instance was changed at the same moment; try again"));
             }
         }
-        for chunk in store::chunks_pow2(&history, INSERT_ROWS * 2) {
+        for chunk in store::chunks_pow2(history, INSERT_ROWS * 2 * wide) {
             let mut sql = String::from("INSERT INTO flow_history (instance_id, seq, at, actor, events) VALUES ");
             push_values(&mut sql, self.flow.db().backend(), chunk.len(), 5, None);
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
@@ -881,17 +955,6 @@ impl<'f> Unit<'f> {
                 q = q.bind(id).bind(*seq).bind(self.now).bind(actor).bind(events);
             }
             q.execute(&mut *self.tx).await.db()?;
-        }
-        // Observers last, so they see the instance rows written. One call per observer.
-        while let Some((o, first)) = observed.pop() {
-            let mut batch = vec![first];
-            let mut rest = Vec::new();
-            for (o2, c) in observed.drain(..) {
-                if Arc::ptr_eq(&o, &o2) { batch.push(c) } else { rest.push((o2, c)) }
-            }
-            observed = rest;
-            batch.reverse();
-            o.changed(&mut self.tx, &batch).await?;
         }
         Ok(())
     }
@@ -1009,6 +1072,25 @@ impl<'f> Unit<'f> {
 /// fewer is faster (32 rather than 8–16: +10 % intake, `zs-bench grid-intake`). Placeholders are
 /// `?` on SQLite (`Backend::values`), which bind without the linear name lookup `$n` costs.
 const INSERT_ROWS: usize = 32;
+
+/// An instance row as preloaded: id, definition id, state, rev, business key, org, started by,
+/// parent, parent token, incidents, started at.
+type InstanceRow = (
+    String,
+    String,
+    InstanceState,
+    i64,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<i64>,
+    i64,
+    i64,
+);
+
+/// A history row to write: (instance, seq, events as JSON, actor).
+type History = (String, i64, String, Option<String>);
 
 /// A changed instance: (id, state, status, incidents, ended_at, loaded revision, definition id).
 type Update = (String, String, &'static str, i64, Option<i64>, i64, String);

@@ -282,24 +282,58 @@ impl Flow {
             return Ok(0);
         }
         let mut unit = Unit::begin(self, Some("system".into())).await?;
-        let skip = if self.db().backend() == Backend::Postgres { " FOR UPDATE SKIP LOCKED" } else { "" };
-        // Claimed and removed in one statement; they fire in order of due time.
-        let sql = format!(
-            "DELETE FROM flow_timers WHERE (instance_id, token) IN
-                (SELECT instance_id, token FROM flow_timers WHERE due_at <= $1 ORDER BY due_at LIMIT $2{skip})
-             RETURNING instance_id, token, due_at"
-        );
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        // (due_at, instance, token), fired in order of due time.
+        let mut fired: Vec<(i64, String, i64)> = if self.db().backend() == Backend::Postgres {
+            // Claimed and removed in one statement, skipping what another node holds.
+            let rows = sqlx::query(
+                "DELETE FROM flow_timers WHERE (instance_id, token) IN
+                    (SELECT instance_id, token FROM flow_timers WHERE due_at <= $1 ORDER BY due_at LIMIT $2 FOR UPDATE SKIP LOCKED)
+                 RETURNING instance_id, token, due_at",
+            )
             .bind(unit.now)
             .bind(TIMER_BATCH)
             .fetch_all(&mut *unit.tx)
             .await
             .db()?;
-        if rows.is_empty() {
+            rows.iter().map(|r| (r.get(2), r.get(0), r.get(1))).collect()
+        } else {
+            // One writer: read the batch as one row (each row of a result is a hand-off from
+            // SQLite's worker thread), then delete exactly those rows by rowid.
+            let json: String = sqlx::query_scalar(
+                "SELECT json_object('rowids', json_group_array(rowid), 'timers', json_group_array(json_array(due_at, instance_id, token)))
+                 FROM (SELECT rowid, due_at, instance_id, token FROM flow_timers WHERE due_at <= $1 ORDER BY due_at LIMIT $2)",
+            )
+            .bind(unit.now)
+            .bind(TIMER_BATCH)
+            .fetch_one(&mut *unit.tx)
+            .await
+            .db()?;
+            #[derive(serde::Deserialize)]
+            struct Claimed {
+                rowids: Vec<i64>,
+                timers: Vec<(i64, String, i64)>,
+            }
+            let claimed: Claimed = serde_json::from_str(&json).map_err(super::json_err)?;
+            if !claimed.rowids.is_empty() {
+                let rowids = serde_json::to_string(&claimed.rowids).map_err(super::json_err)?;
+                let n = sqlx::query("DELETE FROM flow_timers WHERE rowid IN (SELECT value FROM json_each($1))")
+                    .bind(rowids)
+                    .execute(&mut *unit.tx)
+                    .await
+                    .db()?
+                    .rows_affected();
+                if n != claimed.rowids.len() as u64 {
+                    return Err(kernel::Error::conflict(
+                        "the due timers changed while they were claimed; trying again",
+                    ));
+                }
+            }
+            claimed.timers
+        };
+        if fired.is_empty() {
             return Ok(0);
         }
-        // (due_at, instance, token), fired in order of due time.
-        let mut fired: Vec<(i64, String, i64)> = rows.iter().map(|r| (r.get(2), r.get(0), r.get(1))).collect();
+        let count = fired.len();
         fired.sort();
         let mut ids: Vec<String> = fired.iter().map(|(_, i, _)| i.clone()).collect();
         ids.sort();
@@ -310,7 +344,7 @@ impl Flow {
         }
         unit.run().await?;
         unit.commit().await?;
-        Ok(rows.len())
+        Ok(count)
     }
 
     /// Claims due remote jobs, runs their handlers outside any transaction, and records the
