@@ -168,9 +168,11 @@ test('the security administrator sees abnormal calls as alerts and handles one',
   await login(page, demo.url, 'secadmin', PASSWORD, demo.totp.secadmin)
   await page.waitForSelector('[data-test=module-alerts]')
   await page.click('[data-test=module-alerts]')
-  const burst = page.locator('[data-test=alerts-table] .el-table__row', { hasText: '127.0.0.1' })
+  // Found by its rule: outside the administrators' working hours (China time) an after-hours alert
+  // from the same address is listed too.
+  const burst = page.locator('[data-test=alerts-table] .el-table__row', { hasText: '频繁被拒绝访问' })
   await burst.first().waitFor()
-  assert.match(await burst.first().textContent(), /频繁被拒绝访问/)
+  assert.match(await burst.first().textContent(), /127\.0\.0\.1/)
   // The demo city's own alerts are there too.
   await page.locator('[data-test=alerts-table] .el-table__row', { hasText: 'szcg-legacy' }).first().waitFor()
   await page.screenshot({ path: `${SHOTS}security-alerts.png` })
