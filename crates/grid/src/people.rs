@@ -170,6 +170,9 @@ impl Valid {
     }
 }
 
+/// What a personal field that does not decrypt shows.
+const UNREADABLE: &str = "（无法解密）";
+
 const COLUMNS: &str =
     "p.id, p.name_enc, p.id_card_enc, p.gender, p.birth_year, p.mobile_enc, p.household, p.relation, p.residence,
     p.address_enc, p.grid_id, g.name, p.tags, p.updated_at, p.updated_by";
@@ -192,8 +195,15 @@ impl Grid {
 
     fn person_from_row(&self, r: &store::AnyRow, m: Masker) -> Result<Person> {
         let keys = self.identity().keys();
+        // A field that does not decrypt was changed in the database (the row's seal fails too and
+        // flags the record) or its key is gone: shown as such, never a failed page.
         let open = |ctx: &str, v: Option<String>| -> Result<Option<String>> {
-            v.map(|e| keys.open(ctx, &e).map_err(|_| Error::internal("cannot decrypt a personal field"))).transpose()
+            Ok(v.map(|e| {
+                keys.open(ctx, &e).unwrap_or_else(|_| {
+                    tracing::error!(field = ctx, "a personal field does not decrypt");
+                    UNREADABLE.to_string()
+                })
+            }))
         };
         Ok(Person {
             id: r.get(0),
@@ -287,8 +297,8 @@ impl Grid {
         let tags = if v.tags.is_empty() { String::new() } else { format!(",{},", v.tags.join(",")) };
         let (id, created, changed) = match existing {
             Some(row) => {
+                self.ensure_record_intact(tx, &crate::integrity::PEOPLE, &row.get::<String, _>(0)).await?;
                 let old = self.person_from_row(&row, Masker { unmask: true })?;
-                self.ensure_record_intact(tx, &crate::integrity::PEOPLE, &old.id).await?;
                 let before = Valid {
                     name: old.name.clone(),
                     id_card: v.id_card.clone(),
