@@ -149,7 +149,6 @@ pub fn hotp(secret: &[u8], counter: u64) -> u32 {
 /// GM/T 0021 SM3 dynamic password (6 digits) from a time factor `t` (already divided by the
 /// period), an event factor `c` and a challenge `q`, each optional.
 pub fn sm3_dynamic(key: &[u8], t: Option<u64>, c: Option<u32>, q: Option<&[u8]>) -> u32 {
-    use sm3::Digest;
     let mut id = Vec::with_capacity(16);
     if let Some(t) = t {
         id.extend_from_slice(&t.to_be_bytes());
@@ -163,10 +162,10 @@ pub fn sm3_dynamic(key: &[u8], t: Option<u64>, c: Option<u32>, q: Option<&[u8]>)
     if id.len() < 16 {
         id.resize(16, 0);
     }
-    let mut h = sm3::Sm3::new();
+    let mut h = crate::hash::Hasher::new(crate::HashAlg::Sm3);
     h.update(key);
     h.update(&id);
-    let s = h.finalize();
+    let s = h.finish();
     let od = s.chunks_exact(4).fold(0u32, |acc, w| acc.wrapping_add(u32::from_be_bytes([w[0], w[1], w[2], w[3]])));
     od % 10u32.pow(DIGITS)
 }

@@ -193,24 +193,16 @@ impl crate::Grid {
         let case_no: String = report.get(1);
         let what = problems.join("、");
         tracing::error!(case = %case_no, %what, "a case fails its integrity check: it was changed outside the application");
-        let now = self.now();
-        let entry = audit::AuditEntry {
-            actor_name: Some("integrity-check".into()),
-            ..audit::AuditEntry::new(now, "grid.case.integrity_violation", audit::Channel::System)
-        }
-        .object("grid_case", id)
-        .result(audit::AuditResult::Denied, Some("integrity_violation".into()))
-        .detail(serde_json::json!({"case_no": case_no, "failed": what}));
-        self.identity().audit_now(entry).await?;
         self.identity()
-            .raise_alert(identity::alerts::AlertSignal {
-                rule: identity::alerts::AlertRule::IntegrityViolation,
-                subject: format!("grid_case:{id}"),
+            .report_integrity_violation(identity::IntegrityFinding {
+                action: "grid.case.integrity_violation".into(),
+                object_type: "grid_case".into(),
+                object_id: id.to_string(),
                 subject_name: Some(case_no.clone()),
-                source_ip: None,
-                count: 1,
-                detail: format!("案卷 {case_no} 的存储数据未通过完整性校验（{what}被绕过系统直接修改），已禁止对其办理，请从备份恢复"),
-                blocked_until: None,
+                audit_detail: Some(serde_json::json!({"case_no": case_no, "failed": what})),
+                alert_detail: format!(
+                    "案卷 {case_no} 的存储数据未通过完整性校验（{what}被绕过系统直接修改），已禁止对其办理，请从备份恢复"
+                ),
             })
             .await?;
         Ok(Some(format!("{what}未通过完整性校验，可能被绕过系统直接修改；在从备份恢复前不能办理")))
@@ -357,12 +349,24 @@ impl crate::Grid {
         column: &str,
         value: &str,
     ) -> kernel::Result<()> {
+        self.reseal_where(tx, t, &format!("{column} = $1"), Some(value)).await.map(|_| ())
+    }
+
+    /// Reseals the rows of `t` that meet `condition` (with at most one bound value); returns how
+    /// many.
+    async fn reseal_where(
+        &self,
+        tx: &mut store::Tx,
+        t: &SealedTable,
+        condition: &str,
+        value: Option<&str>,
+    ) -> kernel::Result<usize> {
         let key = self.record_key(t);
-        let rows = sqlx::query(sqlx::AssertSqlSafe(t.select(&format!("{column} = $1"))))
-            .bind(value)
-            .fetch_all(&mut **tx)
-            .await
-            .db()?;
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(t.select(condition)));
+        if let Some(v) = value {
+            q = q.bind(v);
+        }
+        let rows = q.fetch_all(&mut **tx).await.db()?;
         let sql = format!("UPDATE {} SET row_mac = $1 WHERE id = $2", t.table);
         for r in &rows {
             sqlx::query(sqlx::AssertSqlSafe(sql.as_str()))
@@ -372,29 +376,18 @@ impl crate::Grid {
                 .await
                 .db()?;
         }
-        Ok(())
+        Ok(rows.len())
     }
 
     /// Seals the base records that have no MAC yet (rows from before sealing existed); run at
     /// start. Returns how many were sealed.
     pub(crate) async fn seal_unsealed_records(&self) -> kernel::Result<usize> {
+        let mut tx = self.db().begin().await?;
         let mut n = 0;
         for t in SEALED_TABLES {
-            let ids: Vec<String> =
-                sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT id FROM {} WHERE row_mac IS NULL", t.table)))
-                    .fetch_all(self.db().reader())
-                    .await
-                    .db()?;
-            if ids.is_empty() {
-                continue;
-            }
-            let mut tx = self.db().begin().await?;
-            for id in &ids {
-                self.reseal(&mut tx, t, "id", id).await?;
-            }
-            tx.commit().await.db()?;
-            n += ids.len();
+            n += self.reseal_where(&mut tx, t, "row_mac IS NULL", None).await?;
         }
+        tx.commit().await.db()?;
         Ok(n)
     }
 
@@ -406,8 +399,7 @@ impl crate::Grid {
         }
         let key = self.record_key(t);
         for chunk in ids.chunks(256) {
-            let marks: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
-            let sql = t.select(&format!("id IN ({})", marks.join(", ")));
+            let sql = t.select(&format!("id IN {}", self.db().backend().values(1, chunk.len(), 1)));
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
             for id in chunk {
                 q = q.bind(id);
@@ -469,32 +461,19 @@ impl crate::Grid {
 
     async fn report_tampered_record(&self, t: &SealedTable, id: &str) -> kernel::Result<()> {
         tracing::error!(table = t.table, %id, "a base record fails its integrity check: it was changed outside the application");
-        let entry = audit::AuditEntry {
-            actor_name: Some("integrity-check".into()),
-            ..audit::AuditEntry::new(
-                self.now(),
-                &format!("grid.{}.integrity_violation", t.kind),
-                audit::Channel::System,
-            )
-        }
-        .object(&format!("grid_{}", t.kind), id)
-        .result(audit::AuditResult::Denied, Some("integrity_violation".into()));
-        self.identity().audit_now(entry).await?;
         self.identity()
-            .raise_alert(identity::alerts::AlertSignal {
-                rule: identity::alerts::AlertRule::IntegrityViolation,
-                subject: format!("grid_{}:{id}", t.kind),
+            .report_integrity_violation(identity::IntegrityFinding {
+                action: format!("grid.{}.integrity_violation", t.kind),
+                object_type: format!("grid_{}", t.kind),
+                object_id: id.to_string(),
                 subject_name: None,
-                source_ip: None,
-                count: 1,
-                detail: format!(
+                audit_detail: None,
+                alert_detail: format!(
                     "{}（{}）的存储数据未通过完整性校验（被绕过系统直接修改），已禁止修改，请从备份恢复",
                     t.label, id
                 ),
-                blocked_until: None,
             })
-            .await?;
-        Ok(())
+            .await
     }
 }
 

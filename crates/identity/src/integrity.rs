@@ -97,32 +97,66 @@ impl Identity {
             return Ok(());
         }
         let user_id: String = row.get(0);
-        let user_id = user_id.as_str();
         let username: String = row.get(1);
         tracing::error!(%username, "an account fails its integrity check: it was changed outside the application");
-        let now = self.now();
-        let entry = audit::AuditEntry {
-            actor_name: Some("integrity-check".into()),
-            ..audit::AuditEntry::new(now, "user.integrity_violation", audit::Channel::System)
-        }
-        .object("user", user_id)
-        .result(audit::AuditResult::Denied, Some("integrity_violation".into()));
-        self.audit_now(entry).await?;
-        let signal = AlertSignal {
-            rule: AlertRule::IntegrityViolation,
-            subject: format!("user:{user_id}"),
+        self.report_integrity_violation(IntegrityFinding {
+            action: "user.integrity_violation".into(),
+            object_type: "user".into(),
+            object_id: user_id,
             subject_name: Some(username.clone()),
-            source_ip: None,
-            count: 1,
-            detail: format!(
+            audit_detail: None,
+            alert_detail: format!(
                 "账号「{username}」的存储数据未通过完整性校验（口令、角色、状态或有效期等被绕过系统直接修改），已拒绝其登录和使用"
             ),
-            blocked_until: None,
-        };
-        self.raise_alert(signal).await?;
+        })
+        .await?;
         Err(Error::new(
             ErrorCode::IntegrityViolation,
             "this account's stored data fails its integrity check; it cannot be used until the security administrator restores it",
         ))
+    }
+}
+
+/// Stored data found changed outside the application (DJ-DI-2), for
+/// [`Identity::report_integrity_violation`].
+pub struct IntegrityFinding {
+    /// Audit action, `<area>.integrity_violation`.
+    pub action: String,
+    pub object_type: String,
+    pub object_id: String,
+    /// How the security administrator knows the object (a username, a case number).
+    pub subject_name: Option<String>,
+    /// What failed, for the audit record.
+    pub audit_detail: Option<serde_json::Value>,
+    /// The alert's text, in Chinese.
+    pub alert_detail: String,
+}
+
+impl Identity {
+    /// Records a finding: an audit record (denied, `integrity_violation`) each time, and one open
+    /// security alert per object (`integrity_violation`, 存储数据完整性异常). Accounts, cases and base
+    /// records all report through here.
+    pub async fn report_integrity_violation(&self, f: IntegrityFinding) -> Result<()> {
+        let mut entry = audit::AuditEntry {
+            actor_name: Some("integrity-check".into()),
+            ..audit::AuditEntry::new(self.now(), &f.action, audit::Channel::System)
+        }
+        .object(&f.object_type, &f.object_id)
+        .result(audit::AuditResult::Denied, Some("integrity_violation".into()));
+        if let Some(d) = f.audit_detail {
+            entry = entry.detail(d);
+        }
+        self.audit_now(entry).await?;
+        self.raise_alert(AlertSignal {
+            rule: AlertRule::IntegrityViolation,
+            subject: format!("{}:{}", f.object_type, f.object_id),
+            subject_name: f.subject_name,
+            source_ip: None,
+            count: 1,
+            detail: f.alert_detail,
+            blocked_until: None,
+        })
+        .await?;
+        Ok(())
     }
 }

@@ -23,6 +23,7 @@ pub mod scope;
 pub mod service;
 pub mod users;
 
+pub use integrity::IntegrityFinding;
 pub use model::*;
 pub use perms::Perm;
 pub use policy::SecurityPolicy;
