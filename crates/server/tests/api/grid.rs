@@ -439,14 +439,9 @@ async fn a_case_edited_in_the_database_is_flagged_refuses_work_and_alerts_until_
         let (_, d) = disp.json(Method::GET, &format!("/api/v1/grid/cases/{id}"), None).await;
         assert!(d.get("integrity_violation").is_none(), "an intact case: {d}");
         assert!(!d["actions"].as_array().unwrap().is_empty());
-        let db = app.state.db.clone();
-        let sql = |q: String| {
-            let db = db.clone();
-            async move { sqlx::query(sqlx::AssertSqlSafe(q)).execute(db.writer()).await.unwrap() }
-        };
 
         // Someone with database access rewrites what was reported.
-        sql(format!("UPDATE grid_cases SET description = '已自行修复' WHERE id = '{id}'")).await;
+        app.sql(format!("UPDATE grid_cases SET description = '已自行修复' WHERE id = '{id}'")).await;
         let (s, d) = disp.json(Method::GET, &format!("/api/v1/grid/cases/{id}"), None).await;
         assert_eq!(s, StatusCode::OK, "the case can still be looked at");
         assert!(d["integrity_violation"].as_str().unwrap().contains("上报内容"), "{d}");
@@ -456,18 +451,18 @@ async fn a_case_edited_in_the_database_is_flagged_refuses_work_and_alerts_until_
             .await;
         assert_error(s, &body, 403, "integrity_violation");
         // Restored (as from a backup): intact again.
-        sql(format!("UPDATE grid_cases SET description = '山大路井盖破损' WHERE id = '{id}'")).await;
+        app.sql(format!("UPDATE grid_cases SET description = '山大路井盖破损' WHERE id = '{id}'")).await;
         let (_, d) = disp.json(Method::GET, &format!("/api/v1/grid/cases/{id}"), None).await;
         assert!(d.get("integrity_violation").is_none(), "{d}");
 
         // A step of the timeline changed, then one deleted from the middle.
-        sql(format!("UPDATE grid_case_log SET actor = 'someone_else' WHERE case_id = '{id}' AND seq = 2")).await;
+        app.sql(format!("UPDATE grid_case_log SET actor = 'someone_else' WHERE case_id = '{id}' AND seq = 2")).await;
         let (_, d) = disp.json(Method::GET, &format!("/api/v1/grid/cases/{id}"), None).await;
         assert!(d["integrity_violation"].as_str().unwrap().contains("第 2 步"), "{d}");
-        sql(format!("UPDATE grid_case_log SET actor = 'dispatcher' WHERE case_id = '{id}' AND seq = 2")).await;
+        app.sql(format!("UPDATE grid_case_log SET actor = 'dispatcher' WHERE case_id = '{id}' AND seq = 2")).await;
         let (_, d) = disp.json(Method::GET, &format!("/api/v1/grid/cases/{id}"), None).await;
         assert!(d.get("integrity_violation").is_none(), "{d}");
-        sql(format!("DELETE FROM grid_case_log WHERE case_id = '{id}' AND seq = 1")).await;
+        app.sql(format!("DELETE FROM grid_case_log WHERE case_id = '{id}' AND seq = 1")).await;
         let (_, d) = disp.json(Method::GET, &format!("/api/v1/grid/cases/{id}"), None).await;
         assert!(d["integrity_violation"].as_str().unwrap().contains("缺少第 1 步"), "{d}");
 
@@ -999,11 +994,6 @@ async fn base_records_changed_outside_the_application_are_flagged_refused_and_al
         assert!((lon - moved["lon"].as_f64().unwrap()).abs() < 1e-9, "{houses}");
         assert_eq!(houses["items"][0]["integrity_violation"], false, "{houses}");
 
-        let db = app.state.db.clone();
-        let sql = |q: String| {
-            let db = db.clone();
-            async move { sqlx::query(sqlx::AssertSqlSafe(q)).execute(db.writer()).await.unwrap() }
-        };
         let (pid, fid, oid, hid) = (
             p["id"].as_str().unwrap(),
             f["id"].as_str().unwrap(),
@@ -1012,12 +1002,12 @@ async fn base_records_changed_outside_the_application_are_flagged_refused_and_al
         );
         // Someone with database access moves a person to another household, marks a manhole cover as
         // removed, renames a company and changes a house's use.
-        sql(format!("UPDATE grid_people SET household = 'JF-999' WHERE id = '{pid}'")).await;
-        sql(format!("UPDATE grid_facilities SET state = 'removed' WHERE id = '{fid}'")).await;
-        sql(format!("UPDATE grid_org_records SET name = '某某公司' WHERE id = '{oid}'")).await;
-        sql(format!("UPDATE grid_places SET usage = 'vacant' WHERE id = '{hid}'")).await;
+        app.sql(format!("UPDATE grid_people SET household = 'JF-999' WHERE id = '{pid}'")).await;
+        app.sql(format!("UPDATE grid_facilities SET state = 'removed' WHERE id = '{fid}'")).await;
+        app.sql(format!("UPDATE grid_org_records SET name = '某某公司' WHERE id = '{oid}'")).await;
+        app.sql(format!("UPDATE grid_places SET usage = 'vacant' WHERE id = '{hid}'")).await;
         // And overwrites a neighbour's encrypted name with something that does not decrypt.
-        sql(format!("UPDATE grid_people SET name_enc = 'zs1:t1:AAAA' WHERE id = '{nid}'")).await;
+        app.sql(format!("UPDATE grid_people SET name_enc = 'zs1:t1:AAAA' WHERE id = '{nid}'")).await;
 
         let flagged = |list: &Value| -> Vec<String> {
             list["items"]
@@ -1099,7 +1089,7 @@ async fn base_records_changed_outside_the_application_are_flagged_refused_and_al
         assert!(found["total"].as_i64().unwrap() >= 2, "{found}");
 
         // Restored (as from a backup): intact again, and changes work.
-        sql(format!("UPDATE grid_people SET household = 'JF-001' WHERE id = '{pid}'")).await;
+        app.sql(format!("UPDATE grid_people SET household = 'JF-001' WHERE id = '{pid}'")).await;
         let (_, d) = gw.json(Method::GET, &format!("/api/v1/grid/people/{pid}"), None).await;
         assert_eq!(d["integrity_violation"], false, "{d}");
         let mut changed = person.clone();

@@ -116,6 +116,12 @@ impl TestApp {
         self.state.identity.user_id_by_username(username).await.unwrap().unwrap()
     }
 
+    /// Runs a statement straight against the database, as someone with database access would
+    /// (tamper tests).
+    pub async fn sql(&self, q: String) {
+        sqlx::query(sqlx::AssertSqlSafe(q)).execute(self.state.db.writer()).await.unwrap();
+    }
+
     pub async fn org_id(&self, code: &str) -> String {
         self.state.identity.org_id_by_code(code).await.unwrap().unwrap()
     }
