@@ -211,9 +211,7 @@ impl<'f> Unit<'f> {
             // batch of up to 1,024.
             for chunk in store::padded_pow2(&want).chunks(INSERT_ROWS * 32) {
                 let sql = format!(
-                    "SELECT json_group_array(json_array(id, definition_id, json(state), rev, business_key, org_id, started_by,
-                        parent_id, parent_token, incidents, started_at))
-                     FROM flow_instances WHERE id IN {}",
+                    "SELECT json_group_array({INSTANCE_JSON}) FROM flow_instances WHERE id IN {}",
                     Backend::Sqlite.values(1, chunk.len(), 1)
                 );
                 let mut q = sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(sql));
@@ -255,6 +253,18 @@ impl<'f> Unit<'f> {
                     row.get(10),
                 ))
                 .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Takes instances read outside this unit's transaction (ahead of it, on a reader) as if
+    /// loaded here. Safe because every changed instance is written only at the revision it was
+    /// read at: one that moved on meanwhile fails the write with a conflict.
+    pub(crate) async fn adopt(&mut self, rows: Vec<InstanceRow>) -> Result<()> {
+        for r in rows {
+            if !self.loaded.contains_key(&r.0) {
+                self.insert_loaded(r).await?;
             }
         }
         Ok(())
@@ -1073,9 +1083,14 @@ impl<'f> Unit<'f> {
 /// `?` on SQLite (`Backend::values`), which bind without the linear name lookup `$n` costs.
 const INSERT_ROWS: usize = 32;
 
+/// An instance row as one JSON array (SQLite), in [`InstanceRow`]'s order, the state embedded.
+pub(crate) const INSTANCE_JSON: &str =
+    "json_array(id, definition_id, json(state), rev, business_key, org_id, started_by,
+    parent_id, parent_token, incidents, started_at)";
+
 /// An instance row as preloaded: id, definition id, state, rev, business key, org, started by,
 /// parent, parent token, incidents, started at.
-type InstanceRow = (
+pub(crate) type InstanceRow = (
     String,
     String,
     InstanceState,

@@ -9,12 +9,16 @@ use store::{Backend, DbResultExt, Row};
 use tokio::sync::watch;
 
 use super::handlers::{Handler, JobInput, JobResult};
-use super::unit::Unit;
+use super::unit::{INSTANCE_JSON, InstanceRow, Unit};
 use super::{Flow, obj};
 use crate::engine::Command;
 
 /// Timers fired per transaction.
 const TIMER_BATCH: i64 = 500;
+/// Batches fired one after another while the next is read ahead (SQLite) before the due timers
+/// are looked up afresh: a timer that comes due behind the read-ahead position (one created
+/// already due meanwhile) waits at most this many batches.
+const TIMER_CHAIN: usize = 16;
 /// Remote jobs claimed at a time.
 const JOB_BATCH: i64 = 16;
 
@@ -100,6 +104,15 @@ async fn job_loop(flow: Flow, mut rx: watch::Receiver<bool>) {
             return;
         }
     }
+}
+
+/// Due timers read ahead on a reader connection, with their instances.
+#[doc(hidden)]
+#[derive(serde::Deserialize)]
+pub struct DueBatch {
+    /// (due_at, instance, token, rowid) in due order.
+    timers: Vec<(i64, String, i64, i64)>,
+    instances: Vec<InstanceRow>,
 }
 
 /// Tasks warned about at once, at most.
@@ -277,13 +290,118 @@ impl Flow {
     }
 
     /// Fires every timer due now, a batch per transaction. Returns how many fired.
+    ///
+    /// On SQLite the batches form a pipeline: while the one writer fires a batch, the next is
+    /// read on a reader connection (the timers after the batch's last, with their instances), so
+    /// the writer's work and the reading overlap. What was read ahead is checked in the write —
+    /// the timer rows are deleted by rowid and counted, the instances are written only at the
+    /// revision read — and a batch that changed meanwhile is claimed again inside the write.
     pub async fn fire_due_timers(&self) -> Result<usize> {
         if !self.any_due("SELECT 1 FROM flow_timers WHERE due_at <= $1 LIMIT 1").await? {
             return Ok(0);
         }
+        if self.db().backend() == Backend::Postgres {
+            return self.claim_and_fire_timers().await;
+        }
+        let mut fired = 0;
+        let mut ahead = None;
+        for _ in 0..TIMER_CHAIN {
+            let batch = match ahead.take() {
+                Some(b) => b,
+                None => self.read_due_timers(None, "[]").await?,
+            };
+            if batch.timers.is_empty() {
+                break;
+            }
+            let full = batch.timers.len() as i64 >= TIMER_BATCH;
+            let (n, next) = if full {
+                // The batch's instances are not read ahead again: the write changes them.
+                let after = batch.timers.iter().map(|t| (t.0, t.3)).max();
+                let ids: Vec<&str> = batch.timers.iter().map(|t| t.1.as_str()).collect();
+                let ids = serde_json::to_string(&ids).map_err(super::json_err)?;
+                let (n, next) = tokio::join!(self.fire_read_timers(batch), self.read_due_timers(after, &ids));
+                let next = next.inspect_err(|e| tracing::warn!(error = %e, "reading due timers ahead")).ok();
+                (n?, next)
+            } else {
+                (self.fire_read_timers(batch).await?, None)
+            };
+            fired += match n {
+                Some(n) => n,
+                // Changed since it was read (fired or cancelled meanwhile, another writer):
+                // claim inside the write, and start reading afresh.
+                None => {
+                    ahead = None;
+                    self.claim_and_fire_timers().await?
+                }
+            };
+            if n.is_some() {
+                ahead = next;
+            }
+            if !full {
+                break;
+            }
+        }
+        Ok(fired)
+    }
+
+    /// Reads (on a reader connection) the next batch of due timers after `after` (due time,
+    /// rowid) in due order, with their instances as they are now, except those in `skip` (a
+    /// JSON array of ids). SQLite only: one statement, one snapshot, one row. Public for the
+    /// tests of what [`Flow::fire_read_timers`] checks.
+    #[doc(hidden)]
+    pub async fn read_due_timers(&self, after: Option<(i64, i64)>, skip: &str) -> Result<DueBatch> {
+        let (due, rowid) = after.unwrap_or((i64::MIN, i64::MIN));
+        let sql = format!(
+            "WITH due AS MATERIALIZED (
+                SELECT rowid AS r, due_at, instance_id, token FROM flow_timers
+                WHERE due_at <= $1 AND (due_at, rowid) > ($2, $3) ORDER BY due_at, rowid LIMIT $4)
+             SELECT json_object(
+                'timers', (SELECT json_group_array(json_array(due_at, instance_id, token, r)) FROM due),
+                'instances', (SELECT json_group_array({INSTANCE_JSON}) FROM flow_instances
+                    WHERE id IN (SELECT instance_id FROM due) AND id NOT IN (SELECT value FROM json_each($5))))"
+        );
+        let json: String = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+            .bind(self.now())
+            .bind(due)
+            .bind(rowid)
+            .bind(TIMER_BATCH)
+            .bind(skip)
+            .fetch_one(self.db().reader())
+            .await
+            .db()?;
+        serde_json::from_str(&json).map_err(super::json_err)
+    }
+
+    /// Fires a batch read ahead; `None` when its timers are no longer all there (nothing is
+    /// written then).
+    #[doc(hidden)]
+    pub async fn fire_read_timers(&self, batch: DueBatch) -> Result<Option<usize>> {
+        let mut unit = Unit::begin(self, Some("system".into())).await?;
+        let rowids: Vec<i64> = batch.timers.iter().map(|t| t.3).collect();
+        let n = sqlx::query("DELETE FROM flow_timers WHERE rowid IN (SELECT value FROM json_each($1))")
+            .bind(serde_json::to_string(&rowids).map_err(super::json_err)?)
+            .execute(&mut *unit.tx)
+            .await
+            .db()?
+            .rows_affected();
+        if n != rowids.len() as u64 {
+            return Ok(None);
+        }
+        unit.adopt(batch.instances).await?;
+        let fired = batch.timers.into_iter().map(|(due, instance, token, _)| (due, instance, token)).collect();
+        match self.fire_claimed(unit, fired).await {
+            Ok(n) => Ok(Some(n)),
+            // An instance changed after it was read (its revision moved on).
+            Err(e) if e.code == kernel::ErrorCode::Conflict => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Claims a batch of due timers inside the write transaction and fires it.
+    async fn claim_and_fire_timers(&self) -> Result<usize> {
         let mut unit = Unit::begin(self, Some("system".into())).await?;
         // (due_at, instance, token), fired in order of due time.
-        let mut fired: Vec<(i64, String, i64)> = if self.db().backend() == Backend::Postgres {
+        let fired: Vec<(i64, String, i64)> = if self.db().backend() == Backend::Postgres {
             // Claimed and removed in one statement, skipping what another node holds.
             let rows = sqlx::query(
                 "DELETE FROM flow_timers WHERE (instance_id, token) IN
@@ -330,6 +448,11 @@ impl Flow {
             }
             claimed.timers
         };
+        self.fire_claimed(unit, fired).await
+    }
+
+    /// Fires the timers claimed in `unit` and commits it. Returns how many fired.
+    async fn fire_claimed(&self, mut unit: Unit<'_>, mut fired: Vec<(i64, String, i64)>) -> Result<usize> {
         if fired.is_empty() {
             return Ok(0);
         }

@@ -853,6 +853,157 @@ async fn two_engine_nodes_on_one_database_fire_each_timer_exactly_once() {
     }
 }
 
+/// Two timers per instance (one and two hours) and a message, 700 instances: the due timers
+/// span three batches, so the engine reads batches ahead while it fires the one before (SQLite),
+/// the second batch holds instances the first changed, and messages change instances between
+/// the reading and the firing. Every timer fires exactly once, every instance completes.
+#[tokio::test]
+async fn a_backlog_of_due_timers_larger_than_a_batch_fires_each_timer_once_while_instances_change() {
+    const MODEL: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
+<bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL" xmlns:zeebe="http://camunda.org/schema/zeebe/1.0" id="d" targetNamespace="https://zhongshu.dev/tests">
+  <bpmn:message id="m_report" name="report"><bpmn:extensionElements><zeebe:subscription correlationKey="=caseNo"/></bpmn:extensionElements></bpmn:message>
+  <bpmn:process id="inspection" isExecutable="true">
+    <bpmn:startEvent id="start"/>
+    <bpmn:parallelGateway id="fork"/>
+    <bpmn:intermediateCatchEvent id="first_check"><bpmn:timerEventDefinition><bpmn:timeDuration>PT1H</bpmn:timeDuration></bpmn:timerEventDefinition></bpmn:intermediateCatchEvent>
+    <bpmn:intermediateCatchEvent id="second_check"><bpmn:timerEventDefinition><bpmn:timeDuration>PT2H</bpmn:timeDuration></bpmn:timerEventDefinition></bpmn:intermediateCatchEvent>
+    <bpmn:intermediateCatchEvent id="report"><bpmn:messageEventDefinition messageRef="m_report"/></bpmn:intermediateCatchEvent>
+    <bpmn:parallelGateway id="join"/>
+    <bpmn:endEvent id="end"/>
+    <bpmn:sequenceFlow id="f1" sourceRef="start" targetRef="fork"/>
+    <bpmn:sequenceFlow id="f2" sourceRef="fork" targetRef="first_check"/>
+    <bpmn:sequenceFlow id="f3" sourceRef="fork" targetRef="second_check"/>
+    <bpmn:sequenceFlow id="f4" sourceRef="fork" targetRef="report"/>
+    <bpmn:sequenceFlow id="f5" sourceRef="first_check" targetRef="join"/>
+    <bpmn:sequenceFlow id="f6" sourceRef="second_check" targetRef="join"/>
+    <bpmn:sequenceFlow id="f7" sourceRef="report" targetRef="join"/>
+    <bpmn:sequenceFlow id="f8" sourceRef="join" targetRef="end"/>
+  </bpmn:process>
+</bpmn:definitions>"#;
+    for b in test_backends() {
+        let app = TestApp::start(b).await;
+        let flow = app.state.services.get::<flow::Flow>().unwrap().clone();
+        let admin = app.login("flowadmin").await;
+        deploy(&admin, MODEL, json!({})).await;
+        let def = flow.definition_id("inspection", None).await.unwrap();
+        let n = 700;
+        let batch = (0..n)
+            .map(|i| (None, serde_json::Map::from_iter([("caseNo".to_string(), json!(format!("XJ-{i:04}")))])))
+            .collect();
+        let ids = flow.start_batch(&def, batch).await.unwrap();
+        app.clock.advance_secs(2 * 3600 + 1);
+        let admin = app.login("flowadmin").await; // the first session is idle too long by now
+        let (fired, ()) = tokio::join!(
+            async {
+                let mut total = 0;
+                loop {
+                    let k = flow.fire_due_timers().await.unwrap();
+                    if k == 0 {
+                        return total;
+                    }
+                    total += k;
+                }
+            },
+            async {
+                // Every seventh instance gets its report while the timers fire.
+                for i in (0..n).step_by(7) {
+                    let (s, body) = admin
+                        .json(
+                            Method::POST,
+                            "/api/v1/flow/messages",
+                            Some(json!({"name": "report", "correlation_key": format!("XJ-{i:04}")})),
+                        )
+                        .await;
+                    assert_eq!(s, StatusCode::OK, "{body}");
+                }
+            }
+        );
+        assert_eq!(fired, 2 * n, "every timer fired once");
+        let left: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM flow_timers").fetch_one(app.state.db.reader()).await.unwrap();
+        assert_eq!(left, 0);
+        for i in (0..n).filter(|i| i % 7 != 0) {
+            let (s, body) = admin
+                .json(
+                    Method::POST,
+                    "/api/v1/flow/messages",
+                    Some(json!({"name": "report", "correlation_key": format!("XJ-{i:04}")})),
+                )
+                .await;
+            assert_eq!(s, StatusCode::OK, "{body}");
+        }
+        let completed: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM flow_instances WHERE status = 'completed'")
+            .fetch_one(app.state.db.reader())
+            .await
+            .unwrap();
+        assert_eq!(completed as usize, n, "every instance completed");
+        // Each timer and the message completed once per instance in the history.
+        let rows: Vec<(String, String)> = sqlx::query_as("SELECT instance_id, events FROM flow_history")
+            .fetch_all(app.state.db.reader())
+            .await
+            .unwrap();
+        let mut seen = std::collections::HashMap::<(String, String), usize>::new();
+        for (instance, events) in rows {
+            for e in serde_json::from_str::<Vec<Value>>(&events).unwrap() {
+                if e["k"] == "completed"
+                    && let Some(el @ ("first_check" | "second_check" | "report")) = e["e"].as_str()
+                {
+                    *seen.entry((instance.clone(), el.to_string())).or_default() += 1;
+                }
+            }
+        }
+        for id in &ids {
+            for el in ["first_check", "second_check", "report"] {
+                assert_eq!(seen.get(&(id.clone(), el.to_string())), Some(&1), "{id} {el}");
+            }
+        }
+        if b != store::Backend::Sqlite {
+            continue;
+        }
+        // What the read-ahead checks, step by step: a batch whose instance changed after the
+        // reading, or whose timers fired meanwhile, writes nothing.
+        let ids = flow
+            .start_batch(
+                &def,
+                (0..3)
+                    .map(|i| (None, serde_json::Map::from_iter([("caseNo".to_string(), json!(format!("FC-{i}")))])))
+                    .collect(),
+            )
+            .await
+            .unwrap();
+        app.clock.advance_secs(3601);
+        let admin = app.login("flowadmin").await;
+        let revs = || async {
+            let mut r: Vec<(String, i64)> =
+                sqlx::query_as("SELECT id, rev FROM flow_instances").fetch_all(app.state.db.reader()).await.unwrap();
+            r.retain(|(id, _)| ids.contains(id));
+            r.sort();
+            r
+        };
+        let timers = || async {
+            sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM flow_timers")
+                .fetch_one(app.state.db.reader())
+                .await
+                .unwrap()
+        };
+        let read = flow.read_due_timers(None, "[]").await.unwrap();
+        let (s, body) = admin
+            .json(Method::POST, "/api/v1/flow/messages", Some(json!({"name": "report", "correlation_key": "FC-1"})))
+            .await;
+        assert_eq!(s, StatusCode::OK, "{body}");
+        let (before, pending) = (revs().await, timers().await);
+        assert_eq!(pending, 6, "two timers for each of the three");
+        assert_eq!(flow.fire_read_timers(read).await.unwrap(), None, "FC-1 changed after the reading");
+        assert_eq!((revs().await, timers().await), (before, pending), "nothing written");
+        let read = flow.read_due_timers(None, "[]").await.unwrap();
+        assert_eq!(flow.fire_due_timers().await.unwrap(), 3, "the first checks, claimed in the write");
+        let (after, pending) = (revs().await, timers().await);
+        assert_eq!(pending, 3);
+        assert_eq!(flow.fire_read_timers(read).await.unwrap(), None, "its timers fired meanwhile");
+        assert_eq!((revs().await, timers().await), (after, pending), "nothing written");
+    }
+}
+
 #[tokio::test]
 async fn ended_instances_past_the_retention_period_are_removed_with_their_history() {
     for b in test_backends() {
