@@ -4,7 +4,7 @@
 //! - `audit [N]`: audit append, sealing and verification.
 //! - `flow-core [N]`: the engine core in memory on the reference process.
 //! - `flow-durable [N]`: the same process durable, through the service layer.
-//! - `flow-timers [N]`: N pending timers due in the same second, fired by the timer worker.
+//! - `flow-timers [N]`: N pending timers due evenly over one second, fired by the timer worker.
 //! - `grid-intake [N] [CLIENTS]`: events through the intake service on SQLite, with the case process started.
 //! - `grid-outbox [N] [OUTAGE_SECS]`: N dispatches to the platform simulator through the outbox, after an outage.
 //! - `grid-lookup [N] [FILE]`: point → grid lookups on 5,000 polygons (FILE: input for the shapely peer).
