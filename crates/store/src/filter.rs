@@ -40,11 +40,20 @@ pub type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArgument
 pub struct Where {
     conds: Vec<String>,
     binds: Vec<Value>,
+    /// Placeholders by position for this backend (`?` on SQLite) instead of numbered.
+    in_order: Option<crate::Backend>,
 }
 
 impl Where {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A builder for a statement whose values appear in its text in the order they are bound
+    /// and that has no placeholders of its own: `?` on SQLite, which binds by position (a large
+    /// statement of `$n` costs O(n²) to bind there, see [`crate::Backend::values`]).
+    pub fn in_order(backend: crate::Backend) -> Self {
+        Self { in_order: Some(backend), ..Self::default() }
     }
 
     /// Adds a condition such as `"(a = ? OR b = ?)"` with its values.
@@ -63,7 +72,10 @@ impl Where {
         for ch in sql.chars() {
             if ch == '?' {
                 self.binds.push(values.next().expect("one value per placeholder"));
-                out.push_str(&format!("${}", self.binds.len()));
+                match self.in_order {
+                    Some(b) => out.push_str(&b.mark(self.binds.len())),
+                    None => out.push_str(&format!("${}", self.binds.len())),
+                }
             } else {
                 out.push(ch);
             }
@@ -162,6 +174,18 @@ mod tests {
         assert_eq!(w.clause(), "WHERE (a = $1 OR b = $2) AND c >= $3");
         assert_eq!(w.len(), 3);
         assert_eq!(like_escape("50%_a\\"), "50\\%\\_a\\\\");
+    }
+
+    #[test]
+    fn in_order_placeholders_are_positional_on_sqlite_and_numbered_on_postgres() {
+        for (backend, want) in
+            [(crate::Backend::Sqlite, "a = ? AND b IN (?, ?)"), (crate::Backend::Postgres, "a = $1 AND b IN ($2, $3)")]
+        {
+            let mut w = Where::in_order(backend);
+            let sql = w.fragment("a = ? AND b IN (?, ?)", [Value::Int(1), Value::Int(2), Value::Int(3)]);
+            assert_eq!(sql, want);
+            assert_eq!(w.len(), 3);
+        }
     }
 
     #[tokio::test]

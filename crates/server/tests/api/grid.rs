@@ -243,6 +243,9 @@ async fn resolved_on_the_spot_closes_at_once_and_duplicates_are_flagged_and_merg
         assert!(c["case"]["possible_duplicate_of"].is_null(), "{c}");
         assert_eq!(d["case"]["possible_duplicate_of"], c["case"]["id"], "{d}");
         assert!(e["case"]["possible_duplicate_of"].is_null(), "67 m from the nearest: {e}");
+        // Two open cases in reach (44 m and 22 m): the nearer one is named.
+        let (_, f) = disp.json(Method::POST, "/api/v1/grid/cases", Some(report(edge + 0.0005, "ssp-5"))).await;
+        assert_eq!(f["case"]["possible_duplicate_of"], e["case"]["id"], "the nearest of two: {f}");
         let bid = b["id"].as_str().unwrap();
         let (s, body) = act(&disp, bid, json!({"action": "merge", "into": a})).await;
         assert_eq!(s, StatusCode::OK, "{body}");
