@@ -841,10 +841,7 @@ type LogRow = (String, i64, i64, String, String, Option<String>, Option<String>)
 
 /// Instances per batch of observer statements.
 const CHUNK: usize = 128;
-/// Rows per multi-row statement: each statement is a round trip to SQLite's worker thread, so
-/// fewer is faster (32 rather than 8–16: +10 % intake, `zs-bench grid-intake`). Placeholders are
-/// `?` on SQLite (`Backend::values`), which bind without the linear name lookup `$n` costs.
-const ROWS: usize = 32;
+const ROWS: usize = store::ROWS_PER_STATEMENT;
 
 fn var_str<'v>(vars: &'v Map<String, Value>, k: &str) -> Option<&'v str> {
     vars.get(k).and_then(Value::as_str).filter(|s| !s.is_empty())

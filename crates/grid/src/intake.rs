@@ -16,10 +16,7 @@ use crate::Grid;
 
 /// Most events one transaction files.
 pub const BATCH: usize = 256;
-/// Rows per multi-row statement: each statement is a round trip to SQLite's worker thread, so
-/// fewer is faster (32 rather than 8–16: +10 % intake, `zs-bench grid-intake`). Placeholders are
-/// `?` on SQLite (`Backend::values`), which bind without the linear name lookup `$n` costs.
-const ROWS: usize = 32;
+const ROWS: usize = store::ROWS_PER_STATEMENT;
 
 /// An event checked and ready to file: everything read, nothing written.
 pub(crate) struct Prepared {

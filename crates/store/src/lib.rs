@@ -17,8 +17,8 @@ mod migrate;
 pub mod testing;
 
 pub use db::{
-    Backend, Db, DbOptions, DbResultExt, PoolStats, Tx, chunks_pow2, db_error, install_drivers, is_unique_violation,
-    padded_pow2,
+    Backend, Db, DbOptions, DbResultExt, PoolStats, ROWS_PER_STATEMENT, Tx, chunks_pow2, db_error, install_drivers,
+    is_unique_violation, padded_pow2,
 };
 pub use filter::{AnyQuery, Value, Where, fetch_page, like_escape};
 pub use migrate::{Migration, MigrationSet, migrate};

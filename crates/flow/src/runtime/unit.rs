@@ -1078,10 +1078,7 @@ impl<'f> Unit<'f> {
     }
 }
 
-/// Rows per multi-row statement: each statement is a round trip to SQLite's worker thread, so
-/// fewer is faster (32 rather than 8–16: +10 % intake, `zs-bench grid-intake`). Placeholders are
-/// `?` on SQLite (`Backend::values`), which bind without the linear name lookup `$n` costs.
-const INSERT_ROWS: usize = 32;
+const INSERT_ROWS: usize = store::ROWS_PER_STATEMENT;
 
 /// An instance row as one JSON array (SQLite), in [`InstanceRow`]'s order, the state embedded.
 pub(crate) const INSTANCE_JSON: &str =
