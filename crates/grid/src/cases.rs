@@ -563,18 +563,7 @@ impl Grid {
 
     /// One case with its timeline and what the caller may do.
     pub async fn case(&self, caller: &Caller, id: &str) -> Result<CaseDetail> {
-        let mut w = Where::new();
-        self.scope_where(caller, &mut w)?;
-        w.and("c.id = ?", [id.into()]);
-        let sql = format!("SELECT {COLUMNS} {FROM} {}", w.clause());
-        let row = w.bind(sqlx::query(sqlx::AssertSqlSafe(sql))).fetch_optional(self.db().reader()).await.db()?;
-        let case = row.map(|r| from_row(&r, self.now())).ok_or_else(|| Error::not_found("case"))?;
-        // The timeline, with the seal of each step for the integrity check below.
-        let sql = format!(
-            "SELECT {}, row_mac FROM grid_case_log WHERE case_id = $1 ORDER BY seq",
-            crate::integrity::STEP_COLUMNS
-        );
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id).fetch_all(self.db().reader()).await.db()?;
+        let (case, rows, integrity_violation) = self.case_checked(caller, id).await?;
         let timeline = rows
             .iter()
             .map(|r| CaseStep {
@@ -589,6 +578,7 @@ impl Grid {
         let mut actions = Vec::new();
         if case.status == "open"
             && caller.has(GRID_CASE_WORK)
+            && integrity_violation.is_none()
             && let Some(inst) = &case.instance_id
         {
             for element in self.flow().workable_elements(caller, inst).await? {
@@ -597,22 +587,37 @@ impl Grid {
         }
         let attachments = self.attachments(id).await?;
         let (platforms, deliveries) = self.case_platforms(id).await?;
-        let integrity_violation = self.check_case_integrity(id, &rows).await?;
-        if integrity_violation.is_some() {
-            actions.clear();
-        }
         Ok(CaseDetail { case, timeline, attachments, actions, platforms, deliveries, integrity_violation })
+    }
+
+    /// A case in the caller's scope with its timeline rows (sealed) and what its integrity check
+    /// found (`Some`: the record or its timeline was altered outside the platform).
+    async fn case_checked(&self, caller: &Caller, id: &str) -> Result<(Case, Vec<store::AnyRow>, Option<String>)> {
+        let mut w = Where::new();
+        self.scope_where(caller, &mut w)?;
+        w.and("c.id = ?", [id.into()]);
+        let sql = format!("SELECT {COLUMNS} {FROM} {}", w.clause());
+        let row = w.bind(sqlx::query(sqlx::AssertSqlSafe(sql))).fetch_optional(self.db().reader()).await.db()?;
+        let case = row.map(|r| from_row(&r, self.now())).ok_or_else(|| Error::not_found("case"))?;
+        // The timeline, with the seal of each step for the integrity check.
+        let sql = format!(
+            "SELECT {}, row_mac FROM grid_case_log WHERE case_id = $1 ORDER BY seq",
+            crate::integrity::STEP_COLUMNS
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id).fetch_all(self.db().reader()).await.db()?;
+        let integrity_violation = self.check_case_integrity(id, &rows).await?;
+        Ok((case, rows, integrity_violation))
     }
 
     /// Performs an action on a case: completes its open task of that stage (claiming it when
     /// the caller is a candidate) with the action's variables.
     pub async fn act(&self, caller: &Caller, actor: &Actor, id: &str, action: CaseAction) -> Result<CaseDetail> {
         caller.require(GRID_CASE_WORK)?;
-        let detail = self.case(caller, id).await?;
-        if let Some(what) = detail.integrity_violation {
+        // The case and its timeline as sealed (not the whole detail: that is read once, after).
+        let (case, _, integrity_violation) = self.case_checked(caller, id).await?;
+        if let Some(what) = integrity_violation {
             return Err(Error::new(kernel::ErrorCode::IntegrityViolation, what));
         }
-        let case = detail.case;
         if case.status != "open" {
             return Err(Error::conflict(format!("the case is already {}", case.status)));
         }
