@@ -365,6 +365,48 @@ async fn quiet_hours_hold_non_urgent_external_messages_and_preferences_are_valid
 }
 
 #[tokio::test]
+async fn a_backlog_of_deadline_warnings_goes_out_in_batches_once_per_task_and_level() {
+    for b in test_backends() {
+        let app = TestApp::start(b).await;
+        let flow = app.state.services.get::<flow::Flow>().unwrap().clone();
+        let admin = app.login("flowadmin").await;
+        let xml = r#"<?xml version="1.0"?><bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL" xmlns:zeebe="http://camunda.org/schema/zeebe/1.0" id="d">
+            <bpmn:process id="patrol" name="网格巡查" isExecutable="true"><bpmn:startEvent id="s"/>
+            <bpmn:userTask id="check" name="现场核查"><bpmn:extensionElements><zeebe:assignmentDefinition assignee="gridworker"/><zeebe:taskSchedule dueDate="PT1H"/></bpmn:extensionElements></bpmn:userTask>
+            <bpmn:endEvent id="e"/><bpmn:sequenceFlow id="f1" sourceRef="s" targetRef="check"/><bpmn:sequenceFlow id="f2" sourceRef="check" targetRef="e"/>
+            </bpmn:process></bpmn:definitions>"#;
+        let (s, def) = admin.json(Method::POST, "/api/v1/flow/definitions", Some(json!({"xml": xml}))).await;
+        assert_eq!(s, StatusCode::CREATED, "{def}");
+        let def_id = def["id"].as_str().unwrap();
+        // 600 patrols started at once, each task due within the hour: more than one batch.
+        let batch = (0..600).map(|i| (Some(format!("XC-{i:03}")), serde_json::Map::new())).collect();
+        flow.start_batch(def_id, batch).await.unwrap();
+        let count = |sql: &'static str| {
+            let db = app.state.db.clone();
+            async move { sqlx::query_scalar::<_, i64>(sql).fetch_one(db.reader()).await.unwrap() }
+        };
+        assert_eq!(flow.warn_deadlines().await.unwrap(), 500);
+        assert_eq!(flow.warn_deadlines().await.unwrap(), 100);
+        assert_eq!(flow.warn_deadlines().await.unwrap(), 0, "each task is warned once per level");
+        assert_eq!(count("SELECT COUNT(*) FROM notify_messages WHERE title = '即将到期：现场核查'").await, 600);
+        assert_eq!(count("SELECT COUNT(*) FROM flow_tasks WHERE warned = 1").await, 600);
+        // Overdue: the red warnings, to the assignee and the supervisor, again in two batches.
+        app.clock.advance_secs(3601);
+        assert_eq!(flow.warn_deadlines().await.unwrap(), 500);
+        assert_eq!(flow.warn_deadlines().await.unwrap(), 100);
+        assert_eq!(flow.warn_deadlines().await.unwrap(), 0);
+        assert_eq!(count("SELECT COUNT(*) FROM flow_tasks WHERE warned = 2").await, 600);
+        let sup = app.login("jiefang_admin").await;
+        let (_, inbox) = sup.json(Method::GET, "/api/v1/notify/inbox?page_size=5", None).await;
+        assert_eq!(inbox["total"], 600, "{inbox}");
+        let gw = app.login("gridworker").await;
+        let (_, inbox) = gw.json(Method::GET, "/api/v1/notify/inbox?page_size=5", None).await;
+        assert_eq!(inbox["total"], 1800, "an assignment, a yellow and a red warning per task: {inbox}");
+        assert_eq!(inbox["items"][0]["title"], "已超期：现场核查");
+    }
+}
+
+#[tokio::test]
 async fn tasks_notify_their_assignee_and_overdue_tasks_warn_the_supervisor() {
     for b in test_backends() {
         let app = TestApp::start(b).await;
