@@ -37,7 +37,7 @@ pub use instances::{
 pub use tasks::{StepRef, Task, TaskAction, TaskFilter, TaskView};
 pub use worker::spawn_workers;
 
-pub static MIGRATIONS: store::MigrationSet = store::migrations!("flow": 1 => portable "0001_flow", 2 => portable "0002_start_timers", 3 => portable "0003_task_instance_index", 4 => portable "0004_message_buffer", 5 => portable "0005_start_timer_cron", 6 => portable "0006_task_business_key_index", 7 => portable "0007_drop_history_at_index", 8 => portable "0008_task_warning_index");
+pub static MIGRATIONS: store::MigrationSet = store::migrations!("flow": 1 => portable "0001_flow", 2 => portable "0002_start_timers", 3 => portable "0003_task_instance_index", 4 => portable "0004_message_buffer", 5 => portable "0005_start_timer_cron", 6 => portable "0006_task_business_key_index", 7 => portable "0007_drop_history_at_index", 8 => portable "0008_task_warning_index", 9 => portable "0009_instance_end_index");
 
 /// Settings of the workflow runtime (`[flow]` in the config file).
 #[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
