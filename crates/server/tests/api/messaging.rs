@@ -364,20 +364,26 @@ async fn quiet_hours_hold_non_urgent_external_messages_and_preferences_are_valid
     }
 }
 
+/// Deploys 网格巡查: one user task for gridworker, due in an hour. Returns the definition's id.
+async fn deploy_patrol(admin: &crate::helpers::Session) -> String {
+    let xml = r#"<?xml version="1.0"?><bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL" xmlns:zeebe="http://camunda.org/schema/zeebe/1.0" id="d">
+            <bpmn:process id="patrol" name="网格巡查" isExecutable="true"><bpmn:startEvent id="s"/>
+            <bpmn:userTask id="check" name="现场核查"><bpmn:extensionElements><zeebe:assignmentDefinition assignee="gridworker"/><zeebe:taskSchedule dueDate="PT1H"/></bpmn:extensionElements></bpmn:userTask>
+            <bpmn:endEvent id="e"/><bpmn:sequenceFlow id="f1" sourceRef="s" targetRef="check"/><bpmn:sequenceFlow id="f2" sourceRef="check" targetRef="e"/>
+            </bpmn:process></bpmn:definitions>"#;
+    let (s, def) = admin.json(Method::POST, "/api/v1/flow/definitions", Some(json!({"xml": xml}))).await;
+    assert_eq!(s, StatusCode::CREATED, "{def}");
+    def["id"].as_str().unwrap().to_string()
+}
+
 #[tokio::test]
 async fn a_backlog_of_deadline_warnings_goes_out_in_batches_once_per_task_and_level() {
     for b in test_backends() {
         let app = TestApp::start(b).await;
         let flow = app.state.services.get::<flow::Flow>().unwrap().clone();
         let admin = app.login("flowadmin").await;
-        let xml = r#"<?xml version="1.0"?><bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL" xmlns:zeebe="http://camunda.org/schema/zeebe/1.0" id="d">
-            <bpmn:process id="patrol" name="网格巡查" isExecutable="true"><bpmn:startEvent id="s"/>
-            <bpmn:userTask id="check" name="现场核查"><bpmn:extensionElements><zeebe:assignmentDefinition assignee="gridworker"/><zeebe:taskSchedule dueDate="PT1H"/></bpmn:extensionElements></bpmn:userTask>
-            <bpmn:endEvent id="e"/><bpmn:sequenceFlow id="f1" sourceRef="s" targetRef="check"/><bpmn:sequenceFlow id="f2" sourceRef="check" targetRef="e"/>
-            </bpmn:process></bpmn:definitions>"#;
-        let (s, def) = admin.json(Method::POST, "/api/v1/flow/definitions", Some(json!({"xml": xml}))).await;
-        assert_eq!(s, StatusCode::CREATED, "{def}");
-        let def_id = def["id"].as_str().unwrap();
+        let def_id = deploy_patrol(&admin).await;
+        let def_id = def_id.as_str();
         // 600 patrols started at once, each task due within the hour: more than one batch.
         let batch = (0..600).map(|i| (Some(format!("XC-{i:03}")), serde_json::Map::new())).collect();
         flow.start_batch(def_id, batch).await.unwrap();
@@ -413,13 +419,7 @@ async fn tasks_notify_their_assignee_and_overdue_tasks_warn_the_supervisor() {
         let flow = app.state.services.get::<flow::Flow>().unwrap().clone();
         let n = app.state.services.get::<notify::Notify>().unwrap().clone();
         let admin = app.login("flowadmin").await;
-        let xml = r#"<?xml version="1.0"?><bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL" xmlns:zeebe="http://camunda.org/schema/zeebe/1.0" id="d">
-            <bpmn:process id="patrol" name="网格巡查" isExecutable="true"><bpmn:startEvent id="s"/>
-            <bpmn:userTask id="check" name="现场核查"><bpmn:extensionElements><zeebe:assignmentDefinition assignee="gridworker"/><zeebe:taskSchedule dueDate="PT1H"/></bpmn:extensionElements></bpmn:userTask>
-            <bpmn:endEvent id="e"/><bpmn:sequenceFlow id="f1" sourceRef="s" targetRef="check"/><bpmn:sequenceFlow id="f2" sourceRef="check" targetRef="e"/>
-            </bpmn:process></bpmn:definitions>"#;
-        let (s, _) = admin.json(Method::POST, "/api/v1/flow/definitions", Some(json!({"xml": xml}))).await;
-        assert_eq!(s, StatusCode::CREATED);
+        deploy_patrol(&admin).await;
         let (_, inst) = admin
             .json(
                 Method::POST,
