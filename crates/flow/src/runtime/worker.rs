@@ -36,37 +36,8 @@ pub fn spawn_workers(flow: &Flow, bg: &mut apikit::background::Background) {
     }
     {
         let flow = flow.clone();
-        let mut rx = bg.stop_signal();
-        bg.spawn(async move {
-            loop {
-                for _ in 0..WARN_ROUNDS {
-                    let started = std::time::Instant::now();
-                    match flow.warn_deadlines().await {
-                        // A backlog drains in the background: after each full batch the worker
-                        // rests three times as long as the batch took, so the single writer
-                        // stays free for requests most of the time.
-                        Ok(n) if n as i64 >= WARN_BATCH => {
-                            tokio::select! {
-                                _ = tokio::time::sleep(started.elapsed() * 3) => {}
-                                _ = rx.changed() => return,
-                            }
-                        }
-                        Ok(_) => break,
-                        Err(e) => {
-                            tracing::warn!(error = %e, "deadline warnings");
-                            break;
-                        }
-                    }
-                }
-                if let Err(e) = flow.cleanup_history().await {
-                    tracing::warn!(error = %e, "history cleanup");
-                }
-                tokio::select! {
-                    _ = tokio::time::sleep(Duration::from_secs(60)) => {}
-                    _ = rx.changed() => return,
-                }
-            }
-        });
+        let rx = bg.stop_signal();
+        bg.spawn(async move { deadline_loop(flow, rx).await });
     }
 }
 
@@ -99,6 +70,38 @@ async fn timer_loop(flow: Flow, mut rx: watch::Receiver<bool>) {
         };
         if wait > 0 && pause(&flow, &mut rx, wait).await {
             return;
+        }
+    }
+}
+
+/// Every minute: the deadline warnings (a backlog in paced batches), then the history cleanup.
+async fn deadline_loop(flow: Flow, mut rx: watch::Receiver<bool>) {
+    loop {
+        for _ in 0..WARN_ROUNDS {
+            let started = std::time::Instant::now();
+            match flow.warn_deadlines().await {
+                // A backlog drains in the background: after each full batch the worker rests
+                // three times as long as the batch took, so the single writer stays free for
+                // requests most of the time.
+                Ok(n) if n as i64 >= WARN_BATCH => {
+                    tokio::select! {
+                        _ = tokio::time::sleep(started.elapsed() * 3) => {}
+                        _ = rx.changed() => return,
+                    }
+                }
+                Ok(_) => break,
+                Err(e) => {
+                    tracing::warn!(error = %e, "deadline warnings");
+                    break;
+                }
+            }
+        }
+        if let Err(e) = flow.cleanup_history().await {
+            tracing::warn!(error = %e, "history cleanup");
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(60)) => {}
+            _ = rx.changed() => return,
         }
     }
 }
@@ -366,17 +369,14 @@ impl Flow {
             } else {
                 (self.fire_read_timers(batch).await?, None)
             };
-            fired += match n {
-                Some(n) => n,
+            match n {
+                Some(n) => {
+                    fired += n;
+                    ahead = next;
+                }
                 // Changed since it was read (fired or cancelled meanwhile, another writer):
                 // claim inside the write, and start reading afresh.
-                None => {
-                    ahead = None;
-                    self.claim_and_fire_timers().await?
-                }
-            };
-            if n.is_some() {
-                ahead = next;
+                None => fired += self.claim_and_fire_timers().await?,
             }
             if !full {
                 break;
