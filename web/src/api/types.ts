@@ -222,9 +222,16 @@ export const ADMIN_ROLE_NAMES: Record<string, string> = {
   auditor: '审计管理员',
 }
 
+const pad2 = (n: number) => String(n).padStart(2, '0')
+
+/** The calendar day of a time in the browser's time zone, `YYYY-MM-DD`. */
+export function formatDay(ms: number): string {
+  const d = new Date(ms)
+  return `${d.getFullYear()}-${pad2(d.getMonth() + 1)}-${pad2(d.getDate())}`
+}
+
 export function formatTime(ms: number | null | undefined): string {
   if (!ms) return '—'
   const d = new Date(ms)
-  const p = (n: number) => String(n).padStart(2, '0')
-  return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())} ${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}`
+  return `${formatDay(ms)} ${pad2(d.getHours())}:${pad2(d.getMinutes())}:${pad2(d.getSeconds())}`
 }
