@@ -82,6 +82,8 @@ pub struct Case {
     /// open, closed, rejected, merged
     pub status: String,
     pub duplicate_of: Option<String>,
+    /// The open main case (主件) of the same category nearby when this one was reported; cleared
+    /// when the dispatcher accepts this case on its own.
     pub possible_duplicate_of: Option<String>,
     pub instance_id: Option<String>,
     pub stage_due_at: Option<i64>,
@@ -739,13 +741,17 @@ impl Grid {
             ))
         })?;
         if let Some((cat, urgency)) = &set_category {
-            sqlx::query("UPDATE grid_cases SET category_id = $2, urgency = $3 WHERE id = $1")
-                .bind(&case.id)
-                .bind(&cat.id)
-                .bind(urgency)
-                .execute(&mut **ft.tx())
-                .await
-                .db()?;
+            // Accepted (立案) rather than merged: no longer a possible duplicate, and from now on a
+            // main case that later reports nearby are compared with.
+            sqlx::query(
+                "UPDATE grid_cases SET category_id = $2, urgency = $3, possible_duplicate_of = NULL WHERE id = $1",
+            )
+            .bind(&case.id)
+            .bind(&cat.id)
+            .bind(urgency)
+            .execute(&mut **ft.tx())
+            .await
+            .db()?;
             if let Some(t) = &learn {
                 Grid::learn(ft.tx(), t, &cat.id).await?;
             }

@@ -258,8 +258,11 @@ fn lat_band(lat: f64) -> i64 {
     (lat / LAT_BAND).floor() as i64
 }
 
-/// For each event with a position, the nearest open case of its category within the duplicate
-/// radius and window — filed before, or earlier in this batch. One query per eight events.
+/// For each event with a position, the nearest open main case (主件: not itself flagged as a
+/// possible duplicate) of its category within the duplicate radius and window — filed before, or
+/// earlier in this batch. Duplicates point at the case the dispatcher merges them into, not at
+/// one another, and a spot where reports pile up holds a few main cases to compare with, not
+/// every report made there. One query per `ROWS` events.
 async fn possible_duplicates(g: &Grid, tx: &mut Tx, items: &[&Prepared], now: i64) -> Result<Vec<Option<String>>> {
     let o = g.options();
     let since = now - o.duplicate_window_minutes * 60_000;
@@ -268,7 +271,7 @@ async fn possible_duplicates(g: &Grid, tx: &mut Tx, items: &[&Prepared], now: i6
         items.iter().enumerate().filter_map(|(i, it)| it.point.map(|p| (i, it.category_id.as_str(), p))).collect();
     // Candidates per event: (distance, case id).
     let mut best: Vec<Option<(f64, String)>> = vec![None; items.len()];
-    let mut offer = |i: usize, d: f64, id: &str| {
+    let offer = |best: &mut Vec<Option<(f64, String)>>, i: usize, d: f64, id: &str| {
         if d <= radius && best[i].as_ref().is_none_or(|(b, _)| d < *b) {
             best[i] = Some((d, id.to_string()));
         }
@@ -299,8 +302,8 @@ async fn possible_duplicates(g: &Grid, tx: &mut Tx, items: &[&Prepared], now: i6
                 let distance = "(lon - ?) * (lon - ?) * ? + (lat - ?) * (lat - ?)";
                 let distance_values = [p.lon, p.lon, scale, p.lat, p.lat].map(Bound::Real);
                 let cond = format!(
-                    "category_id = ? AND lat_band IN ({band_marks}) AND status = 'open' AND lon BETWEEN ? AND ?
-                        AND lat BETWEEN ? AND ? AND created_at + 0 >= ?"
+                    "category_id = ? AND lat_band IN ({band_marks}) AND status = 'open' AND possible_duplicate_of IS NULL
+                        AND lon BETWEEN ? AND ? AND lat BETWEEN ? AND ? AND created_at + 0 >= ?"
                 );
                 let cond_values = std::iter::once(Bound::from(*cat))
                     .chain(bands)
@@ -327,14 +330,15 @@ async fn possible_duplicates(g: &Grid, tx: &mut Tx, items: &[&Prepared], now: i6
         for r in q.fetch_all(&mut **tx).await.db()? {
             let Some(id) = r.get::<Option<String>, _>(1) else { continue };
             let (i, _, p) = chunk[r.get::<i64, _>(0) as usize];
-            offer(i, p.distance_m(LonLat::new(r.get(2), r.get(3))), &id);
+            offer(&mut best, i, p.distance_m(LonLat::new(r.get(2), r.get(3))), &id);
         }
     }
-    // Events of this batch repeat the ones before them.
+    // Events of this batch repeat the main cases before them (in order, so an earlier event's
+    // answer is final when a later one looks at it).
     for (a, (i, cat, p)) in boxed.iter().enumerate() {
         for (j, other, q) in &boxed[..a] {
-            if other == cat {
-                offer(*i, p.distance_m(*q), &items[*j].id);
+            if other == cat && best[*j].is_none() {
+                offer(&mut best, *i, p.distance_m(*q), &items[*j].id);
             }
         }
     }

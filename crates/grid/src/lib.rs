@@ -33,7 +33,7 @@ use kernel::{Clock, Error, Result};
 use serde::{Deserialize, Serialize};
 use store::{Db, DbResultExt, Row};
 
-pub static MIGRATIONS: store::MigrationSet = store::migrations!("grid": 1 => portable "0001_grid", 2 => "0002_attachments", 3 => portable "0003_case_indexes", 4 => portable "0004_people", 5 => portable "0005_registry", 6 => portable "0006_platforms", 7 => portable "0007_places", 8 => "0008_open_nearby", 9 => portable "0009_case_seals", 10 => portable "0010_record_seals");
+pub static MIGRATIONS: store::MigrationSet = store::migrations!("grid": 1 => portable "0001_grid", 2 => "0002_attachments", 3 => portable "0003_case_indexes", 4 => portable "0004_people", 5 => portable "0005_registry", 6 => portable "0006_platforms", 7 => portable "0007_places", 8 => "0008_open_nearby", 9 => portable "0009_case_seals", 10 => portable "0010_record_seals", 11 => portable "0011_main_cases_nearby");
 
 /// The case process shipped with the platform (deployed on first start; editable in the designer
 /// as long as the user task ids stay).

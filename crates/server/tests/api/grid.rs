@@ -239,13 +239,21 @@ async fn resolved_on_the_spot_closes_at_once_and_duplicates_are_flagged_and_merg
         let report = |lat: f64, ext: &str| json!({"source": "citizen", "external_id": ext, "category_code": "BJ0101", "description": "井盖破损", "lon": w[0], "lat": lat});
         let (_, c) = disp.json(Method::POST, "/api/v1/grid/cases", Some(report(edge - 0.0001, "ssp-2"))).await;
         let (_, d) = disp.json(Method::POST, "/api/v1/grid/cases", Some(report(edge + 0.0001, "ssp-3"))).await;
-        let (_, e) = disp.json(Method::POST, "/api/v1/grid/cases", Some(report(edge + 0.0007, "ssp-4"))).await;
+        let (_, e) = disp.json(Method::POST, "/api/v1/grid/cases", Some(report(edge + 0.0004, "ssp-4"))).await;
         assert!(c["case"]["possible_duplicate_of"].is_null(), "{c}");
         assert_eq!(d["case"]["possible_duplicate_of"], c["case"]["id"], "{d}");
-        assert!(e["case"]["possible_duplicate_of"].is_null(), "67 m from the nearest: {e}");
-        // Two open cases in reach (44 m and 22 m): the nearer one is named.
-        let (_, f) = disp.json(Method::POST, "/api/v1/grid/cases", Some(report(edge + 0.0005, "ssp-5"))).await;
-        assert_eq!(f["case"]["possible_duplicate_of"], e["case"]["id"], "the nearest of two: {f}");
+        // 33 m from d, but d is itself a possible duplicate; 56 m from the main case c.
+        assert!(e["case"]["possible_duplicate_of"].is_null(), "56 m from the nearest main case: {e}");
+        // Two main cases in reach (c 33 m, e 22 m) and a flagged one nearer still (d, 11 m): the
+        // nearer main case is named.
+        let (_, f) = disp.json(Method::POST, "/api/v1/grid/cases", Some(report(edge + 0.0002, "ssp-5"))).await;
+        assert_eq!(f["case"]["possible_duplicate_of"], e["case"]["id"], "the nearest main case: {f}");
+        // Accepted on its own, d is a main case: the next report beside it names it.
+        let (s, body) = act(&disp, d["case"]["id"].as_str().unwrap(), json!({"action": "accept"})).await;
+        assert_eq!(s, StatusCode::OK, "{body}");
+        assert!(body["possible_duplicate_of"].is_null(), "{body}");
+        let (_, g) = disp.json(Method::POST, "/api/v1/grid/cases", Some(report(edge + 0.00011, "ssp-6"))).await;
+        assert_eq!(g["case"]["possible_duplicate_of"], d["case"]["id"], "{g}");
         let bid = b["id"].as_str().unwrap();
         let (s, body) = act(&disp, bid, json!({"action": "merge", "into": a})).await;
         assert_eq!(s, StatusCode::OK, "{body}");
