@@ -155,15 +155,21 @@ impl Db {
                 );
                 let make = |max: u32, extra: &str| {
                     let pragmas = format!("{pragmas} {extra}");
-                    AnyPoolOptions::new().max_connections(max).acquire_timeout(opts.acquire_timeout).after_connect(
-                        move |conn, _| {
+                    // No ping before handing out a connection: an in-process SQLite connection
+                    // cannot have been lost, each ping is a round trip to its worker thread, and
+                    // a request cancelled during that ping would drop the connection (sqlx's
+                    // `Pool::acquire` notes) — for the single writer, a reconnect.
+                    AnyPoolOptions::new()
+                        .max_connections(max)
+                        .acquire_timeout(opts.acquire_timeout)
+                        .test_before_acquire(false)
+                        .after_connect(move |conn, _| {
                             let pragmas = pragmas.clone();
                             Box::pin(async move {
                                 conn.execute(sqlx::raw_sql(sqlx::AssertSqlSafe(pragmas))).await?;
                                 Ok(())
                             })
-                        },
-                    )
+                        })
                 };
                 // Open the writer first so the file and WAL mode exist before readers connect.
                 let autocheckpoint = format!("PRAGMA wal_autocheckpoint = {WRITER_AUTOCHECKPOINT_PAGES};");
