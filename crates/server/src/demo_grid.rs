@@ -537,6 +537,20 @@ pub async fn seed(state: &AppState) -> anyhow::Result<()> {
             to: "report",
             urgency: "normal",
         },
+        // The same thing reported again by a citizen 20 m away: flagged as a possible duplicate of
+        // the patrol's report, for the dispatcher to merge.
+        Report {
+            who: "dispatcher",
+            source: "hotline",
+            ext: Some("12345-20261121-0231"),
+            category: "BJ0401",
+            title: "树枝挡住了限速牌",
+            description: "市民来电：山大路北段路边的树长得太密，把限速牌挡住了，开车看不见。",
+            address: "山大路北段",
+            at: near(0.0008, 0.00142),
+            to: "report",
+            urgency: "normal",
+        },
         Report {
             who: "dispatcher",
             source: "hotline",
