@@ -537,7 +537,7 @@ pub async fn seed(state: &AppState) -> anyhow::Result<()> {
             to: "report",
             urgency: "normal",
         },
-        // The same thing reported again by a citizen 20 m away: flagged as a possible duplicate of
+        // The same thing reported again by a citizen 24 m away: flagged as a possible duplicate of
         // the patrol's report, for the dispatcher to merge.
         Report {
             who: "dispatcher",
