@@ -84,9 +84,8 @@ async fn deadline_loop(flow: Flow, mut rx: watch::Receiver<bool>) {
                 // three times as long as the batch took, so the single writer stays free for
                 // requests most of the time.
                 Ok(n) if n as i64 >= WARN_BATCH => {
-                    tokio::select! {
-                        _ = tokio::time::sleep(started.elapsed() * 3) => {}
-                        _ = rx.changed() => return,
+                    if rest(&mut rx, started.elapsed() * 3).await {
+                        return;
                     }
                 }
                 Ok(_) => break,
@@ -99,10 +98,17 @@ async fn deadline_loop(flow: Flow, mut rx: watch::Receiver<bool>) {
         if let Err(e) = flow.cleanup_history().await {
             tracing::warn!(error = %e, "history cleanup");
         }
-        tokio::select! {
-            _ = tokio::time::sleep(Duration::from_secs(60)) => {}
-            _ = rx.changed() => return,
+        if rest(&mut rx, Duration::from_secs(60)).await {
+            return;
         }
+    }
+}
+
+/// Sleeps for `d`; true when the workers are told to stop meanwhile.
+async fn rest(rx: &mut watch::Receiver<bool>, d: Duration) -> bool {
+    tokio::select! {
+        _ = tokio::time::sleep(d) => false,
+        _ = rx.changed() => true,
     }
 }
 
